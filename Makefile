@@ -1,0 +1,68 @@
+# Loopline: every CI stage is one target here, so the pipeline runs the same way locally.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip
+LOOPLINE := $(BIN)/loopline
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install sysdeps models up test test-unit test-integration test-e2e test-deploy lint bench soak clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first and pinned: any other spec pulls a multi-GB CUDA build
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[all,dev]'
+	@rm -f $(VENV)/.installed-*; touch $@
+
+install: $(STAMP) ## create .venv and install Loopline with every extra
+
+sysdeps: ## Debian packages the checks need (chromium, docker-compose, groovy); skipped when present
+	@missing=""; for p in chromium:chromium docker-compose:docker-compose groovy:groovy; do \
+	  command -v $${p%%:*} >/dev/null || missing="$$missing $${p##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing (tests that need them will fail)"; fi; fi
+
+models: install ## build the tiny offline models into the registry when it is empty
+	$(LOOPLINE) models bootstrap --tiny --if-empty
+
+up: install models ## install, build models if needed, start the whole embedded stack
+	$(LOOPLINE) up
+
+test: install sysdeps ## install, then run the whole test suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: install ## unit tests only
+	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
+
+test-integration: install ## integration tests (real servers on loopback)
+	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
+
+test-e2e: install sysdeps ## browser tests
+	$(BIN)/python -m pytest -m e2e $(PYTEST_ARGS)
+
+test-deploy: install sysdeps ## deployment-artifact checks
+	$(BIN)/python -m pytest -m deploy $(PYTEST_ARGS)
+
+lint: install ## ruff
+	$(BIN)/ruff check services tests scripts
+
+bench: install ## performance harness on real-size random-weight models (see docs/performance.md)
+	$(LOOPLINE) bench
+
+soak: install ## bounded soak + long fuzz (see README, Reliability)
+	$(LOOPLINE) soak
+
+clean: ## remove the venv and run-time data (registry, state)
+	rm -rf $(VENV) data/registry data/state bench/results test-output
+
+-include mk/*.mk

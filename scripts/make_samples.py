@@ -1,0 +1,79 @@
+"""Regenerate data/samples/ deterministically (images drawn with PIL, small QA/VQA sets)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+OUT = Path(__file__).resolve().parent.parent / "data" / "samples"
+
+SHAPES = [
+    ("red_square.png", "red", "square"),
+    ("blue_circle.jpg", "blue", "circle"),
+    ("green_triangle.png", "green", "triangle"),
+    ("yellow_square.jpg", "yellow", "square"),
+    ("orange_circle.png", "orange", "circle"),
+    ("purple_triangle.jpg", "purple", "triangle"),
+]
+
+
+def draw(color: str, shape: str, size: tuple[int, int] = (160, 120)) -> Image.Image:
+    img = Image.new("RGB", size, "white")
+    d = ImageDraw.Draw(img)
+    w, h = size
+    box = (w // 4, h // 6, 3 * w // 4, 5 * h // 6)
+    if shape == "square":
+        d.rectangle(box, fill=color)
+    elif shape == "circle":
+        d.ellipse(box, fill=color)
+    else:
+        d.polygon([(w // 2, h // 6), (w // 4, 5 * h // 6), (3 * w // 4, 5 * h // 6)], fill=color)
+    return img
+
+
+def style_image(size: int = 128) -> Image.Image:
+    img = Image.new("RGB", (size, size), "navy")
+    d = ImageDraw.Draw(img)
+    for i in range(0, size, 16):
+        d.line([(i, 0), (size - i, size)], fill="gold", width=4)
+        d.ellipse((i, i, i + 12, i + 12), fill="crimson")
+    return img
+
+
+def main() -> None:
+    (OUT / "images").mkdir(parents=True, exist_ok=True)
+    (OUT / "content").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name, color, shape in SHAPES:
+        img = draw(color, shape)
+        img.save(OUT / "images" / name, quality=90) if name.endswith(".jpg") else img.save(OUT / "images" / name)
+        rows.append({"image_path": f"samples/images/{name}", "question": "what color is the shape?", "answer": color})
+        rows.append({"image_path": f"samples/images/{name}", "question": "what shape is this?", "answer": shape})
+    with (OUT / "vqa.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["image_path", "question", "answer"])
+        writer.writeheader()
+        writer.writerows(rows)
+    for i, (_, color, shape) in enumerate(SHAPES[:4]):
+        draw(color, shape, (96, 96)).save(OUT / "content" / f"content_{i}.png")
+    style_image().save(OUT / "style.png")
+    contexts = [
+        ("France is a country in Europe. Its capital city is Paris, which is known for the Eiffel Tower and Louvre Museum.",
+         [("What is the capital of France?", "Paris"), ("Where is France?", "Europe")]),
+        ("The red chair stands next to a blue table. A green lamp is on the table.",
+         [("What color is the chair?", "red"), ("What is on the table?", "A green lamp")]),
+        ("Loopline serves three model families behind one gateway. It was built in 2026 by a small team.",
+         [("When was Loopline built?", "2026"), ("How many model families does Loopline serve?", "three")]),
+    ]
+    data = []
+    for ci, (context, qas) in enumerate(contexts):
+        data.append({"title": f"sample-{ci}", "paragraphs": [{"context": context, "qas": [
+            {"id": f"q{ci}-{qi}", "question": q, "answers": [{"text": a, "answer_start": context.index(a)}]}
+            for qi, (q, a) in enumerate(qas)]}]})
+    (OUT / "qa.json").write_text(json.dumps({"version": "1.1", "data": data}, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""The ``loopline`` command: run the stack, serve one service, manage the registry."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.common.errors import LooplineError
+from services.common.registry import Registry
+from services.common.settings import CommonSettings
+
+app = typer.Typer(help="Loopline: serve, fine-tune and watch VQA, QA and style-transfer models.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+console = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> CommonSettings:
+    try:
+        return CommonSettings()
+    except ValueError as exc:
+        err.print(f"[red]bad setting:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _registry() -> Registry:
+    return Registry(_settings().registry)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+@app.command()
+def up(services: Annotated[list[str] | None, typer.Argument(help="subset of services (default: all)")] = None) -> None:
+    """Start the whole embedded stack on 127.0.0.1 (Ctrl-C stops it)."""
+    from services.common.stack import AlreadyRunning, run_stack
+
+    try:
+        raise typer.Exit(run_stack(_settings(), services))
+    except AlreadyRunning as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def serve(service: Annotated[str, typer.Argument(help="gateway | vqa | qa | style | finetune | watchdog")],
+          port: Annotated[int | None, typer.Option(help="override the port setting")] = None) -> None:
+    """Run one service in the foreground."""
+    import uvicorn
+
+    from services.common.entrypoints import ENTRYPOINTS, load_factory
+
+    if service not in ENTRYPOINTS:
+        _fail(f"unknown service {service!r}; expected one of {', '.join(ENTRYPOINTS)}", 2)
+    settings = _settings()
+    try:
+        application = load_factory(service)()
+    except ValueError as exc:  # pydantic ValidationError is a ValueError: a bad setting
+        _fail(f"cannot start {service}: {exc}", 2)
+    uvicorn.run(application, host=settings.host, port=port or settings.port_of(service), log_config=None,
+                access_log=False, timeout_graceful_shutdown=10)
+
+
+# -- registry ------------------------------------------------------------------------
+@models_app.command("list")
+def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every model with its task, versions and aliases."""
+    reg = _registry()
+    rows = [{"model": m, "task": reg.task_of(m), "versions": reg.versions(m),
+             "production": reg.resolve(m, "production"), "canary": reg.resolve(m, "canary"),
+             "canary_weight": reg.aliases(m)["canary_weight"]} for m in reg.models()]
+    if as_json:
+        console.print_json(json.dumps(rows))
+        return
+    table = Table("model", "task", "versions", "production", "canary")
+    for r in rows:
+        canary = f"{r['canary']} ({r['canary_weight']:.0%})" if r["canary"] is not None else "-"
+        table.add_row(r["model"], r["task"], ",".join(map(str, r["versions"])), str(r["production"]), canary)
+    console.print(table if rows else "the registry is empty: run `loopline models bootstrap --tiny`")
+
+
+@models_app.command("show")
+def models_show(model: str) -> None:
+    """A model's manifests and aliases as JSON."""
+    _guard(lambda: console.print_json(json.dumps(_registry().describe(model))))
+
+
+@models_app.command("promote")
+def models_promote(model: str, version: int,
+                   alias: Annotated[str, typer.Option(help="production or canary")] = "production",
+                   weight: Annotated[float | None, typer.Option(help="canary traffic share, 0..1")] = None) -> None:
+    """Point an alias at a version."""
+    data = _guard(lambda: _registry().promote(model, version, alias, weight, actor="cli"))
+    console.print(f"{model}: {alias} -> v{version}" + (f" at {data['canary_weight']:.0%}" if alias == "canary" else ""))
+
+
+@models_app.command("rollback")
+def models_rollback(model: str) -> None:
+    """Production goes back to its previous version."""
+    data = _guard(lambda: _registry().rollback(model, actor="cli"))
+    console.print(f"{model}: production -> v{data['production']}")
+
+
+@models_app.command("verify")
+def models_verify(model: Annotated[str | None, typer.Argument()] = None) -> None:
+    """Check every file against its manifest sha256; exit 1 on any mismatch."""
+    problems = _guard(lambda: _registry().verify(model))
+    for p in problems:
+        err.print(f"[red]FAIL[/red] {p}")
+    if problems:
+        raise typer.Exit(1)
+    console.print("all versions verified")
+
+
+@models_app.command("bootstrap")
+def models_bootstrap(tiny: Annotated[bool, typer.Option("--tiny", help="tiny random-weight models, offline")] = False,
+                     if_empty: Annotated[bool, typer.Option("--if-empty", help="skip models already present")] = False) -> None:
+    """Build models offline and register each as a new production version."""
+    from services.common.bootstrap import bootstrap_tiny
+
+    if not tiny:
+        _fail("only --tiny is built offline; use `loopline models pull` for real checkpoints", 2)
+    made = _guard(lambda: bootstrap_tiny(_registry(), if_empty=if_empty))
+    for ref in made:
+        console.print(f"built {ref.model} v{ref.version}")
+    if not made:
+        console.print("registry already holds every model; nothing built")
+
+
+@models_app.command("pull")
+def models_pull(model: Annotated[str, typer.Argument(help="vqa-blip or qa-extractive")],
+                hub_id: Annotated[str | None, typer.Option(help="hub repository id")] = None,
+                promote: Annotated[bool, typer.Option(help="make it production")] = False) -> None:
+    """Fetch a real checkpoint from the Hugging Face hub and register it."""
+    from services.common.bootstrap import HubUnreachable, pull
+
+    try:
+        ref = pull(_registry(), model, hub_id, promote)
+    except (HubUnreachable, ValueError) as exc:
+        _fail(str(exc))
+    console.print(f"registered {ref.model} v{ref.version}")
+
+
+def _guard(fn: Any) -> Any:
+    try:
+        return fn()
+    except LooplineError as exc:
+        _fail(exc.message)
+
+
+def register_optional_commands() -> None:
+    """Commands whose modules carry heavy imports register themselves lazily."""
+    import importlib
+
+    for module in ("services.finetune.cli", "services.watchdog.cli", "services.bench.cli"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name and module.startswith(exc.name):
+                continue
+            raise
+        mod.register(app)
+
+
+def main() -> None:
+    register_optional_commands()
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

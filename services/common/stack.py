@@ -1,0 +1,131 @@
+"""``loopline up``: one child process per service on loopback, logs prefixed, clean Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+from filelock import FileLock, Timeout
+
+from .settings import CommonSettings
+
+STACK_SERVICES = ("vqa", "qa", "style", "finetune", "gateway")
+COLORS = {"gateway": 36, "vqa": 35, "qa": 33, "style": 32, "finetune": 34, "watchdog": 31}
+
+
+class AlreadyRunning(RuntimeError):
+    pass
+
+
+def port_busy(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def available_services() -> list[str]:
+    """Services whose entry point exists in this checkout (later issues add more)."""
+    from .entrypoints import ENTRYPOINTS, importable
+
+    return [s for s in STACK_SERVICES if s in ENTRYPOINTS and importable(s)]
+
+
+def _pump(name: str, stream: "subprocess._TextIO", color: bool) -> None:  # type: ignore[name-defined]
+    prefix = f"\x1b[{COLORS.get(name, 37)}m{name:>8}\x1b[0m | " if color else f"{name:>8} | "
+    for line in iter(stream.readline, ""):
+        sys.stdout.write(prefix + line)
+        sys.stdout.flush()
+
+
+def run_stack(settings: CommonSettings, services: Sequence[str] | None = None, wait_ready_s: float = 120.0) -> int:
+    services = list(services or available_services())
+    settings.state.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(settings.state / "stack.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise AlreadyRunning(f"Loopline is already running from {settings.data_dir} "
+                             f"(gateway http://{settings.host}:{settings.gateway_port}); stop it with Ctrl-C first") from None
+    try:
+        busy = [f"{s} :{settings.port_of(s)}" for s in services if port_busy(settings.host, settings.port_of(s))]
+        if busy:
+            raise AlreadyRunning("ports already in use: " + ", ".join(busy) +
+                                 " (another Loopline or another program); set LOOPLINE_<SERVICE>_PORT to move")
+        return _supervise(settings, services, wait_ready_s)
+    finally:
+        lock.release()
+
+
+def _supervise(settings: CommonSettings, services: list[str], wait_ready_s: float) -> int:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", LOOPLINE_DATA_DIR=str(settings.data_dir))
+    color = sys.stdout.isatty()
+    children: dict[str, subprocess.Popen[str]] = {}
+    stopping = threading.Event()
+
+    def stop(*_: object) -> None:
+        stopping.set()
+
+    old_int = signal.signal(signal.SIGINT, stop)
+    old_term = signal.signal(signal.SIGTERM, stop)
+    try:
+        for name in services:
+            proc = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", name], env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    start_new_session=True)
+            children[name] = proc
+            threading.Thread(target=_pump, args=(name, proc.stdout, color), daemon=True).start()
+        base = f"http://{settings.host}:{settings.gateway_port}"
+        ready = _wait_ready(settings, services, wait_ready_s, stopping)
+        print(f"\nLoopline {'is up' if ready else 'started (some services still loading)'}:\n"
+              f"  UI        {base}/\n  API       {base}/v1/...  (docs {base}/docs)\n"
+              f"  health    {base}/healthz   ready {base}/readyz\n  Ctrl-C stops everything.\n", flush=True)
+        while not stopping.is_set():
+            for name, proc in children.items():
+                if proc.poll() is not None:
+                    print(f"{name} exited with code {proc.returncode}; stopping the stack", flush=True)
+                    stopping.set()
+                    break
+            stopping.wait(0.5)
+        return 0 if all(p.poll() in (None, 0, -signal.SIGTERM) for p in children.values()) else 1
+    finally:
+        _terminate(children)
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+
+
+def _wait_ready(settings: CommonSettings, services: list[str], deadline_s: float, stopping: threading.Event) -> bool:
+    deadline = time.monotonic() + deadline_s
+    pending = set(services)
+    while pending and time.monotonic() < deadline and not stopping.is_set():
+        for name in list(pending):
+            try:
+                if httpx.get(f"http://{settings.host}:{settings.port_of(name)}/readyz", timeout=1.0).status_code == 200:
+                    pending.discard(name)
+            except httpx.HTTPError:
+                pass
+        stopping.wait(0.5)
+    return not pending
+
+
+def _terminate(children: dict[str, subprocess.Popen[str]], grace_s: float = 10.0) -> None:
+    for proc in children.values():
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for proc in children.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+
