@@ -1,0 +1,199 @@
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from services.common.errors import BadRequest, Conflict, NotFound
+from services.common.registry import Registry
+
+pytestmark = pytest.mark.unit
+
+
+def _write_files(content: bytes = b"weights"):
+    def write(d: Path) -> None:
+        (d / "model.bin").write_bytes(content)
+        (d / "sub").mkdir()
+        (d / "sub" / "tok.json").write_text("{}")
+    return write
+
+
+def test_versions_are_numbered_with_manifest_and_sha256(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    v1 = reg.create_version("m", task="qa", framework="torch", write=_write_files(b"a"))
+    v2 = reg.create_version("m", task="qa", framework="torch", write=_write_files(b"b"),
+                            lineage={"parent_version": 1, "dataset_sha256": "x" * 64})
+    assert (v1.version, v2.version) == (1, 2)
+    assert reg.versions("m") == [1, 2]
+    man = reg.manifest("m", 2)
+    assert set(man["files"]) == {"model.bin", "sub/tok.json"}
+    assert man["lineage"]["parent_version"] == 1 and man["kind"] == "full" and man["task"] == "qa"
+    assert reg.models() == ["m"]
+
+
+def test_bad_names_and_task_mismatch_are_refused(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    with pytest.raises(BadRequest):
+        reg.create_version("../evil", task="qa", framework="torch", write=_write_files())
+    reg.create_version("m", task="qa", framework="torch", write=_write_files())
+    with pytest.raises(Conflict):
+        reg.create_version("m", task="vqa", framework="torch", write=_write_files())
+    assert reg.versions("m") == [1]
+
+
+def test_failed_write_leaves_no_version(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+
+    def boom(d: Path) -> None:
+        (d / "half.bin").write_bytes(b"x" * 100)
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        reg.create_version("m", task="qa", framework="torch", write=boom)
+    assert reg.versions("m") == []
+    assert not list((tmp_path / "m").glob(".tmp-*"))
+
+
+_SLOW_WRITER = """
+import sys, time
+from pathlib import Path
+from services.common.registry import Registry
+def write(d):
+    with (d / "big.bin").open("wb") as fh:
+        for i in range(10_000):
+            fh.write(b"x" * 4096)
+            fh.flush()
+            if i == 5:
+                print("writing", flush=True)
+            time.sleep(0.01)
+Registry(Path(sys.argv[1])).create_version("m", task="qa", framework="torch", write=write)
+"""
+
+
+def test_kill_9_mid_write_never_lists_a_half_version(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    reg.create_version("m", task="qa", framework="torch", write=_write_files())
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert reg.versions("m") == [1]
+    assert list((tmp_path / "m").glob(".tmp-*")), "the killed writer's temp dir should still be there"
+    assert reg.verify() == []
+    assert reg.create_version("m", task="qa", framework="torch", write=_write_files()).version == 2
+    assert reg.clean_partial() and not list((tmp_path / "m").glob(".tmp-*"))
+
+
+def _promote_many(root: str, start: int, n: int) -> None:
+    reg = Registry(Path(root))
+    for i in range(n):
+        reg.promote("m", 1 + (start + i) % 3, "canary" if i % 2 else "production", weight=0.2)
+
+
+def test_concurrent_promotions_leave_valid_aliases(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    for _ in range(3):
+        reg.create_version("m", task="qa", framework="torch", write=_write_files())
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_promote_many, args=(str(tmp_path), k, 25)) for k in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    data = json.loads((tmp_path / "m" / "aliases.json").read_text())
+    assert len(data["history"]) == 50, "every promotion is recorded: none lost to a race"
+    assert data["production"] in (1, 2, 3)
+    assert not list((tmp_path / "m").glob(".aliases.json.*"))
+
+
+def test_rollback_walks_the_history(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    for _ in range(3):
+        reg.create_version("m", task="qa", framework="torch", write=_write_files())
+    for v in (1, 2, 3):
+        reg.promote("m", v)
+    assert reg.rollback("m")["production"] == 2
+    assert reg.rollback("m")["production"] == 1
+    with pytest.raises(Conflict):
+        reg.rollback("m")
+    assert reg.resolve("m") == 1
+    reg.promote("m", 3)
+    assert reg.rollback("m")["production"] == 1
+
+
+def test_canary_weight_and_promotion_ends_canary(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    for _ in range(2):
+        reg.create_version("m", task="qa", framework="torch", write=_write_files())
+    reg.promote("m", 1)
+    reg.promote("m", 2, "canary", weight=0.25)
+    assert reg.aliases("m")["canary_weight"] == 0.25
+    with pytest.raises(BadRequest):
+        reg.promote("m", 2, "canary", weight=1.5)
+    with pytest.raises(NotFound):
+        reg.promote("m", 9)
+    reg.promote("m", 2)
+    a = reg.aliases("m")
+    assert a["production"] == 2 and a["canary"] is None
+
+
+def test_verify_catches_a_changed_byte(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    ref = reg.create_version("m", task="qa", framework="torch", write=_write_files(b"0123456789"))
+    assert reg.verify() == []
+    path = ref.path / "model.bin"
+    data = bytearray(path.read_bytes())
+    data[3] ^= 1
+    path.write_bytes(bytes(data))
+    problems = reg.verify()
+    assert len(problems) == 1 and "model.bin" in problems[0]
+
+
+def test_bootstrap_is_reproducible(tmp_path: Path, tiny_registry_template: Path) -> None:
+    from services.common.bootstrap import bootstrap_tiny
+
+    reg = Registry(tmp_path)
+    bootstrap_tiny(reg)
+    first = Registry(tiny_registry_template)
+    assert reg.models() == first.models() == ["qa-extractive", "style-mosaic", "style-sketch", "vqa-blip"]
+    for m in reg.models():
+        assert reg.manifest(m, 1)["files"] == first.manifest(m, 1)["files"], m
+        assert reg.resolve(m) == 1
+    assert bootstrap_tiny(reg, if_empty=True) == []
+
+
+def test_cli_models_commands(tmp_path: Path, tiny_registry_template: Path) -> None:
+    import shutil
+    shutil.copytree(tiny_registry_template, tmp_path / "registry")
+    env = dict(os.environ, LOOPLINE_DATA_DIR=str(tmp_path))
+    run = lambda *a: subprocess.run([sys.executable, "-m", "services.cli", "models", *a], env=env,  # noqa: E731
+                                    capture_output=True, text=True, timeout=120)
+    out = run("list", "--json")
+    assert out.returncode == 0, out.stderr
+    assert {r["model"] for r in json.loads(out.stdout)} >= {"vqa-blip", "qa-extractive"}
+    assert run("promote", "vqa-blip", "1", "--alias", "canary", "--weight", "0.3").returncode == 0
+    bad = run("rollback", "vqa-blip")
+    assert bad.returncode == 1 and "no earlier production version" in bad.stderr
+    assert run("verify").returncode == 0
+    (tmp_path / "registry" / "qa-extractive" / "1" / "config.json").write_text("{}")
+    ver = run("verify")
+    assert ver.returncode == 1 and "config.json" in ver.stderr
+
+
+def test_pull_offline_fails_with_one_sentence(tmp_path: Path) -> None:
+    env = dict(os.environ, LOOPLINE_DATA_DIR=str(tmp_path))
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "services.cli", "models", "pull", "qa-extractive"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert "cannot be reached" in out.stderr and "Traceback" not in out.stderr
+    assert time.monotonic() - t0 < 60
