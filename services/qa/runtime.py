@@ -1,0 +1,139 @@
+"""Extractive QA runtime: long contexts in overlapping windows, best valid span wins.
+
+Confidence of an answer = softmax(start logits)[i] * softmax(end logits)[j], both
+softmaxes taken over the context tokens of the window the span came from; the span with
+the highest start+end logit across all windows wins (j >= i, at most
+``max_answer_tokens`` long, never inside the question).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI
+from pydantic import Field
+
+from services.common.errors import Invalid
+from services.common.runtime import ModelRuntime, PredictRequest
+from services.common.serving import create_serving_app
+from services.common.settings import ServingSettings
+from services.common.torch_shared import TorchRuntimeMixin, inference_context, set_threads
+
+MAX_WINDOWS_PER_CALL = 32  # bounds memory for very long contexts
+
+
+class QaRequest(PredictRequest):
+    question: str = Field(..., min_length=1, description="the question")
+    context: str = Field(..., min_length=1, description="text that contains the answer; any length")
+
+
+def _load_base(path: Path) -> tuple[Any, Any]:
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    model = AutoModelForQuestionAnswering.from_pretrained(path).eval()
+    return model, AutoTokenizer.from_pretrained(path)
+
+
+def best_span(start_logits: np.ndarray, end_logits: np.ndarray, context_mask: np.ndarray,
+              max_answer_tokens: int, top_k: int = 20) -> tuple[int, int, float, float] | None:
+    """Best (start, end, score, confidence) in one window; None when no valid span exists."""
+    if not context_mask.any():
+        return None
+    neg = np.finfo(np.float32).min
+    s = np.where(context_mask, start_logits, neg)
+    e = np.where(context_mask, end_logits, neg)
+    ps = np.exp(s - s.max())
+    ps /= ps.sum()
+    pe = np.exp(e - e.max())
+    pe /= pe.sum()
+    k = min(top_k, int(context_mask.sum()))
+    starts = np.argsort(-s)[:k]
+    ends = np.argsort(-e)[:k]
+    best: tuple[int, int, float, float] | None = None
+    for i in starts:
+        for j in ends:
+            if j < i or j - i + 1 > max_answer_tokens or not (context_mask[i] and context_mask[j]):
+                continue
+            score = float(s[i] + e[j])
+            if best is None or score > best[2]:
+                best = (int(i), int(j), score, float(ps[i] * pe[j]))
+    return best
+
+
+class QaRuntime(TorchRuntimeMixin, ModelRuntime):
+    task = "qa"
+    request_model = QaRequest
+
+    @staticmethod
+    def configure_threads(settings: ServingSettings) -> None:
+        set_threads(settings.num_threads)
+
+    def load(self, version_dir: Path) -> None:
+        shared = self._load_shared(version_dir, self.manifest or self.read_manifest(version_dir), _load_base)
+        self.tokenizer = shared.extra
+        config = shared.model.config
+        model_max = getattr(config, "max_position_embeddings", 512)
+        self.max_len = min(self.settings.max_seq_len or model_max, model_max, self.tokenizer.model_max_length)
+        self.stride = min(self.settings.doc_stride, self.max_len // 4)
+        self.max_question_tokens = self.max_len // 2
+
+    def prepare(self, request: QaRequest) -> tuple[str, str]:
+        question, context = request.question.strip(), request.context
+        if not question:
+            raise Invalid("question is empty")
+        if not context.strip():
+            raise Invalid("context is empty")
+        if len(question) > self.settings.max_question_chars:
+            raise Invalid(f"question is longer than {self.settings.max_question_chars} characters")
+        if len(context) > self.settings.max_context_chars:
+            raise Invalid(f"context is longer than {self.settings.max_context_chars} characters")
+        if len(self.tokenizer(question, add_special_tokens=False)["input_ids"]) > self.max_question_tokens:
+            raise Invalid(f"question is longer than {self.max_question_tokens} tokens")
+        return question, context
+
+    def warmup(self) -> None:
+        self.predict([("what is it?", "it is a warm-up sentence.")])
+
+    def predict(self, batch: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        questions = [q for q, _ in batch]
+        contexts = [c for _, c in batch]
+        enc = self.tokenizer(questions, contexts, truncation="only_second", max_length=self.max_len,
+                             stride=self.stride, return_overflowing_tokens=True, return_offsets_mapping=True,
+                             padding="longest", return_tensors="pt")
+        sample_of = enc.pop("overflow_to_sample_mapping").tolist()
+        offsets = enc.pop("offset_mapping").numpy()
+        seq_ids = [enc.sequence_ids(w) for w in range(len(sample_of))]
+        inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        if "token_type_ids" in inputs and "token_type_ids" not in self.tokenizer.model_input_names:
+            inputs.pop("token_type_ids")
+        starts, ends = self._logits(inputs)
+        best: list[tuple[float, dict[str, Any]] | None] = [None] * len(batch)
+        for w, sample in enumerate(sample_of):
+            mask = np.array([sid == 1 for sid in seq_ids[w]])
+            span = best_span(starts[w], ends[w], mask, self.settings.max_answer_tokens)
+            if span is None:
+                continue
+            i, j, score, conf = span
+            char_start, char_end = int(offsets[w][i][0]), int(offsets[w][j][1])
+            current = best[sample]
+            if current is None or score > current[0]:
+                best[sample] = (score, {"answer": contexts[sample][char_start:char_end], "confidence": round(conf, 6),
+                                        "start": char_start, "end": char_end})
+        return [b[1] if b else {"answer": "", "confidence": 0.0, "start": 0, "end": 0} for b in best]
+
+    def _logits(self, inputs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        assert self.shared is not None
+        n = inputs["input_ids"].shape[0]
+        starts, ends = [], []
+        with self.shared.using(self.adapter) as model, inference_context(self.settings.bf16):
+            for lo in range(0, n, MAX_WINDOWS_PER_CALL):
+                out = model(**{k: v[lo:lo + MAX_WINDOWS_PER_CALL] for k, v in inputs.items()})
+                starts.append(out.start_logits.float().numpy())
+                ends.append(out.end_logits.float().numpy())
+        return np.concatenate(starts), np.concatenate(ends)
+
+
+def create_app() -> FastAPI:
+    return create_serving_app(QaRuntime)

@@ -1,0 +1,117 @@
+"""Style-transfer runtime: one Keras TransformerNet per style (``style-<name>`` models).
+
+The output PNG has the input's size, bounded by the ``max_side`` setting (aspect kept).
+Same-size images in a batch run as one tensor; other sizes run as their own groups.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI
+from PIL import Image
+from pydantic import Field, model_validator
+
+from services.common.errors import Invalid
+from services.common.images import b64_bytes, decode_image, encode_png, read_image_path
+from services.common.runtime import ModelRuntime, PredictRequest
+from services.common.serving import create_serving_app
+from services.common.settings import ServingSettings
+
+STYLE_PREFIX = "style-"
+
+
+class StyleRequest(PredictRequest):
+    style: str | None = Field(None, description="style name, e.g. mosaic (model style-<name>)", max_length=64)
+    image_b64: str | None = Field(None, description="JPEG/PNG/WebP bytes, base64")
+    image_path: str | None = Field(None, description="path relative to the data root")
+
+    @model_validator(mode="after")
+    def _one_image(self) -> StyleRequest:
+        if (self.image_b64 is None) == (self.image_path is None):
+            raise ValueError("send exactly one of image_b64 or image_path")
+        if self.style is None and self.model is None:
+            raise ValueError("name a style (GET /v1/styles lists them)")
+        return self
+
+
+def fit_within(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    w, h = size
+    scale = min(1.0, max_side / max(w, h))
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+class StyleRuntime(ModelRuntime):
+    task = "style"
+    request_model = StyleRequest
+    framework = "tensorflow"
+
+    @classmethod
+    def model_name(cls, request: Any) -> str | None:
+        return request.model or f"{STYLE_PREFIX}{request.style}"
+
+    @staticmethod
+    def configure_threads(settings: ServingSettings) -> None:
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(settings.num_threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # already initialised in this process (tests run several apps)
+            pass
+
+    def load(self, version_dir: Path) -> None:
+        import tensorflow as tf
+
+        from services.style.network import load_style_model
+
+        self.model, self.config = load_style_model(version_dir)
+        self._call = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True,
+                                 input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+
+    def prepare(self, request: StyleRequest) -> np.ndarray:
+        limit = self.settings.max_body_bytes
+        raw = (b64_bytes(request.image_b64, limit) if request.image_b64 is not None
+               else read_image_path(self.data_dir, request.image_path or "", limit))
+        image = decode_image(raw, self.settings.max_image_pixels, limit, draft_side=self.settings.max_side)
+        target = fit_within(image.size, self.settings.max_side)
+        if target != image.size:
+            image = image.resize(target, Image.Resampling.BILINEAR)
+        if min(image.size) < 4:
+            raise Invalid("the image is too small to stylize (at least 4x4 pixels)")
+        return np.asarray(image, dtype=np.float32)
+
+    def warmup(self) -> None:
+        self.predict([np.zeros((64, 64, 3), np.float32)])
+
+    def predict(self, batch: list[np.ndarray]) -> list[dict[str, Any]]:
+        results: list[dict[str, Any] | None] = [None] * len(batch)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, arr in enumerate(batch):
+            groups.setdefault(arr.shape, []).append(i)
+        for shape, members in groups.items():
+            h, w = shape[0], shape[1]
+            ph, pw = (-h) % 4, (-w) % 4  # two stride-2 stages need sides divisible by 4
+            stack = np.stack([batch[i] for i in members])
+            if ph or pw:
+                stack = np.pad(stack, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > 4 else "edge")
+            out = self._call(stack).numpy()[:, :h, :w, :]
+            for i, img in zip(members, out, strict=True):
+                pixels = np.clip(img, 0, 255).astype(np.uint8)
+                results[i] = {"image_b64": encode_png(Image.fromarray(pixels)), "style": self.config.get("style"),
+                              "width": int(w), "height": int(h)}
+        return [r for r in results if r is not None]
+
+
+def create_app() -> FastAPI:
+    app = create_serving_app(StyleRuntime)
+
+    @app.get("/v1/styles", summary="Styles served here, with their loaded versions")
+    async def styles() -> dict[str, Any]:
+        snap = app.state.pool.snapshot()
+        return {"styles": [{"style": name[len(STYLE_PREFIX):], "model": name, **info}
+                           for name, info in snap.items() if name.startswith(STYLE_PREFIX)]}
+
+    return app

@@ -1,0 +1,112 @@
+"""Visual question answering runtime: BLIP (``BlipForQuestionAnswering``), LoRA adapters via peft.
+
+Confidence = exp(mean over the generated answer tokens, up to and including the end
+token, of log p(token)), i.e. the geometric mean of the per-token probabilities of the
+greedy answer. It lies in [0, 1] and does not shrink just because an answer is long.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import Field, model_validator
+
+from services.common.errors import Invalid
+from services.common.images import b64_bytes, decode_image, read_image_path
+from services.common.runtime import ModelRuntime, PredictRequest
+from services.common.serving import create_serving_app
+from services.common.settings import ServingSettings
+from services.common.torch_shared import TorchRuntimeMixin, inference_context, set_threads
+
+
+class VqaRequest(PredictRequest):
+    question: str = Field(..., min_length=1, description="a question about the image")
+    image_b64: str | None = Field(None, description="JPEG/PNG/WebP bytes, base64")
+    image_path: str | None = Field(None, description="path relative to the data root")
+
+    @model_validator(mode="after")
+    def _one_image(self) -> VqaRequest:
+        if (self.image_b64 is None) == (self.image_path is None):
+            raise ValueError("send exactly one of image_b64 or image_path")
+        return self
+
+
+def _load_base(path: Path) -> tuple[Any, Any]:
+    from transformers import BlipForQuestionAnswering, BlipProcessor
+
+    return BlipForQuestionAnswering.from_pretrained(path).eval(), BlipProcessor.from_pretrained(path)
+
+
+def answer_confidence(step_logprobs: list[list[float]]) -> list[float]:
+    """Geometric-mean token probability per answer (see module docstring)."""
+    import math
+
+    return [round(math.exp(sum(lps) / len(lps)), 6) if lps else 0.0 for lps in step_logprobs]
+
+
+class VqaRuntime(TorchRuntimeMixin, ModelRuntime):
+    task = "vqa"
+    request_model = VqaRequest
+
+    @staticmethod
+    def configure_threads(settings: ServingSettings) -> None:
+        set_threads(settings.num_threads)
+
+    def load(self, version_dir: Path) -> None:
+        shared = self._load_shared(version_dir, self.manifest or self.read_manifest(version_dir), _load_base)
+        self.processor = shared.extra
+        self.image_side = int(shared.model.config.vision_config.image_size)
+        self.eos_id = self.processor.tokenizer.sep_token_id
+        self.pad_id = self.processor.tokenizer.pad_token_id
+
+    def prepare(self, request: VqaRequest) -> tuple[Any, str]:
+        question = request.question.strip()
+        if not question:
+            raise Invalid("question is empty")
+        if len(question) > self.settings.max_question_chars:
+            raise Invalid(f"question is longer than {self.settings.max_question_chars} characters")
+        limit = self.settings.max_body_bytes
+        raw = (b64_bytes(request.image_b64, limit) if request.image_b64 is not None
+               else read_image_path(self.data_dir, request.image_path or "", limit))
+        image = decode_image(raw, self.settings.max_image_pixels, limit, draft_side=self.image_side)
+        pixels = self.processor.image_processor(image, return_tensors="pt")["pixel_values"]
+        return pixels, question
+
+    def warmup(self) -> None:
+        from PIL import Image
+
+        img = Image.new("RGB", (self.image_side, self.image_side), "gray")
+        pixels = self.processor.image_processor(img, return_tensors="pt")["pixel_values"]
+        self.predict([(pixels, "what is this?")])
+
+    def predict(self, batch: list[tuple[Any, str]]) -> list[dict[str, Any]]:
+        import torch
+
+        assert self.shared is not None
+        pixels = torch.cat([p for p, _ in batch])
+        text = self.processor.tokenizer([q for _, q in batch], padding="longest", return_tensors="pt")
+        with self.shared.using(self.adapter) as model, inference_context(self.settings.bf16):
+            out = model.generate(pixel_values=pixels, input_ids=text["input_ids"],
+                                 attention_mask=text["attention_mask"], max_new_tokens=self.settings.max_new_tokens,
+                                 do_sample=False, num_beams=1, output_scores=True, return_dict_in_generate=True)
+        sequences = out.sequences
+        generated = sequences[:, -len(out.scores):] if out.scores else sequences[:, :0]
+        step_lps: list[list[float]] = [[] for _ in batch]
+        done = [False] * len(batch)
+        for t, scores in enumerate(out.scores):
+            logprobs = torch.log_softmax(scores.float(), dim=-1)
+            for b in range(len(batch)):
+                if done[b]:
+                    continue  # past the end of this answer: padding
+                token = int(generated[b, t])
+                step_lps[b].append(float(logprobs[b, token]))
+                done[b] = token in (self.eos_id, self.pad_id)
+        answers = self.processor.tokenizer.batch_decode(generated, skip_special_tokens=True)
+        confidences = answer_confidence(step_lps)
+        return [{"answer": a.strip(), "confidence": c} for a, c in zip(answers, confidences, strict=True)]
+
+
+def create_app() -> FastAPI:
+    return create_serving_app(VqaRuntime)
