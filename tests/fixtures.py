@@ -1,0 +1,89 @@
+"""Fake runtimes and builders shared by tests (the MLServer ``tests/fixtures.py`` idea)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from services.common.errors import Invalid
+from services.common.registry import Registry, VersionRef
+
+
+def sum_batch(key: Any, items: list[Any]) -> list[Any]:
+    """Answers each item with its sum; records the batch sizes it saw."""
+    SumRecorder.batches.append(len(items))
+    return [{"sum": sum(i)} for i in items]
+
+
+class SumRecorder:
+    batches: list[int] = []
+
+
+def slow_batch(delay_s: float):
+    def run(key: Any, items: list[Any]) -> list[Any]:
+        time.sleep(delay_s)
+        return [{"echo": i} for i in items]
+    return run
+
+
+def error_batch(key: Any, items: list[Any]) -> list[Any]:
+    raise RuntimeError("model exploded")
+
+
+def per_item_error_batch(key: Any, items: list[Any]) -> list[Any]:
+    return [Invalid("odd input") if i % 2 else {"ok": i} for i in items]
+
+
+class Gate:
+    """Blocks a batch until released: lets a test fill the queue deterministically."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def run(self, key: Any, items: list[Any]) -> list[Any]:
+        self.event.wait(10)
+        return [{"echo": i} for i in items]
+
+
+def copy_as_new_version(registry: Registry, model: str, from_version: int = 1, seed: int | None = None) -> VersionRef:
+    """A new version of ``model`` (same files, or rebuilt with another seed for torch QA)."""
+    src = registry.version_dir(model, from_version)
+    manifest = registry.manifest(model, from_version)
+
+    def write(out: Path) -> None:
+        if seed is not None and manifest["task"] == "qa":
+            from services.qa.build import build_qa
+            build_qa(out, "tiny", seed=seed)
+            return
+        for path in src.iterdir():
+            if path.name != "manifest.json":
+                shutil.copy2(path, out / path.name)
+
+    return registry.create_version(model, task=manifest["task"], framework=manifest["framework"], write=write,
+                                   lineage={"parent_version": from_version, "job": "test"})
+
+
+def make_lora_adapter(registry: Registry, model: str = "qa-extractive", base_version: int = 1, seed: int = 1) -> VersionRef:
+    """A real peft LoRA adapter version over ``model`` v``base_version`` (random non-zero B)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForQuestionAnswering
+
+    base_dir = registry.version_dir(model, base_version)
+
+    def write(out: Path) -> None:
+        torch.manual_seed(seed)
+        base = AutoModelForQuestionAnswering.from_pretrained(base_dir)
+        peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"]))
+        with torch.no_grad():
+            for name, param in peft_model.named_parameters():
+                if "lora_B" in name:
+                    param.normal_(0, 0.5)  # a fresh adapter is a no-op; make this one change outputs
+        peft_model.save_pretrained(out)
+
+    return registry.create_version(model, task="qa", framework="torch", kind="lora-adapter", write=write,
+                                   base={"model": model, "version": base_version},
+                                   lineage={"parent_version": base_version, "job": "test"})
