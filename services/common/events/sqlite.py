@@ -1,0 +1,141 @@
+"""SQLite (WAL) event store under ``data/state``: the embedded default.
+
+One connection per thread; writes commit before returning. Feedback commits with
+``synchronous=FULL`` so an acknowledged write survives even a power cut, not just kill -9.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .base import EventStore, FeedbackRecord, InferenceEvent
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS inference (
+  request_id TEXT PRIMARY KEY, ts REAL NOT NULL, task TEXT NOT NULL, model TEXT, version INTEGER,
+  latency_ms REAL NOT NULL, confidence REAL, status INTEGER NOT NULL, error_code TEXT, client_id TEXT,
+  route TEXT, inputs TEXT NOT NULL DEFAULT '{}', output TEXT NOT NULL DEFAULT '{}');
+CREATE INDEX IF NOT EXISTS inference_ts ON inference (ts);
+CREATE TABLE IF NOT EXISTS feedback (
+  feedback_id TEXT PRIMARY KEY, request_id TEXT NOT NULL, ts REAL NOT NULL, rating TEXT NOT NULL,
+  correction TEXT, comment TEXT, task TEXT, model TEXT, version INTEGER);
+CREATE INDEX IF NOT EXISTS feedback_ts ON feedback (ts);
+CREATE TABLE IF NOT EXISTS events (
+  event_id TEXT PRIMARY KEY, ts REAL NOT NULL, kind TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_kind_ts ON events (kind, ts);
+"""
+
+
+class SqliteEventStore(EventStore):
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._conn() as conn:
+            conn.executescript(SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    def record_inference(self, event: InferenceEvent) -> None:
+        e = event
+        self._conn().execute(
+            "INSERT OR REPLACE INTO inference VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (e.request_id, e.ts, e.task, e.model, e.version, e.latency_ms, e.confidence, e.status, e.error_code,
+             e.client_id, e.route, json.dumps(e.inputs), json.dumps(e.output)))
+
+    def get_request(self, request_id: str) -> dict[str, Any] | None:
+        row = self._conn().execute("SELECT * FROM inference WHERE request_id = ?", (request_id,)).fetchone()
+        return _inference_row(row) if row else None
+
+    def record_feedback(self, feedback: FeedbackRecord) -> str:
+        f = feedback
+        conn = self._conn()
+        conn.execute("PRAGMA synchronous=FULL")
+        try:
+            conn.execute("INSERT INTO feedback VALUES (?,?,?,?,?,?,?,?,?)",
+                         (f.feedback_id, f.request_id, f.ts, f.rating, f.correction, f.comment, f.task, f.model,
+                          f.version))
+        finally:
+            conn.execute("PRAGMA synchronous=NORMAL")
+        return f.feedback_id
+
+    def get_feedback(self, feedback_id: str) -> dict[str, Any] | None:
+        row = self._conn().execute("SELECT * FROM feedback WHERE feedback_id = ?", (feedback_id,)).fetchone()
+        return dict(row) if row else None
+
+    def feedback(self, *, task: str | None = None, model: str | None = None, since: float | None = None,
+                 rating: str | None = None, with_correction: bool = False, limit: int = 10_000) -> list[dict[str, Any]]:
+        where, args = ["1=1"], []
+        for column, value in (("f.task", task), ("f.model", model), ("f.rating", rating)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if since is not None:
+            where.append("f.ts >= ?")
+            args.append(since)
+        if with_correction:
+            where.append("f.correction IS NOT NULL AND f.correction != ''")
+        rows = self._conn().execute(
+            "SELECT f.*, i.inputs AS inputs, i.output AS output FROM feedback f "
+            f"LEFT JOIN inference i ON i.request_id = f.request_id WHERE {' AND '.join(where)} "
+            "ORDER BY f.ts LIMIT ?", (*args, limit)).fetchall()
+        out = []
+        for row in rows:
+            d = dict(row)
+            d["inputs"] = json.loads(d["inputs"] or "{}")
+            d["output"] = json.loads(d["output"] or "{}")
+            out.append(d)
+        return out
+
+    def inference_rows(self, *, since: float, task: str | None = None, model: str | None = None,
+                       limit: int = 200_000) -> list[dict[str, Any]]:
+        where, args = ["ts >= ?"], [since]
+        if task:
+            where.append("task = ?")
+            args.append(task)
+        if model:
+            where.append("model = ?")
+            args.append(model)
+        rows = self._conn().execute(
+            "SELECT request_id, ts, task, model, version, latency_ms, confidence, status, error_code FROM inference "
+            f"WHERE {' AND '.join(where)} ORDER BY ts LIMIT ?", (*args, limit)).fetchall()
+        return [dict(r) for r in rows]
+
+    def record_event(self, kind: str, doc: dict[str, Any]) -> str:
+        event_id = uuid.uuid4().hex
+        self._conn().execute("INSERT INTO events VALUES (?,?,?,?)",
+                             (event_id, float(doc.get("ts", time.time())), kind, json.dumps(doc, default=str)))
+        return event_id
+
+    def events(self, kind: str, since: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        rows = self._conn().execute("SELECT * FROM events WHERE kind = ? AND ts >= ? ORDER BY ts LIMIT ?",
+                                    (kind, since or 0.0, limit)).fetchall()
+        return [{"event_id": r["event_id"], "ts": r["ts"], "kind": r["kind"], **json.loads(r["doc"])} for r in rows]
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+def _inference_row(row: sqlite3.Row) -> dict[str, Any]:
+    d = dict(row)
+    d["inputs"] = json.loads(d.get("inputs") or "{}")
+    d["output"] = json.loads(d.get("output") or "{}")
+    return d
