@@ -32,7 +32,7 @@ run() {  # print, and run unless dry
 
 kaniko_build() {
   local service=$1 context suffix
-  context="git://${GIT_URL#https://}#${GIT_COMMIT:-$(git rev-parse HEAD)}"
+  context="git://${GIT_URL#https://}#refs/heads/${BRANCH_NAME:-main}#${GIT_COMMIT:-$(git rev-parse HEAD)}"
   suffix=$(echo "$tag" | tr -c 'a-z0-9\n' '-' | cut -c1-30)
   sed -e "s|\${SERVICE}|$service|g" -e "s|\${JOB_SUFFIX}|$suffix|g" -e "s|\${NAMESPACE}|$namespace|g" \
       -e "s|\${GIT_CONTEXT}|$context|g" -e "s|\${IMAGE_REGISTRY}|$registry|g" -e "s|\${IMAGE_TAG}|$tag|g" \
