@@ -78,7 +78,7 @@ class DynamicBatcher:
                               code="overloaded", retry_after=self.retry_after()) from None
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             future.cancel()  # the worker skips cancelled entries
             raise Unavailable(f"no answer within {timeout_s:.0f} s; the service is overloaded",
                               code="timeout", retry_after=self.retry_after()) from None
@@ -101,7 +101,7 @@ class DynamicBatcher:
                 return None
         try:
             return await asyncio.wait_for(self._queue.get(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
 
     async def _collect(self) -> list[_Pending]:

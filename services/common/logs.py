@@ -10,8 +10,10 @@ import contextvars
 import datetime as dt
 import json
 import logging
+import logging.handlers
 import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
@@ -41,7 +43,7 @@ class EcsJsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
-            "@timestamp": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "@timestamp": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "log.level": record.levelname.lower(),
             "log.logger": record.name,
             "message": record.getMessage(),
@@ -78,16 +80,20 @@ def _ecs_key(key: str) -> str:
     return "labels." + key
 
 
-def configure_logging(service: str, level: str = "INFO") -> None:
-    """Install the JSON formatter on the root logger (idempotent)."""
+def configure_logging(service: str, level: str = "INFO", log_file: Path | None = None) -> None:
+    """Install the JSON formatter on the root logger (idempotent); optionally also to a file."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_loopline", False):
             root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(EcsJsonFormatter(service))
-    handler._loopline = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.handlers.WatchedFileHandler(log_file, encoding="utf-8"))
+    for handler in handlers:
+        handler.setFormatter(EcsJsonFormatter(service))
+        handler._loopline = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
     root.setLevel(level)
     for noisy in ("uvicorn.access", "httpx", "httpcore", "urllib3", "elastic_transport"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

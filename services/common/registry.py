@@ -37,7 +37,7 @@ LOCK_TIMEOUT_S = 30.0
 
 
 def utcnow() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def sha256_file(path: Path) -> str:

@@ -59,7 +59,7 @@ def create_serving_app(runtime_cls: type[ModelRuntime], settings: ServingSetting
     """A FastAPI app serving every registry model of ``runtime_cls.task``."""
     common = common or CommonSettings()
     settings = settings or serving_settings(runtime_cls.task)
-    configure_logging(runtime_cls.task, common.log_level)
+    configure_logging(runtime_cls.task, common.log_level, common.log_file)
     runtime_cls.configure_threads(settings)
     metrics = ServingMetrics()
     # one model thread: batches run one at a time and use every intra-op thread

@@ -47,6 +47,7 @@ class CommonSettings(BaseSettings):
     style_url: str | None = Field(None, description="style service base URL")
     finetune_url: str | None = Field(None, description="fine-tune service base URL")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_file: Path | None = Field(None, description="also write the JSON log lines here (Filebeat sidecars read it)")
     admin_token: str | None = Field(None, description="bearer token for admin routes; generated under state_dir when unset")
 
     @field_validator("data_dir", "registry_dir", "state_dir")
@@ -55,7 +56,7 @@ class CommonSettings(BaseSettings):
         return value.expanduser().resolve() if value is not None else None
 
     @model_validator(mode="after")
-    def _fill_paths(self) -> "CommonSettings":
+    def _fill_paths(self) -> CommonSettings:
         if self.registry_dir is None:
             self.registry_dir = self.data_dir / "registry"
         if self.state_dir is None:

@@ -1,0 +1,30 @@
+"""Gateway settings (``LOOPLINE_GATEWAY_*``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class GatewaySettings(BaseSettings):
+    """Gateway knobs (``LOOPLINE_GATEWAY_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_GATEWAY_", extra="ignore")
+
+    event_store: Literal["sqlite", "elasticsearch"] = "sqlite"
+    elasticsearch_url: str = "http://127.0.0.1:9200"
+    elasticsearch_username: str | None = None
+    elasticsearch_password: str | None = None
+    elasticsearch_index: str = "loopline-events"
+    max_body_bytes: int = Field(15 * 1024 * 1024, ge=1024)
+    timeout_vqa_s: float = Field(60.0, gt=0)
+    timeout_qa_s: float = Field(30.0, gt=0)
+    timeout_style_s: float = Field(60.0, gt=0)
+    breaker_failures: int = Field(3, ge=1, description="consecutive failures that open a backend's breaker")
+    breaker_reset_s: float = Field(2.0, gt=0, description="open breaker lets one probe through after this")
+    cors_origins: list[str] = Field(default_factory=list)
+    default_vqa_model: str = "vqa-blip"
+    default_qa_model: str = "qa-extractive"
+    default_style: str = "mosaic"
