@@ -1,0 +1,112 @@
+"""Images: hadolint, COPY sources present in the build context, real entry points."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+import pytest
+from deploy_helpers import (
+    ALL_DOCKERFILES,
+    REPO,
+    SERVICE_DOCKERFILES,
+    dockerfile_instructions,
+    dockerignore_excludes,
+    run,
+    tool,
+)
+
+from services.common.entrypoints import ENTRYPOINTS
+from services.common.settings import CommonSettings
+
+pytestmark = pytest.mark.deploy
+
+IGNORE = (REPO / ".dockerignore").read_text().splitlines()
+
+
+def test_one_dockerfile_per_service() -> None:
+    assert {p.stem for p in SERVICE_DOCKERFILES} == set(ENTRYPOINTS)
+
+
+@pytest.mark.parametrize("dockerfile", ALL_DOCKERFILES, ids=lambda p: p.name)
+def test_hadolint_passes(dockerfile) -> None:
+    result = run([tool("hadolint"), "--no-color", str(dockerfile)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_would_catch_a_bad_dockerfile(tmp_path) -> None:
+    bad = tmp_path / "bad.Dockerfile"
+    bad.write_text("FROM python:latest\nRUN pip install requests\n")
+    assert run([tool("hadolint"), "--no-color", str(bad)]).returncode != 0
+
+
+def _copy_sources(args: str) -> list[str]:
+    words = [w for w in shlex.split(args) if not w.startswith("--")]
+    if words and words[0].startswith("["):  # exec form
+        words = [w.strip('[]",') for w in args.strip("[]").split(",")]
+    return words[:-1]
+
+
+@pytest.mark.parametrize("dockerfile", SERVICE_DOCKERFILES + [REPO / "docker" / "filebeat.Dockerfile"],
+                         ids=lambda p: p.name)
+def test_copy_sources_exist_in_the_build_context(dockerfile) -> None:
+    """The context is the repository root filtered by .dockerignore."""
+    copies = [args for ins, args in dockerfile_instructions(dockerfile) if ins in ("COPY", "ADD")]
+    assert copies
+    for args in copies:
+        if "--from=" in args:
+            continue
+        for source in _copy_sources(args):
+            path = REPO / source
+            assert path.exists(), f"{dockerfile.name}: COPY source {source} does not exist"
+            files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+            kept = [f for f in files if not dockerignore_excludes(str(f.relative_to(REPO)), IGNORE)]
+            assert kept, f"{dockerfile.name}: COPY source {source} is excluded by .dockerignore"
+
+
+def test_dockerignore_keeps_data_and_secrets_out() -> None:
+    for path in (".venv/bin/python", "data/registry/x/1/model.safetensors", ".git/config", "tests/conftest.py",
+                 "services/x/__pycache__/a.pyc"):
+        assert dockerignore_excludes(path, IGNORE), path
+    for path in ("pyproject.toml", "services/common/settings.py", "scripts/deploy_healthcheck.py"):
+        assert not dockerignore_excludes(path, IGNORE), path
+
+
+@pytest.mark.parametrize("dockerfile", SERVICE_DOCKERFILES, ids=lambda p: p.name)
+def test_service_image_runs_its_entry_point_as_non_root(dockerfile) -> None:
+    service = dockerfile.stem
+    ins = dockerfile_instructions(dockerfile)
+    cmd = [args for i, args in ins if i in ("CMD", "ENTRYPOINT")]
+    assert cmd, "no CMD"
+    argv = [w.strip('"') for w in re.findall(r'"[^"]*"', cmd[-1])]
+    assert argv[:2] == ["loopline", "serve"] and argv[2] in ENTRYPOINTS, f"CMD {argv} is not `loopline serve <service>`"
+    assert argv[2] == service
+    users = [args for i, args in ins if i == "USER"]
+    assert users and users[-1].isdigit() and int(users[-1]) != 0, "last USER must be a numeric non-root uid"
+    assert any(i == "HEALTHCHECK" and "loopline-healthcheck" in a and service in a for i, a in ins)
+    exposed = [int(a) for i, a in ins if i == "EXPOSE"]
+    assert exposed == [CommonSettings().port_of(service)], "EXPOSE must be the port from settings.py"
+
+
+@pytest.mark.parametrize("dockerfile", SERVICE_DOCKERFILES, ids=lambda p: p.name)
+def test_pinned_base_and_only_the_service_extras(dockerfile) -> None:
+    ins = dockerfile_instructions(dockerfile)
+    bases = [a.split()[0] for i, a in ins if i == "FROM"]
+    assert len(bases) >= 2, "multi-stage: a build stage and a runtime stage"
+    assert all(re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", b) for b in bases), bases
+    extras = re.findall(r'/src\[([\w,]+)\]', " ".join(a for i, a in ins if i == "RUN"))
+    assert extras == [dockerfile.stem]
+
+
+def test_model_image_copies_one_registry_version() -> None:
+    ins = dockerfile_instructions(REPO / "docker" / "model.Dockerfile")
+    args = {a.split("=")[0] for i, a in ins if i == "ARG"}
+    assert {"MODEL", "VERSION"} <= args
+    copies = [a for i, a in ins if i == "COPY"]
+    assert copies == ["${MODEL}/${VERSION} /models/${MODEL}/${VERSION}"]
+    users = [a for i, a in ins if i == "USER"]
+    assert users and users[-1] != "0"
+    # its build context is the registry (make model-image)
+    dry = run(["make", "-n", "model-image", "MODEL=qa-extractive", "VERSION=1"])
+    assert dry.returncode == 0, dry.stderr
+    assert "-f docker/model.Dockerfile" in dry.stdout and dry.stdout.rstrip().endswith("data/registry")
