@@ -76,7 +76,7 @@ class VersionPool:
             loaded = state.versions.get(int(version))
             if loaded is None:
                 raise NotFound(f"version {version} of {name} is not loaded (loaded: {sorted(state.versions) or 'none'}); "
-                               "only production and canary versions are served")
+                               "only production and canary versions are served", code="version_not_loaded")
             return loaded
         production = state.aliases.get("production")
         if production is None or production not in state.versions:

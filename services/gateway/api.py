@@ -1,0 +1,207 @@
+"""The gateway's public routes: inference, feedback, models, fine-tune proxy, monitoring."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.common.errors import BadRequest, Invalid, Unavailable
+
+from .auth import check_bearer
+from .core import GatewayCore
+from .inputs import image_payload, json_body, openapi_body, read_input
+from .schemas import (
+    FeedbackIn,
+    FeedbackOut,
+    PromoteIn,
+    QaJson,
+    QaResponse,
+    StyleJson,
+    StyleResponse,
+    VqaJson,
+    VqaResponse,
+)
+
+router = APIRouter()
+IMAGE_FIELDS = ("image", "file", "content_image", "content")
+WINDOW = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
+
+
+def core_of(request: Request) -> GatewayCore:
+    return request.app.state.core
+
+
+def admin(request: Request) -> GatewayCore:
+    core = core_of(request)
+    check_bearer(request, request.app.state.admin_token)
+    return core
+
+
+@router.get("/healthz", tags=["health"], summary="Liveness")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["health"], summary="Ready when every backend is ready; 503 names the others")
+async def readyz(request: Request) -> JSONResponse:
+    missing = await core_of(request).not_ready()
+    if missing:
+        names = ", ".join(sorted(missing))
+        return JSONResponse({"status": "not ready", "not_ready": missing,
+                             "error": {"code": "not_ready", "message": f"not ready: {names}"}},
+                            status_code=503, headers={"Retry-After": "2"})
+    return JSONResponse({"status": "ready"})
+
+
+@router.post("/v1/vqa", tags=["inference"], response_model=VqaResponse, summary="Ask a question about an image",
+             openapi_extra=openapi_body(VqaJson, "image", {"question": {"type": "string"}, "model": {"type": "string"}}))
+async def vqa(request: Request, x_model_version: str | None = Header(None),
+              x_client_id: str | None = Header(None)) -> dict[str, Any]:
+    core = core_of(request)
+    body, upload = await read_input(request, VqaJson, IMAGE_FIELDS, core.settings.max_body_bytes)
+    payload = {"question": body.question, **image_payload(body.image_b64, body.image_path, upload)}
+    return await core.infer("vqa", body.model or core.default_model("vqa"), payload, explicit_version=x_model_version,
+                            client_id=x_client_id, route_name="/v1/vqa",
+                            inputs=await _vqa_inputs(core, body, payload))
+
+
+async def _vqa_inputs(core: GatewayCore, body: VqaJson, payload: dict[str, str]) -> dict[str, Any]:
+    if "image_path" in payload:
+        return {"question": body.question, "image_path": payload["image_path"]}
+    import base64
+    import binascii
+
+    try:
+        raw = base64.b64decode(payload["image_b64"], validate=True)
+    except (binascii.Error, ValueError):
+        return {"question": body.question}  # the backend answers 422 for this one
+    return {"question": body.question, "image_path": await core.run_io(core.save_upload, raw)}
+
+
+@router.post("/v1/qa", tags=["inference"], response_model=QaResponse, summary="Find the answer in a text")
+async def qa(request: Request, body: QaJson, x_model_version: str | None = Header(None),
+             x_client_id: str | None = Header(None)) -> dict[str, Any]:
+    core = core_of(request)
+    return await core.infer("qa", body.model or core.default_model("qa"),
+                            {"question": body.question, "context": body.context}, explicit_version=x_model_version,
+                            client_id=x_client_id, route_name="/v1/qa",
+                            inputs={"question": body.question, "context": body.context})
+
+
+@router.post("/v1/style", tags=["inference"], response_model=StyleResponse, summary="Stylize an image",
+             openapi_extra=openapi_body(StyleJson, "image", {"style": {"type": "string"}}))
+async def style(request: Request, x_model_version: str | None = Header(None),
+                x_client_id: str | None = Header(None)) -> dict[str, Any]:
+    core = core_of(request)
+    body, upload = await read_input(request, StyleJson, IMAGE_FIELDS, core.settings.max_body_bytes)
+    payload = {"style": body.style, **image_payload(body.image_b64, body.image_path, upload)}
+    result = await core.infer("style", core.default_model("style", body.style), payload,
+                              explicit_version=x_model_version, client_id=x_client_id, route_name="/v1/style",
+                              inputs={"style": body.style, "image_path": payload.get("image_path")})
+    return result
+
+
+@router.get("/v1/styles", tags=["inference"], summary="Styles that can be requested")
+async def styles(request: Request) -> dict[str, Any]:
+    return {"styles": core_of(request).styles()}
+
+
+@router.post("/v1/feedback", tags=["feedback"], status_code=201, response_model=FeedbackOut,
+             summary="Rate an answer; a correction teaches the next fine-tune",
+             responses={404: {"description": "unknown request_id"}})
+async def feedback(request: Request, body: FeedbackIn) -> dict[str, str]:
+    core = core_of(request)
+    correction = body.correction.strip() if body.correction else None
+    return {"feedback_id": await core.feedback(body.request_id, body.rating, correction or None, body.comment)}
+
+
+@router.get("/v1/models", tags=["models"], summary="Every model with task, versions, manifests and aliases")
+async def models(request: Request) -> dict[str, Any]:
+    core = core_of(request)
+    return {"models": await core.run_io(lambda: [core.registry.describe(m) for m in core.registry.models()])}
+
+
+@router.post("/v1/models/{model}/promote", tags=["models"], summary="Point an alias at a version (admin)")
+async def promote(request: Request, model: str, body: PromoteIn) -> dict[str, Any]:
+    core = admin(request)
+    data = await core.run_io(lambda: core.registry.promote(model, body.version, body.alias, body.weight,
+                                                           actor="api", reason="gateway promote"))
+    return {"model": model, "aliases": data}
+
+
+@router.post("/v1/models/{model}/rollback", tags=["models"], summary="Production back to its previous version (admin)")
+async def rollback(request: Request, model: str) -> dict[str, Any]:
+    core = admin(request)
+    data = await core.run_io(lambda: core.registry.rollback(model, actor="api", reason="gateway rollback"))
+    return {"model": model, "aliases": data}
+
+
+@router.post("/v1/finetune", tags=["fine-tune"], status_code=201, summary="Start a fine-tuning job (admin)")
+async def finetune_start(request: Request) -> Response:
+    admin(request)
+    return await _finetune(request, "POST", "/v1/jobs", await json_body(request))
+
+
+@router.get("/v1/finetune", tags=["fine-tune"], summary="Recent fine-tuning jobs (admin)")
+async def finetune_list(request: Request) -> Response:
+    admin(request)
+    return await _finetune(request, "GET", "/v1/jobs")
+
+
+@router.get("/v1/finetune/{job_id}", tags=["fine-tune"], summary="A job's status, progress and version (admin)")
+async def finetune_status(request: Request, job_id: str) -> Response:
+    admin(request)
+    return await _finetune(request, "GET", f"/v1/jobs/{job_id}")
+
+
+@router.post("/v1/finetune/{job_id}/cancel", tags=["fine-tune"], summary="Cancel a job (admin)")
+async def finetune_cancel(request: Request, job_id: str) -> Response:
+    admin(request)
+    return await _finetune(request, "POST", f"/v1/jobs/{job_id}/cancel")
+
+
+async def _finetune(request: Request, method: str, path: str, body: dict[str, Any] | None = None) -> Response:
+    core = core_of(request)
+    if not re.fullmatch(r"[/A-Za-z0-9_\-]+", path):
+        raise BadRequest("invalid job id")
+    url = core.common.url_of("finetune") + path
+    headers = {"Authorization": f"Bearer {request.app.state.admin_token}"}
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            response = await client.request(method, url, json=body, headers=headers)
+    except httpx.TransportError:
+        raise Unavailable("the fine-tune service is unavailable; is it running?", code="backend_unavailable") from None
+    return Response(response.content, status_code=response.status_code, media_type="application/json")
+
+
+@router.get("/v1/metrics/summary", tags=["monitoring"],
+            summary="Per task, model and version over a window: count, errors, latency, confidence, feedback")
+async def metrics_summary(request: Request, task: str | None = Query(None, pattern="^(vqa|qa|style)$"),
+                          window: str = Query("1h", max_length=16, description="e.g. 900, 15m, 1h, 7d")) -> dict[str, Any]:
+    core = core_of(request)
+    seconds = parse_window(window)
+    rows = await core.run_io(lambda: core.store.summary(window_s=seconds, task=task))
+    return {"window_s": seconds, "task": task, "models": rows}
+
+
+def parse_window(window: str) -> float:
+    match = WINDOW.match(window.strip().lower())
+    if not match:
+        raise Invalid("window must be a number of seconds or like 15m, 1h, 7d")
+    value = float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    if not 1 <= value <= 90 * 86400:
+        raise Invalid("window must be between 1 second and 90 days")
+    return value
+
+
+@router.get("/metrics", tags=["monitoring"], summary="Prometheus metrics")
+async def prometheus(request: Request) -> Response:
+    return Response(generate_latest(core_of(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+__all__ = ["router"]

@@ -1,0 +1,68 @@
+"""The gateway app: public routes, compatibility routes, the browser UI."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from services.common.events import open_event_store
+from services.common.http import base_app
+from services.common.logs import configure_logging
+from services.common.settings import CommonSettings
+
+from . import api, compat
+from .auth import load_or_create_token
+from .core import GatewayCore
+from .settings import GatewaySettings
+
+STATIC = Path(__file__).resolve().parent / "static"
+# the UI loads nothing from elsewhere: scripts, styles and images are all same-origin
+UI_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+          "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
+def create_app(common: CommonSettings | None = None, settings: GatewaySettings | None = None) -> FastAPI:
+    common = common or CommonSettings()
+    settings = settings or GatewaySettings()
+    configure_logging("gateway", common.log_level, common.log_file)
+    common.state.mkdir(parents=True, exist_ok=True)
+    admin_token = load_or_create_token(common.admin_token, common.state)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = open_event_store(settings.event_store, common.state, **_es_options(settings))
+        app.state.core = GatewayCore(common, settings, store)
+        try:
+            yield
+        finally:
+            await app.state.core.close()
+
+    app = base_app("Loopline gateway", settings.max_body_bytes, lifespan=lifespan, csp=UI_CSP,
+                   description="VQA, extractive QA and style transfer behind one API, with feedback and monitoring.")
+    app.state.admin_token = admin_token
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "X-Client-Id", "X-Model-Version"])
+    app.include_router(api.router)
+    app.include_router(compat.router)
+    if STATIC.is_dir():
+        app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+        @app.get("/", include_in_schema=False)
+        async def index() -> FileResponse:
+            return FileResponse(STATIC / "index.html")
+
+    return app
+
+
+def _es_options(settings: GatewaySettings) -> dict[str, object]:
+    if settings.event_store != "elasticsearch":
+        return {}
+    return {"url": settings.elasticsearch_url, "username": settings.elasticsearch_username,
+            "password": settings.elasticsearch_password, "index": settings.elasticsearch_index}

@@ -1,0 +1,196 @@
+"""The gateway's protocol-free handler: route, call the backend, record the event."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from services.common.errors import LooplineError, NotFound
+from services.common.events import EventStore, FeedbackRecord, InferenceEvent
+from services.common.logs import model_var, request_id_var, version_var
+from services.common.registry import Registry
+from services.common.settings import TASKS, CommonSettings
+
+from .backends import Backend, BackendError
+from .breaker import CircuitBreaker
+from .routing import Route, Router
+from .settings import GatewaySettings
+
+log = logging.getLogger("loopline.gateway")
+STYLE_PREFIX = "style-"
+UPLOADS = Path("state") / "uploads"
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("loopline_gateway_requests_total", "gateway requests", ("task", "status"),
+                                registry=self.registry)
+        self.latency = Histogram("loopline_gateway_latency_seconds", "gateway latency incl. backend", ("task",),
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+                                 registry=self.registry)
+        self.breaker_open = Gauge("loopline_gateway_breaker_open", "1 while a backend's breaker is open",
+                                  ("backend",), registry=self.registry)
+        self.feedback = Counter("loopline_gateway_feedback_total", "feedback received", ("rating",),
+                                registry=self.registry)
+
+
+class GatewayCore:
+    def __init__(self, common: CommonSettings, settings: GatewaySettings, store: EventStore) -> None:
+        self.common = common
+        self.settings = settings
+        self.store = store
+        self.registry = Registry(common.registry)
+        self.router = Router(self.registry)
+        self.metrics = GatewayMetrics()
+        # SQLite and file writes run here, never on the event loop
+        self.io = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="gateway-io")
+        timeouts = {"vqa": settings.timeout_vqa_s, "qa": settings.timeout_qa_s, "style": settings.timeout_style_s}
+        self.backends = {
+            task: Backend(task, common.url_of(task), timeouts[task],
+                          CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s))
+            for task in TASKS
+        }
+
+    async def close(self) -> None:
+        for backend in self.backends.values():
+            await backend.close()
+        self.io.shutdown(wait=True)
+        self.store.close()
+
+    async def run_io(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.io, fn, *args)
+
+    # -- models ---------------------------------------------------------------------------
+    def default_model(self, task: str, style: str | None = None) -> str:
+        if task == "vqa":
+            return self.settings.default_vqa_model
+        if task == "qa":
+            return self.settings.default_qa_model
+        name = (style or self.settings.default_style).strip().lower()
+        return name if name.startswith(STYLE_PREFIX) else STYLE_PREFIX + name
+
+    def styles(self) -> list[dict[str, Any]]:
+        out = []
+        for model in self.registry.models_for_task("style"):
+            aliases = self.router.aliases(model)
+            out.append({"style": model[len(STYLE_PREFIX):] if model.startswith(STYLE_PREFIX) else model,
+                        "model": model, "production": aliases.get("production"), "canary": aliases.get("canary")})
+        return out
+
+    def check_model(self, task: str, model: str) -> None:
+        if model not in self.registry.models() or self.registry.task_of(model) != task:
+            known = [m["style"] for m in self.styles()] if task == "style" else self.registry.models_for_task(task)
+            what = "style" if task == "style" else f"{task} model"
+            raise NotFound(f"unknown {what} {model.removeprefix(STYLE_PREFIX) if task == 'style' else model!r}; "
+                           f"available: {', '.join(map(str, known)) or 'none'}")
+
+    # -- inference --------------------------------------------------------------------------
+    async def infer(self, task: str, model: str, payload: dict[str, Any], *, explicit_version: str | None,
+                    client_id: str | None, route_name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        started = time.perf_counter()
+        request_id = request_id_var.get() or ""
+        route: Route | None = None
+        status, error_code, result = 200, None, None
+        try:
+            self.check_model(task, model)
+            route = self.router.route(model, explicit_version, client_id)
+            result = await self._call(task, route, payload)
+            return result
+        except LooplineError as exc:
+            status, error_code = exc.status, exc.code
+            raise
+        except Exception:
+            status, error_code = 500, "internal_error"
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            served = (result or {}).get("model", {})
+            if result is not None:
+                result["latency_ms"] = round(elapsed * 1000, 2)
+                result["request_id"] = request_id
+            self.metrics.requests.labels(task, str(status)).inc()
+            self.metrics.latency.labels(task).observe(elapsed)
+            self.metrics.breaker_open.labels(task).set(1 if self.backends[task].breaker.state == "open" else 0)
+            event = InferenceEvent(
+                request_id=request_id, task=task, model=served.get("name") or model,
+                version=served.get("version") if served else (route.version if route else None),
+                latency_ms=round(elapsed * 1000, 3), confidence=(result or {}).get("confidence"), status=status,
+                error_code=error_code, client_id=client_id, route=route_name, inputs=inputs,
+                output=_event_output(task, result))
+            await self.run_io(self.store.record_inference, event)
+            model_var.set(event.model)
+            version_var.set(event.version)
+            log.info("%s %s -> %s", route_name, task, status,
+                     extra={"event_action": "inference", "event_outcome": "success" if status < 400 else "failure",
+                            "event_duration": int(elapsed * 1e9), "http.response.status_code": status,
+                            "labels.confidence": event.confidence})
+
+    async def _call(self, task: str, route: Route, payload: dict[str, Any]) -> dict[str, Any]:
+        body = {**payload, "model": route.model}
+        if route.version is not None:
+            body["version"] = route.version
+        backend = self.backends[task]
+        try:
+            return await backend.post("/v1/predict", body)
+        except BackendError as exc:
+            if exc.code == "version_not_loaded" and route.arm == "canary":
+                # the canary is still loading in the backend: serve production meanwhile
+                body.pop("version", None)
+                return await backend.post("/v1/predict", body)
+            raise
+
+    def save_upload(self, data: bytes, suffix: str = ".img") -> str:
+        """Keep an uploaded image (content-addressed) so feedback on it can be learned from."""
+        digest = hashlib.sha256(data).hexdigest()
+        rel = UPLOADS / f"{digest}{suffix}"
+        path = self.common.data_dir / rel
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".part")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        return str(rel)
+
+    # -- feedback ---------------------------------------------------------------------------
+    async def feedback(self, request_id: str, rating: str, correction: str | None, comment: str | None) -> str:
+        request = await self.run_io(self.store.get_request, request_id)
+        if request is None:
+            raise NotFound(f"no request with id {request_id!r}: feedback must name a request_id the gateway answered")
+        record = FeedbackRecord(request_id=request_id, rating=rating, correction=correction, comment=comment,
+                                task=request.get("task"), model=request.get("model"), version=request.get("version"))
+        feedback_id = await self.run_io(self.store.record_feedback, record)
+        self.metrics.feedback.labels(rating).inc()
+        log.info("feedback %s on %s", rating, request_id, extra={"event_action": "feedback"})
+        return str(feedback_id)
+
+    # -- readiness --------------------------------------------------------------------------
+    async def not_ready(self) -> dict[str, str]:
+        async def probe(task: str, backend: Backend) -> tuple[str, str | None]:
+            try:
+                status, body = await backend.get_json("/readyz", timeout_s=2.0)
+            except Exception as exc:  # any transport failure means not ready
+                return task, f"unreachable ({type(exc).__name__})"
+            if status == 200:
+                return task, None
+            return task, "; ".join(body.get("not_ready", [])) or f"readyz answered {status}"
+
+        results = await asyncio.gather(*(probe(t, b) for t, b in self.backends.items()))
+        return {task: reason for task, reason in results if reason}
+
+
+def _event_output(task: str, result: dict[str, Any] | None) -> dict[str, Any]:
+    if not result:
+        return {}
+    if task == "qa":
+        return {k: result.get(k) for k in ("answer", "start", "end")}
+    if task == "vqa":
+        return {"answer": result.get("answer")}
+    return {"style": result.get("style"), "width": result.get("width"), "height": result.get("height")}
