@@ -21,3 +21,42 @@ def module_data(tmp_path_factory: pytest.TempPathFactory, tiny_registry_template
 @pytest.fixture(scope="module")
 def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("logs")
+
+
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+
+
+class Stack:
+    def __init__(self, data: Path, logs: Path) -> None:
+        from tests.servers import start_service
+
+        self.data, self.logs = data, logs
+        self.backends = {name: start_service(name, data, logs) for name in ("vqa", "qa", "style")}
+        for svc in self.backends.values():
+            svc.wait_ready()
+        self.gateway_env = {f"LOOPLINE_{n.upper()}_URL": s.url for n, s in self.backends.items()}
+        self.gateway_env.update(LOOPLINE_ADMIN_TOKEN=ADMIN_TOKEN, LOOPLINE_GATEWAY_BREAKER_RESET_S="1.0")
+        self.gateway = start_service("gateway", data, logs, **self.gateway_env).wait_ready()
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+    def restart_gateway(self) -> None:
+        from tests.servers import start_service
+
+        self.gateway.stop()
+        self.gateway = start_service("gateway", self.data, self.logs, port=self.gateway.port,
+                                     **self.gateway_env).wait_ready()
+
+    def stop(self) -> None:
+        self.gateway.stop()
+        for svc in self.backends.values():
+            svc.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(module_data: Path, log_dir: Path) -> Iterator[Stack]:
+    s = Stack(module_data, log_dir)
+    yield s
+    s.stop()
