@@ -63,7 +63,7 @@ deploy: ## ansible-playbook deploy.yml for K8S_ENV with IMAGE_TAG (DRY_RUN=1 pri
 	  ansible/deploy.yml -e image_tag=$(IMAGE_TAG) -e image_registry=$(IMAGE_REGISTRY)
 
 smoke: ## /readyz and one request per task against GATEWAY_URL
-	$(BIN)/python scripts/deploy_smoke.py $(GATEWAY_URL)
+	$(BIN)/python scripts/deploy_smoke.py $(GATEWAY_URL) $(if $(SMOKE_HOST),--host $(SMOKE_HOST))
 
 smoke-local: install models ## the smoke test against the embedded stack started here
 	$(BIN)/python scripts/deploy_smoke.py --start-local $(GATEWAY_URL)

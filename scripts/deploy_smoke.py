@@ -76,12 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("url", nargs="?", default="http://127.0.0.1:8000")
     parser.add_argument("--start-local", action="store_true", help="start `loopline up` and stop it afterwards")
     parser.add_argument("--timeout", type=float, default=float(os.environ.get("SMOKE_TIMEOUT_S", "300")))
+    parser.add_argument("--host", default=os.environ.get("SMOKE_HOST"),
+                        help="Host header, to reach an Ingress by IP (e.g. loopline.local)")
     parser.add_argument("--style", default=os.environ.get("SMOKE_STYLE", "mosaic"))
     args = parser.parse_args(argv)
 
     stack = start_local(args.url) if args.start_local else None
     try:
-        with httpx.Client(base_url=args.url.rstrip("/"), timeout=120) as client:
+        headers = {"Host": args.host} if args.host else {}
+        with httpx.Client(base_url=args.url.rstrip("/"), timeout=120, headers=headers) as client:
             wait_ready(client, time.monotonic() + args.timeout)
             print(f"ok   {args.url}/readyz")
             failures = run_checks(client, args.style)
