@@ -1,0 +1,149 @@
+"""Stand-in HTTP servers for protocols with no local implementation (Elasticsearch, Jenkins).
+
+They implement just enough of the documented REST API and record every request so tests
+can check what the official clients sent.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def ndjson(self) -> list[Any]:
+        return [json.loads(line) for line in self.body.splitlines() if line.strip()]
+
+
+@dataclass
+class StandIn:
+    server: ThreadingHTTPServer
+    requests: list[Recorded] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def matching(self, method: str, prefix: str) -> list[Recorded]:
+        return [r for r in self.requests if r.method == method and r.path.startswith(prefix)]
+
+
+def serve(handler_factory: Any) -> StandIn:
+    standin = StandIn(server=None)  # type: ignore[arg-type]
+    handler = handler_factory(standin)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    standin.server = server
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return standin
+
+
+def _get(doc: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(doc, dict) or part not in doc:
+            return None
+        doc = doc[part]
+    return doc
+
+
+def _matches(doc: dict[str, Any], query: dict[str, Any]) -> bool:
+    if not query or "match_all" in query:
+        return True
+    if "bool" in query:
+        return all(_matches(doc, q) for q in query["bool"].get("filter", []))
+    if "term" in query:
+        (fld, value), = query["term"].items()
+        return _get(doc, fld) == value
+    if "exists" in query:
+        return _get(doc, query["exists"]["field"]) is not None
+    if "range" in query:
+        (fld, cond), = query["range"].items()
+        value = _get(doc, fld)
+        if value is None:
+            return False
+        return all((op == "gte" and value >= bound) or (op == "lt" and value < bound) or (op == "gt" and value > bound)
+                   or (op == "lte" and value <= bound) for op, bound in cond.items())
+    raise AssertionError(f"stand-in does not know query {query}")
+
+
+def elasticsearch_handler(fail_first_bulk: bool = False, canned_aggs: dict[str, Any] | None = None) -> Any:
+    """Elasticsearch 8/9 REST subset: ILM, index templates, _bulk, index, _search."""
+
+    def factory(standin: StandIn) -> type[BaseHTTPRequestHandler]:
+        indices: dict[str, list[dict[str, Any]]] = {}
+        state = {"bulk_failures": 1 if fail_first_bulk else 0}
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, body: Any) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("X-Elastic-Product", "Elasticsearch")  # the client's product check
+                self.send_header("Content-Type", "application/vnd.elasticsearch+json;compatible-with=9")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self) -> None:
+                url = urlparse(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                rec = Recorded(self.command, url.path, parse_qs(url.query), {k.lower(): v for k, v in self.headers.items()},
+                               self.rfile.read(length))
+                standin.requests.append(rec)
+                parts = [p for p in url.path.split("/") if p]
+                if url.path == "/":
+                    return self._send(200, {"version": {"number": "9.1.0"}, "tagline": "You Know, for Search"})
+                if parts[:2] == ["_ilm", "policy"] or parts[0] == "_index_template":
+                    return self._send(200, {"acknowledged": True})
+                if parts == ["_bulk"]:
+                    if state["bulk_failures"] > 0:
+                        state["bulk_failures"] -= 1
+                        return self._send(503, {"error": "unavailable"})
+                    lines = rec.ndjson()
+                    items = []
+                    for action, source in zip(lines[::2], lines[1::2], strict=True):
+                        (op, meta), = action.items()
+                        indices.setdefault(meta["_index"], []).append(source)
+                        items.append({op: {"_index": meta["_index"], "status": 201, "result": "created"}})
+                    return self._send(200, {"took": 1, "errors": False, "items": items})
+                if len(parts) == 3 and parts[1] == "_doc" and self.command in ("PUT", "POST"):
+                    indices.setdefault(parts[0], []).append(rec.json())
+                    return self._send(201, {"_index": parts[0], "_id": parts[2], "result": "created",
+                                            "_shards": {"total": 1, "successful": 1, "failed": 0}})
+                if len(parts) == 2 and parts[1] == "_search":
+                    body = rec.json() if rec.body else {}
+                    docs = [d for d in indices.get(parts[0], []) if _matches(d, body.get("query", {}))]
+                    resp: dict[str, Any] = {"took": 1, "timed_out": False,
+                                            "hits": {"total": {"value": len(docs), "relation": "eq"},
+                                                     "hits": [{"_index": parts[0], "_source": d}
+                                                              for d in docs[: body.get("size", 10)]]}}
+                    if "aggs" in body or "aggregations" in body:
+                        resp["aggregations"] = (canned_aggs or {}).get(parts[0], {})
+                    return self._send(200, resp)
+                return self._send(404, {"error": {"type": "stand_in_unknown", "reason": url.path}})
+
+            do_GET = do_PUT = do_POST = do_HEAD = _handle
+
+        return Handler
+
+    return factory
