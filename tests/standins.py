@@ -147,3 +147,51 @@ def elasticsearch_handler(fail_first_bulk: bool = False, canned_aggs: dict[str, 
         return Handler
 
     return factory
+
+
+def jenkins_handler(mode: str = "ok", user: str = "watchdog", token: str = "jenkins-api-token") -> Any:
+    """Jenkins REST subset: crumb issuer and buildWithParameters, with basic auth."""
+    import base64
+    import time
+
+    expected = "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()
+
+    def factory(standin: StandIn) -> type[BaseHTTPRequestHandler]:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
+                data = json.dumps(body).encode() if body is not None else b""
+                self.send_response(status)
+                self.send_header("X-Jenkins", "2.479.1")
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self) -> None:
+                url = urlparse(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                rec = Recorded(self.command, url.path, parse_qs(url.query),
+                               {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length))
+                standin.requests.append(rec)
+                if mode == "slow":
+                    time.sleep(3)
+                if mode == "unauthorized" or rec.headers.get("authorization") != expected:
+                    return self._send(401, {"message": "Invalid password/token for user"})
+                if url.path == "/crumbIssuer/api/json":
+                    return self._send(200, {"crumb": "c0ffee", "crumbRequestField": "Jenkins-Crumb"})
+                if url.path.endswith("/buildWithParameters") and self.command == "POST":
+                    if rec.headers.get("jenkins-crumb") != "c0ffee":
+                        return self._send(403, {"message": "No valid crumb was included in the request"})
+                    return self._send(201, None, {"Location": f"http://127.0.0.1/queue/item/{41 + len(standin.requests)}/"})
+                return self._send(404, {"message": "not found"})
+
+            do_GET = do_POST = _handle
+
+        return Handler
+
+    return factory

@@ -11,7 +11,6 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from services.common.events import open_event_store
 from services.common.http import base_app
 from services.common.logs import configure_logging
 from services.common.settings import CommonSettings
@@ -36,7 +35,7 @@ def create_app(common: CommonSettings | None = None, settings: GatewaySettings |
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = open_event_store(settings.event_store, common.state, **_es_options(settings))
+        store = settings.open_event_store(common.state)
         app.state.core = GatewayCore(common, settings, store)
         try:
             yield
@@ -59,10 +58,3 @@ def create_app(common: CommonSettings | None = None, settings: GatewaySettings |
             return FileResponse(STATIC / "index.html")
 
     return app
-
-
-def _es_options(settings: GatewaySettings) -> dict[str, object]:
-    if settings.event_store != "elasticsearch":
-        return {}
-    return {"url": settings.elasticsearch_url, "username": settings.elasticsearch_username,
-            "password": settings.elasticsearch_password, "index": settings.elasticsearch_index}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.events import EventStore, open_event_store
 
 
 class GatewaySettings(BaseSettings):
@@ -28,3 +31,11 @@ class GatewaySettings(BaseSettings):
     default_vqa_model: str = "vqa-blip"
     default_qa_model: str = "qa-extractive"
     default_style: str = "mosaic"
+
+    def open_event_store(self, state_dir: Path) -> EventStore:
+        """The configured event store (the watchdog reads the same one)."""
+        options: dict[str, object] = {}
+        if self.event_store == "elasticsearch":
+            options = {"url": self.elasticsearch_url, "username": self.elasticsearch_username,
+                       "password": self.elasticsearch_password, "index": self.elasticsearch_index}
+        return open_event_store(self.event_store, state_dir, **options)

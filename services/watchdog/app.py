@@ -1,0 +1,70 @@
+"""``loopline serve watchdog``: the watchdog loop with health and its last decisions over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from services.common.http import base_app
+from services.common.logs import configure_logging
+from services.common.settings import CommonSettings
+from services.gateway.auth import load_or_create_token
+from services.gateway.settings import GatewaySettings
+
+from .service import Watchdog
+from .settings import WatchdogSettings
+from .triggers import make_trigger
+
+log = logging.getLogger("loopline.watchdog")
+
+
+def build_watchdog(common: CommonSettings | None = None, settings: WatchdogSettings | None = None) -> Watchdog:
+    common = common or CommonSettings()
+    settings = settings or WatchdogSettings()
+    store = GatewaySettings().open_event_store(common.state)
+    token = load_or_create_token(common.admin_token, common.state) if settings.trigger == "finetune" else ""
+    return Watchdog(common, settings, store, make_trigger(common, settings, token))
+
+
+def create_app() -> FastAPI:
+    common = CommonSettings()
+    settings = WatchdogSettings()
+    configure_logging("watchdog", common.log_level, common.log_file)
+    watchdog = build_watchdog(common, settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                try:
+                    await asyncio.to_thread(watchdog.run_once)
+                except Exception:
+                    log.exception("watchdog pass failed; next pass in %.0f s", settings.interval_s)
+                await asyncio.sleep(settings.interval_s)
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+        watchdog.store.close()
+
+    app = base_app("Loopline watchdog", 64 * 1024, lifespan=lifespan)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> dict[str, str]:
+        return {"status": "ready"}
+
+    @app.get("/v1/decisions", summary="The last pass's decisions per model")
+    async def decisions() -> dict[str, Any]:
+        return {"trigger": settings.trigger, "decisions": watchdog.last,
+                "states": {m: s.to_dict() for m, s in watchdog.states.items()}}
+
+    return app
