@@ -36,7 +36,7 @@ class CommonSettings(BaseSettings):
     registry_dir: Path | None = Field(None, description="model registry (default <data_dir>/registry)")
     state_dir: Path | None = Field(None, description="event store, job queue, admin token (default <data_dir>/state)")
     host: str = Field("127.0.0.1", description="interface every service binds to")
-    gateway_port: int = Field(8000, ge=1, le=65535)
+    gateway_port: int = Field(8000, ge=1, le=65535, description="port of each service (the UI and API are on the gateway's)")
     vqa_port: int = Field(8101, ge=1, le=65535)
     qa_port: int = Field(8102, ge=1, le=65535)
     style_port: int = Field(8103, ge=1, le=65535)
@@ -46,7 +46,7 @@ class CommonSettings(BaseSettings):
     qa_url: str | None = Field(None, description="QA service base URL")
     style_url: str | None = Field(None, description="style service base URL")
     finetune_url: str | None = Field(None, description="fine-tune service base URL")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log threshold")
     log_file: Path | None = Field(None, description="also write the JSON log lines here (Filebeat sidecars read it)")
     admin_token: str | None = Field(None, description="bearer token for admin routes; generated under state_dir when unset")
 

@@ -16,21 +16,21 @@ class GatewaySettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LOOPLINE_GATEWAY_", extra="ignore")
 
-    event_store: Literal["sqlite", "elasticsearch"] = "sqlite"
-    elasticsearch_url: str = "http://127.0.0.1:9200"
-    elasticsearch_username: str | None = None
-    elasticsearch_password: str | None = None
-    elasticsearch_index: str = "loopline-events"
-    max_body_bytes: int = Field(15 * 1024 * 1024, ge=1024)
-    timeout_vqa_s: float = Field(60.0, gt=0)
+    event_store: Literal["sqlite", "elasticsearch"] = Field("sqlite", description="where events go: SQLite under state_dir, or Elasticsearch")
+    elasticsearch_url: str = Field("http://127.0.0.1:9200", description="Elasticsearch endpoint")
+    elasticsearch_username: str | None = Field(None, description="basic-auth user (from a Secret)")
+    elasticsearch_password: str | None = Field(None, description="basic-auth password (from a Secret; never logged)")
+    elasticsearch_index: str = Field("loopline-events", description="data stream name; feedback goes to <name>-feedback")
+    max_body_bytes: int = Field(15 * 1024 * 1024, ge=1024, description="largest request body (413 above)")
+    timeout_vqa_s: float = Field(60.0, gt=0, description="backend timeout per task (504 after)")
     timeout_qa_s: float = Field(30.0, gt=0)
     timeout_style_s: float = Field(60.0, gt=0)
     breaker_failures: int = Field(3, ge=1, description="consecutive failures that open a backend's breaker")
     breaker_reset_s: float = Field(2.0, gt=0, description="open breaker lets one probe through after this")
-    cors_origins: list[str] = Field(default_factory=list)
+    cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS (JSON list); off when empty")
     default_vqa_model: str = "vqa-blip"
     default_qa_model: str = "qa-extractive"
-    default_style: str = "mosaic"
+    default_style: str = Field("mosaic", description="style used when /stylize names none")
 
     def open_event_store(self, state_dir: Path) -> EventStore:
         """The configured event store (the watchdog reads the same one)."""

@@ -1,0 +1,69 @@
+"""Print the Markdown settings table for the README (every LOOPLINE_* variable)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic_settings import BaseSettings
+
+
+def settings_classes() -> list[tuple[str, type[BaseSettings]]]:
+    from services.common.settings import CommonSettings, serving_settings
+    from services.gateway.settings import GatewaySettings
+    from services.watchdog.settings import WatchdogSettings
+
+    out: list[tuple[str, type[BaseSettings]]] = [("LOOPLINE_", CommonSettings), ("LOOPLINE_GATEWAY_", GatewaySettings)]
+    for task in ("vqa", "qa", "style"):
+        out.append((f"LOOPLINE_{task.upper()}_", type(serving_settings(task))))
+    out.append(("LOOPLINE_WATCHDOG_", WatchdogSettings))
+    try:
+        from services.finetune.settings import FinetuneSettings
+        out.append(("LOOPLINE_FINETUNE_", FinetuneSettings))
+    except ImportError:
+        pass
+    return out
+
+
+def env_names() -> list[str]:
+    return [prefix + name.upper() for prefix, cls in settings_classes() for name in cls.model_fields]
+
+
+def _default(field: Any) -> str:
+    if field.default_factory is not None:
+        return "(cores available)" if "threads" in str(field.default_factory) else "[]"
+    value = field.default
+    return "(unset)" if value is None else f"`{value}`"
+
+
+def main() -> None:
+    print("| variable | default | meaning |\n|---|---|---|")
+    for prefix, cls in settings_classes():
+        for name, field in cls.model_fields.items():
+            print(f"| `{prefix}{name.upper()}` | {_default(field)} | {field.description or ''} |")
+
+
+
+
+def render_readme(readme: str) -> str:
+    """README text with the table between the settings markers regenerated."""
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        main()
+    start, end = "<!-- settings:start -->\n", "<!-- settings:end -->"
+    head, rest = readme.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return head + start + buf.getvalue() + end + tail
+
+
+if __name__ == "__main__":
+    import sys
+    from pathlib import Path
+
+    if "--write-readme" in sys.argv:
+        readme = Path(__file__).resolve().parent.parent / "README.md"
+        readme.write_text(render_readme(readme.read_text(encoding="utf-8")), encoding="utf-8")
+    else:
+        main()
