@@ -74,12 +74,12 @@ function modelCard(info) {
       h("td", { "data-label": "Lineage" }, lineageText(m)),
       h("td", { class: "aliases-cell", "data-label": "Aliases" }, aliasBadges(v, aliases)),
       h("td", { class: "actions" },
-        h("button", { type: "button", class: "promote", disabled: isProd, "data-alias": "production",
+        h("button", { type: "button", class: "promote", disabled: isProd, "data-action": "production",
           "aria-label": `Make ${name} v${v} production`,
           onclick: () => act(card, name, "promote", { version: v, alias: "production" },
             (a) => `${name}: production is now v${a.production} (was ${fmt.version(aliases.production)}).`) },
         "Make production"),
-        h("button", { type: "button", class: "canary", disabled: isProd || isCanary, "data-alias": "canary",
+        h("button", { type: "button", class: "canary", disabled: isProd || isCanary, "data-action": "canary",
           "aria-label": `Make ${name} v${v} the canary`,
           onclick: () => {
             const share = Math.min(100, Math.max(1, Number(weight.value) || 10)) / 100;
