@@ -1,0 +1,1 @@
+"""Performance harness: real-size random-weight models, closed-loop load, baselines, report (``loopline bench``)."""

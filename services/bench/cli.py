@@ -1,0 +1,73 @@
+"""``loopline bench``: the performance harness (``make bench`` runs it with the defaults)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise typer.BadParameter("concurrency levels must be positive integers")
+    return values
+
+
+def bench(
+    quick: Annotated[bool, typer.Option("--quick", help="tiny models, seconds-long cells: checks the harness, not speed")] = False,
+    tasks: Annotated[str, typer.Option(help="comma-separated subset of vqa,qa,style")] = "vqa,qa,style",
+    concurrency: Annotated[str, typer.Option(help="closed-loop concurrency levels")] = "1,4,8",
+    cell_seconds: Annotated[float | None, typer.Option(help="time bound per cell (default 15, --quick 1)")] = None,
+    out: Annotated[Path, typer.Option(help="results directory (git-ignored)")] = Path("bench/results"),
+    cache: Annotated[Path | None, typer.Option(help="where built models are kept between runs")] = None,
+    gateway: Annotated[bool, typer.Option(help="also measure through the gateway when it is installed")] = True,
+    naive: Annotated[bool, typer.Option(help="run the naive baseline")] = True,
+    blip_large: Annotated[bool, typer.Option(help="also time single-request BLIP-large")] = True,
+    baseline_settings: Annotated[bool, typer.Option("--untuned", help="services with default settings (no bf16)")] = False,
+    label: Annotated[str | None, typer.Option(help="name of the run in the results directory")] = None,
+) -> None:
+    """Benchmark every service against the naive baseline and the hardware peak; write JSON, Markdown, PNG."""
+    from services.common.settings import TASKS
+
+    from .models import ModelSizes
+    from .runner import BenchConfig, BenchRun
+
+    chosen = tuple(t.strip() for t in tasks.split(",") if t.strip())
+    unknown = [t for t in chosen if t not in TASKS]
+    if unknown or not chosen:
+        raise typer.BadParameter(f"unknown task(s) {unknown}; expected a subset of {','.join(TASKS)}")
+    levels = _ints(concurrency)
+    config = BenchConfig(out_dir=out, cache_dir=cache or out / "cache", tasks=chosen, concurrency=levels,
+                         naive_concurrency=(levels[0], levels[-1]) if len(levels) > 1 else levels,
+                         gateway=gateway, naive=naive, label=label or ("quick" if quick else "full"))
+    if quick:
+        config.sizes = ModelSizes.tiny()
+        config.cell_seconds, config.cell_max_requests, config.requests_per_client = 1.0, 40, 1
+        config.qa_tokens, config.relay_seconds, config.blip_large = (150, 600), 1.0, False
+    else:
+        config.blip_large = blip_large
+    if cell_seconds is not None:
+        config.cell_seconds = cell_seconds
+    if baseline_settings:
+        config.service_env = {}
+    started = time.monotonic()
+    results = BenchRun(config, progress=lambda msg: console.print(
+        f"[dim]bench {time.monotonic() - started:6.1f}s[/dim] {msg}")).run()
+    console.print(f"wrote {out}/{results['started']}-{results['label']}/results.md (+ .json, latency.png) "
+                  f"in {results['duration_s']} s")
+    for goal in results["goals"]:
+        colour = {"yes": "green", "NO": "red"}.get(goal["met"], "yellow")
+        console.print(f"[{colour}]{goal['met']:>3}[/{colour}] {goal['goal']}: {goal['measured']} ({goal['baseline']})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench)

@@ -1,0 +1,307 @@
+"""One benchmark run: start the servers, drive every cell, measure the limits, write the report.
+
+Cells run one after another (never two loads at once) against servers that all stay up
+for the whole run, so every ratio in the report compares figures taken minutes apart on
+the same, equally noisy machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from services.common.entrypoints import importable
+from services.common.settings import TASKS, default_threads
+
+from .load import closed_loop
+from .models import MODEL_OF_TASK, ModelSizes, ensure_registry
+from .procs import RssSampler, ServerProcess, child_env, serve_argv, uvicorn_argv
+from .workloads import Workload, qa_workloads, style_workload, vqa_workload
+
+log = logging.getLogger("loopline.bench")
+
+GATEWAY_ROUTE = {"vqa": "/v1/vqa", "qa": "/v1/qa", "style": "/v1/style"}
+ANSWER_KEY = {"vqa": "answer", "qa": "answer", "style": "image_b64"}
+# what the services run with in the benchmark: the settings docs/performance.md recommends
+TUNED_ENV = {
+    "LOOPLINE_VQA_BF16": "true", "LOOPLINE_QA_BF16": "true",
+    "LOOPLINE_VQA_MAX_BATCH_SIZE": "8", "LOOPLINE_QA_MAX_BATCH_SIZE": "8", "LOOPLINE_STYLE_MAX_BATCH_SIZE": "8",
+}
+
+
+@dataclass
+class BenchConfig:
+    out_dir: Path = Path("bench/results")
+    cache_dir: Path = Path("bench/results/cache")
+    sizes: ModelSizes = field(default_factory=ModelSizes)
+    tasks: tuple[str, ...] = TASKS
+    concurrency: tuple[int, ...] = (1, 4, 8)
+    naive_concurrency: tuple[int, ...] = (1, 8)
+    cell_seconds: float = 15.0
+    cell_max_requests: int = 400
+    requests_per_client: int = 2  # a cell always gets at least this many answers per client
+    qa_tokens: tuple[int, ...] = (150, 600)
+    gateway: bool = True
+    naive: bool = True
+    blip_large: bool = True
+    relay_seconds: float = 5.0
+    efficiency: bool = True
+    threads: int = field(default_factory=default_threads)
+    service_env: dict[str, str] = field(default_factory=lambda: dict(TUNED_ENV))
+    label: str = "full"
+
+
+@dataclass
+class Servers:
+    services: dict[str, ServerProcess] = field(default_factory=dict)
+    naive: dict[str, ServerProcess] = field(default_factory=dict)
+    gateway: ServerProcess | None = None
+    gateway_note: str = ""
+
+    def all(self) -> list[ServerProcess]:
+        return [*self.services.values(), *self.naive.values(), *([self.gateway] if self.gateway else [])]
+
+
+def machine_info(threads: int) -> dict[str, Any]:
+    import psutil
+    import torch
+    import transformers
+
+    from services.common.torch_shared import bf16_supported
+
+    model = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": model, "logical_cpus": os.cpu_count(), "usable_cpus": default_threads(), "threads": threads,
+            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1), "avx512_bf16": bf16_supported(),
+            "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "platform": platform.platform(), "loadavg_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+def scrape_batches(url: str) -> tuple[float, float]:
+    """Sum and count of ``loopline_batch_size`` over every model the service serves."""
+    try:
+        text = httpx.get(url + "/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return 0.0, 0.0
+    total = count = 0.0
+    for line in text.splitlines():
+        if line.startswith("loopline_batch_size_sum"):
+            total += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("loopline_batch_size_count"):
+            count += float(line.rsplit(" ", 1)[1])
+    return total, count
+
+
+class BenchRun:
+    def __init__(self, config: BenchConfig, progress: Callable[[str], None] = print) -> None:
+        self.config = config
+        self.progress = progress
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.run_dir = Path(config.out_dir) / f"{stamp}-{config.label}"
+        self.data_dir = self.run_dir / "data"
+        self.results: dict[str, Any] = {"label": config.label, "started": stamp, "config": _jsonable(asdict(config)),
+                                        "cells": [], "notes": []}
+
+    # -- orchestration ------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        cfg = self.config
+        t0 = time.perf_counter()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.results["machine"] = machine_info(cfg.threads)
+        self.progress("measuring the matmul peak")
+        from .peak import matmul_peak
+        self.results["peak"] = matmul_peak(cfg.threads)
+        self.progress(f"peak: {self.results['peak']}")
+        self.progress(f"building/reusing models {asdict(cfg.sizes)}")
+        registry_dir = Path(cfg.cache_dir) / f"registry-{cfg.sizes.vqa}-{cfg.sizes.qa}-{cfg.sizes.style}"
+        ensure_registry(registry_dir, cfg.sizes, cfg.tasks)
+        self.registry_dir = registry_dir
+        (self.data_dir / "state").mkdir(parents=True, exist_ok=True)
+        servers = self.start_servers()
+        try:
+            self.workloads = self.make_workloads()
+            for task in cfg.tasks:
+                for workload in self.workloads[task]:
+                    self.run_task_cells(servers, workload)
+        finally:
+            for server in servers.all():
+                server.stop()
+        if cfg.gateway:
+            self.run_relay()
+        if cfg.blip_large and "vqa" in cfg.tasks:
+            self.run_blip_large()
+        if cfg.efficiency:
+            from .efficiency import measure_efficiency
+            self.progress("counting FLOPs and timing the batched model components")
+            self.results["efficiency"] = measure_efficiency(registry_dir, cfg, self.workloads, self.results["peak"])
+        self.results["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+        self.results["duration_s"] = round(time.perf_counter() - t0, 1)
+        from .report import write_report
+        write_report(self.results, self.run_dir)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        return self.results
+
+    def env(self, **extra: str) -> dict[str, str]:
+        base = {"LOOPLINE_REGISTRY_DIR": str(self.registry_dir.resolve()),
+                "LOOPLINE_STATE_DIR": str((self.data_dir / "state").resolve())}
+        for task in TASKS:
+            base[f"LOOPLINE_{task.upper()}_NUM_THREADS"] = str(self.config.threads)
+        return child_env(self.data_dir.resolve(), {**base, **self.config.service_env, **extra})
+
+    def start_servers(self) -> Servers:
+        cfg = self.config
+        logs = self.run_dir / "logs"
+        servers = Servers()
+        for task in cfg.tasks:
+            servers.services[task] = ServerProcess(task, serve_argv(task), self.env(), logs / f"{task}.log").start()
+            if cfg.naive:
+                naive_env = self.env(LOOPLINE_BENCH_NAIVE_TASK=task, LOOPLINE_BENCH_NAIVE_MODEL_DIR=str(
+                    (self.registry_dir / MODEL_OF_TASK[task] / "1").resolve()))
+                servers.naive[task] = ServerProcess(f"naive-{task}", uvicorn_argv("services.bench.naive:create_app"),
+                                                    naive_env, logs / f"naive-{task}.log").start()
+        self.progress("waiting for the services to load and warm up")
+        for server in [*servers.services.values(), *servers.naive.values()]:
+            server.wait_ready()
+        if cfg.gateway:
+            if not importable("gateway"):
+                servers.gateway_note = "skipped: services.gateway.app is not importable"
+            else:
+                urls = {f"LOOPLINE_{t.upper()}_URL": s.url for t, s in servers.services.items()}
+                gateway = ServerProcess("gateway", serve_argv("gateway"), self.env(**urls), logs / "gateway.log")
+                try:
+                    servers.gateway = gateway.start().wait_ready("/healthz", timeout_s=60)
+                except (RuntimeError, TimeoutError) as exc:
+                    gateway.stop()
+                    servers.gateway_note = f"skipped: the gateway did not start ({str(exc).splitlines()[0]})"
+            if servers.gateway_note:
+                self.results["notes"].append(f"gateway variant {servers.gateway_note}")
+                self.progress(f"gateway {servers.gateway_note}")
+        self.results["gateway_status"] = "ran" if servers.gateway else servers.gateway_note
+        return servers
+
+    def make_workloads(self) -> dict[str, list[Workload]]:
+        out: dict[str, list[Workload]] = {}
+        for task in self.config.tasks:
+            if task == "vqa":
+                out[task] = [vqa_workload()]
+            elif task == "qa":
+                from transformers import AutoTokenizer
+                tokenizer = AutoTokenizer.from_pretrained(self.registry_dir / MODEL_OF_TASK["qa"] / "1")
+                out[task] = qa_workloads(tokenizer, self.config.qa_tokens)
+            else:
+                out[task] = [style_workload()]
+        return out
+
+    # -- cells --------------------------------------------------------------------------
+    def run_task_cells(self, servers: Servers, workload: Workload) -> None:
+        cfg = self.config
+        task = workload.task
+        service = servers.services[task]
+        variants: list[tuple[str, str, tuple[int, ...], ServerProcess]] = []
+        if task in servers.naive:
+            variants.append(("naive", servers.naive[task].url + "/v1/predict", cfg.naive_concurrency,
+                             servers.naive[task]))
+        variants.append(("direct", service.url + "/v1/predict", cfg.concurrency, service))
+        if servers.gateway is not None:
+            variants.append(("gateway", servers.gateway.url + GATEWAY_ROUTE[task], cfg.concurrency, servers.gateway))
+        body = workload.encoded()
+        for variant, url, levels, server in variants:
+            for c in levels:
+                watch = {variant: server} if server is service else {variant: server, "service": service}
+                row = self.cell(url, [body], c, service, watch, task)
+                row.update({"task": task, "workload": workload.name, "variant": variant})
+                self.results["cells"].append(row)
+                self.progress(f"{task:5s} {workload.name:30s} {variant:8s} c={c}: p50 {row['p50_ms']} ms, "
+                              f"p95 {row['p95_ms']} ms, {row['throughput_rps']} req/s, batch "
+                              f"{row.get('mean_batch_size')}, errors {row['errors']}")
+
+    def cell(self, url: str, bodies: list[bytes], concurrency: int, service: ServerProcess,
+             watch: dict[str, ServerProcess], task: str, max_seconds: float | None = None,
+             max_requests: int | None = None, warm: int = 2) -> dict[str, Any]:
+        cfg = self.config
+        key = ANSWER_KEY[task]
+        asyncio.run(closed_loop(url, bodies, 1, warm, 120.0, expect_key=key))  # not counted: lazy init, caches
+        before = scrape_batches(service.url)
+        pids = {name: s.proc.pid for name, s in watch.items() if s.proc is not None}
+        with RssSampler(pids) as rss:
+            result = asyncio.run(closed_loop(url, bodies, concurrency, max_requests or cfg.cell_max_requests,
+                                             max_seconds or cfg.cell_seconds,
+                                             min_requests=cfg.requests_per_client * concurrency, expect_key=key))
+        after = scrape_batches(service.url)
+        row = result.summary()
+        batches = after[1] - before[1]
+        row["mean_batch_size"] = round((after[0] - before[0]) / batches, 2) if batches > 0 else None
+        row["peak_rss_mb"] = {name: round(v / 2**20) for name, v in rss.peak.items()}
+        return row
+
+    def run_relay(self) -> None:
+        """Gateway overhead and relay capacity against a backend that answers at once."""
+        if not importable("gateway"):
+            self.results["relay"] = {"status": "skipped: services.gateway.app is not importable"}
+            return
+        logs = self.run_dir / "logs"
+        stub = ServerProcess("stub", uvicorn_argv("services.bench.stub:create_app"), self.env(), logs / "stub.log")
+        gateway = ServerProcess("gateway-relay", serve_argv("gateway"), self.env(LOOPLINE_QA_URL=stub.url),
+                                logs / "gateway-relay.log")
+        body = [json.dumps({"question": "what is the capital?", "context": "paris is the capital."}).encode()]
+        try:
+            stub.start().wait_ready("/readyz", 60)
+            gateway.start().wait_ready("/healthz", 60)
+            self.progress("gateway relay: overhead at c=1 and capacity at c=16 against an instant backend")
+            direct = self.cell(stub.url + "/v1/predict", body, 1, stub, {"stub": stub}, "qa", max_seconds=3,
+                               max_requests=3000, warm=50)
+            via = self.cell(gateway.url + "/v1/qa", body, 1, stub, {"gateway": gateway}, "qa", max_seconds=3,
+                            max_requests=3000, warm=50)
+            capacity = self.cell(gateway.url + "/v1/qa", body, 16, stub, {"gateway": gateway}, "qa",
+                                 max_seconds=self.config.relay_seconds, max_requests=100_000, warm=50)
+            self.results["relay"] = {"status": "ran", "direct_c1": direct, "gateway_c1": via, "gateway_c16": capacity,
+                                     "added_p50_ms": round(via["p50_ms"] - direct["p50_ms"], 3)
+                                     if via["p50_ms"] is not None and direct["p50_ms"] is not None else None}
+            self.progress(f"relay: added p50 {self.results['relay']['added_p50_ms']} ms, "
+                          f"{capacity['throughput_rps']} req/s at c=16")
+        except (RuntimeError, TimeoutError) as exc:
+            self.results["relay"] = {"status": f"failed: {str(exc).splitlines()[0]}"}
+        finally:
+            gateway.stop()
+            stub.stop()
+
+    def run_blip_large(self) -> None:
+        """Single-request VQA latency of BLIP-large (ViT-L vision tower) through the service."""
+        sizes = ModelSizes(vqa="large", qa=self.config.sizes.qa, style=self.config.sizes.style)
+        self.progress("building/reusing BLIP-large for the single-request figure")
+        registry = Path(self.config.cache_dir) / "registry-blip-large"
+        ensure_registry(registry, sizes, ("vqa",))
+        env = self.env(LOOPLINE_REGISTRY_DIR=str(registry.resolve()))
+        server = ServerProcess("vqa-large", serve_argv("vqa"), env, self.run_dir / "logs" / "vqa-large.log")
+        try:
+            server.start().wait_ready()
+            row = self.cell(server.url + "/v1/predict", [self.workloads["vqa"][0].encoded()], 1, server,
+                            {"service": server}, "vqa", max_seconds=min(20.0, self.config.cell_seconds), max_requests=8)
+            row.update({"task": "vqa", "workload": self.workloads["vqa"][0].name, "variant": "direct-blip-large"})
+            self.results["blip_large"] = row
+            self.progress(f"BLIP-large c=1: p50 {row['p50_ms']} ms")
+        except (RuntimeError, TimeoutError) as exc:
+            self.results["blip_large"] = {"status": f"failed: {str(exc).splitlines()[0]}"}
+        finally:
+            server.stop()
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))

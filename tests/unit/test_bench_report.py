@@ -1,0 +1,100 @@
+"""Percentiles, goal evaluation and the Markdown table of the benchmark harness."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from services.bench.load import LoadResult, percentile
+from services.bench.report import evaluate_goals, markdown, service_efficiency
+
+pytestmark = pytest.mark.unit
+
+
+def test_percentile_interpolates_and_handles_edges() -> None:
+    assert percentile([], 50) is None
+    assert percentile([3.0], 99) == 3.0
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == pytest.approx(50.5)
+    assert percentile(values, 95) == pytest.approx(95.05)
+    assert percentile(values, 100) == 100.0
+
+
+def test_summary_counts_only_successes_in_throughput() -> None:
+    result = LoadResult(concurrency=2, latencies_s=[0.1, 0.2, 0.3, 0.4], errors={"http_503": 2}, elapsed_s=2.0)
+    summary = result.summary()
+    assert summary["requests"] == 4 and summary["errors"] == 2
+    assert summary["throughput_rps"] == 2.0
+    assert summary["p50_ms"] == pytest.approx(250.0)
+
+
+def _cell(task: str, variant: str, c: int, p50: float, p95: float, rps: float) -> dict:
+    return {"task": task, "workload": "w", "variant": variant, "concurrency": c, "requests": 10, "errors": 0,
+            "p50_ms": p50, "p95_ms": p95, "p99_ms": p95, "throughput_rps": rps, "mean_batch_size": 1.0,
+            "peak_rss_mb": {"direct": 100}}
+
+
+def _results() -> dict:
+    cells = [_cell("qa", "naive", 1, 100, 110, 10), _cell("qa", "naive", 8, 800, 820, 10),
+             _cell("qa", "direct", 1, 100, 105, 10), _cell("qa", "direct", 8, 250, 260, 32)]
+    return {"label": "t", "started": "now", "cells": cells, "notes": [], "gateway_status": "skipped: test",
+            "config": {"service_env": {}, "concurrency": [1, 8]},
+            "machine": {"cpu": "x", "usable_cpus": 2, "memory_gib": 1, "avx512_bf16": True, "threads": 2,
+                        "loadavg_start": [0, 0, 0], "torch": "t", "transformers": "t", "python": "3.11"},
+            "peak": {"fp32_gflops": 100.0, "bf16_gflops": 200.0},
+            "relay": {"status": "skipped: test"},
+            "efficiency": {"qa": {"precision": "bf16", "flops_per_request": {"w": 2e9},
+                                  "component": {"name": "enc", "flops": 1e10, "seconds": 0.1, "gflops": 100.0,
+                                                "fraction_of_peak": 0.5}}}}
+
+
+def test_goals_compare_with_the_baseline_of_the_same_run() -> None:
+    goals = {g["goal"]: g for g in evaluate_goals(_results())}
+    assert goals["qa (w): throughput at c=8 >= 2x naive"]["met"] == "yes"
+    assert "3.2x" in goals["qa (w): throughput at c=8 >= 2x naive"]["measured"]
+    assert goals["qa (w): p95 at c=8 <= 2x own p50 at c=1"]["met"] == "NO"
+    assert goals["batched QA >= 50% of the measured bf16 matmul peak"]["met"] == "yes"
+    assert goals["gateway overhead and relay capacity"]["met"] == "n/a"
+
+
+def test_service_efficiency_uses_flops_times_throughput() -> None:
+    (row,) = service_efficiency(_results())
+    assert row["service_gflops"] == pytest.approx(64.0)
+    assert row["fraction_of_peak"] == pytest.approx(0.32)
+
+
+def test_markdown_has_goal_and_cell_tables() -> None:
+    text = markdown(_results())
+    assert "| goal | measured | baseline | met |" in text
+    assert "| qa | w | direct | 8 | 10 | 0 | 250 | 260 |" in text
+
+
+def test_closed_loop_against_a_local_server_counts_statuses() -> None:
+    from services.bench.load import closed_loop
+
+    async def main() -> LoadResult:
+        calls = 0
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal calls
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    break
+                length = int([h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")][0].split(b":")[1])
+                await reader.readexactly(length)
+                calls += 1
+                status, body = (b"200 OK", b'{"answer":"x"}') if calls % 3 else (b"503 Busy", b"{}")
+                writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+                await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            return await closed_loop(f"http://127.0.0.1:{port}/v1/predict", [b"{}"], 3, 30, 10.0, expect_key="answer")
+
+    result = asyncio.run(main())
+    assert result.ok == 20 and result.errors == {"http_503": 10}
