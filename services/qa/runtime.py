@@ -8,6 +8,8 @@ the highest start+end logit across all windows wins (j >= i, at most
 
 from __future__ import annotations
 
+import copy
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +21,15 @@ from services.common.errors import Invalid
 from services.common.runtime import ModelRuntime, PredictRequest
 from services.common.serving import create_serving_app
 from services.common.settings import ServingSettings
+from services.common.text import Text
 from services.common.torch_shared import TorchRuntimeMixin, inference_context, set_threads
 
 MAX_WINDOWS_PER_CALL = 32  # bounds memory for very long contexts
 
 
 class QaRequest(PredictRequest):
-    question: str = Field(..., min_length=1, description="the question")
-    context: str = Field(..., min_length=1, description="text that contains the answer; any length")
+    question: Text = Field(..., min_length=1, description="the question")
+    context: Text = Field(..., min_length=1, description="text that contains the answer; any length")
 
 
 def _load_base(path: Path) -> tuple[Any, Any]:
@@ -73,6 +76,11 @@ class QaRuntime(TorchRuntimeMixin, ModelRuntime):
     def load(self, version_dir: Path) -> None:
         shared = self._load_shared(version_dir, self.manifest or self.read_manifest(version_dir), _load_base)
         self.tokenizer = shared.extra
+        # a fast tokenizer keeps truncation/padding state in its Rust object: prepare() runs on
+        # the prep threads while predict() tokenizes with truncation on the model thread, so
+        # they must not share one (a window once came out longer than max_len)
+        self.prep_tokenizer = copy.deepcopy(self.tokenizer)
+        self.prep_lock = threading.Lock()
         config = shared.model.config
         model_max = getattr(config, "max_position_embeddings", 512)
         self.max_len = min(self.settings.max_seq_len or model_max, model_max, self.tokenizer.model_max_length)
@@ -89,7 +97,9 @@ class QaRuntime(TorchRuntimeMixin, ModelRuntime):
             raise Invalid(f"question is longer than {self.settings.max_question_chars} characters")
         if len(context) > self.settings.max_context_chars:
             raise Invalid(f"context is longer than {self.settings.max_context_chars} characters")
-        if len(self.tokenizer(question, add_special_tokens=False)["input_ids"]) > self.max_question_tokens:
+        with self.prep_lock:
+            question_tokens = len(self.prep_tokenizer(question, add_special_tokens=False)["input_ids"])
+        if question_tokens > self.max_question_tokens:
             raise Invalid(f"question is longer than {self.max_question_tokens} tokens")
         return question, context
 
