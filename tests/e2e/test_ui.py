@@ -96,6 +96,11 @@ def test_three_panels_answer_and_store_feedback(stack: Stack, page: Page, shots:
     assert stored[vqa_id] == ("bad", "blue")
     assert stored[qa_id] == ("good", None)
     assert stored[style_id] == ("bad", "too dark")
+    # every request carried this browser's sticky client id (canary stickiness)
+    client_id = page.evaluate("localStorage.getItem('loopline.client-id')")
+    with sqlite3.connect(stack.data / "state" / "events.db") as conn:
+        sent = {rid: cid for rid, cid in conn.execute("SELECT request_id, client_id FROM inference")}
+    assert client_id and [sent[rid] for rid in (vqa_id, qa_id, style_id)] == [client_id] * 3
 
 
 def test_models_page_promotes_and_rolls_back(stack: Stack, page: Page, shots: Path) -> None:
@@ -132,6 +137,12 @@ def test_models_page_promotes_and_rolls_back(stack: Stack, page: Page, shots: Pa
     expect(card.get_by_role("status")).to_contain_text("rolled back to v1")
     expect(card.locator('[data-alias="production"]')).to_have_text("v1")
     assert registry.aliases("qa-extractive")["production"] == 1
+
+    card.get_by_label("Canary share (%)").fill("25")
+    card.get_by_role("button", name=f"Make qa-extractive v{new.version} the canary").click()
+    expect(card.get_by_role("status")).to_contain_text(f"canary is now v{new.version} with 25% of traffic")
+    aliases = registry.aliases("qa-extractive")
+    assert (aliases["production"], aliases["canary"], aliases["canary_weight"]) == (1, new.version, 0.25)
 
 
 def test_monitoring_charts_follow_new_traffic(stack: Stack, page: Page, shots: Path) -> None:
@@ -187,6 +198,13 @@ def test_client_errors_are_shown_in_the_page(stack: Stack, page: Page, shots: Pa
     expect(card.get_by_role("alert")).to_contain_text("Enter the admin token above")
 
 
+def assert_every_control_labelled(page: Page) -> None:
+    unlabelled = page.evaluate("""[...document.querySelectorAll('input, select, textarea')]
+        .filter((e) => !e.labels.length && !e.getAttribute('aria-label') && !e.getAttribute('aria-labelledby'))
+        .map((e) => e.id || e.name || e.outerHTML)""")
+    assert unlabelled == [], f"controls without a label: {unlabelled}"
+
+
 def test_phone_width_has_no_horizontal_scroll(stack: Stack, phone: Page, shots: Path) -> None:
     phone.goto(stack.url + "/")
     qa = phone.locator("#qa-panel")
@@ -194,6 +212,7 @@ def test_phone_width_has_no_horizontal_scroll(stack: Stack, phone: Page, shots: 
     qa.get_by_role("button", name="Find the answer").click()
     expect(qa.locator(".answer")).not_to_be_empty()
     assert_no_horizontal_scroll(phone)
+    assert_every_control_labelled(phone)
     phone.screenshot(path=shots / "phone-try.png", full_page=True)
 
     phone.get_by_role("navigation").get_by_role("link", name="Models", exact=True).click()
@@ -210,4 +229,5 @@ def test_phone_width_has_no_horizontal_scroll(stack: Stack, phone: Page, shots: 
     chart_box = phone.locator('svg[data-chart="count"]').bounding_box()
     assert chart_box is not None and chart_box["x"] + chart_box["width"] <= 375
     assert_no_horizontal_scroll(phone)
+    assert_every_control_labelled(phone)  # now including the Models page's per-model controls
     phone.screenshot(path=shots / "phone-monitoring.png", full_page=True)

@@ -108,9 +108,11 @@ function modelCard(info) {
         onclick: () => act(card, name, "rollback", undefined,
           (a) => `${name}: production rolled back to v${a.production}.`) }, "Roll back production")),
     historyList(aliases.history),
-    h("div", { class: "message error", role: "alert", hidden: true }),
-    h("p", { class: "message ok", role: "status", hidden: true }),
   );
+  // messages sit under the alias line, where the change they report is visible
+  card.querySelector(".alias-line").after(
+    h("div", { class: "message error", role: "alert", hidden: true }),
+    h("p", { class: "message ok", role: "status", hidden: true }));
   return card;
 }
 

@@ -42,7 +42,7 @@ export function showError(box, err, hint = "") {
     h("strong", { class: "error-title" }, status > 0 ? `${title} (${status})` : title),
     " ",
     h("span", { class: "error-text" }, err && err.message ? err.message : String(err)),
-    hint ? h("span", { class: "error-hint" }, ` ${hint}`) : null,
+    hint ? h("span", { class: "error-hint" }, hint) : null,
   );
   box.dataset.status = String(status);
   box.hidden = false;
