@@ -133,9 +133,10 @@ def test_models_page_promotes_and_rolls_back(stack: Stack, page: Page, shots: Pa
     assert page.evaluate("Object.values(localStorage).includes(sessionStorage.getItem('loopline.admin-token'))") is False
     page.screenshot(path=shots / "desktop-models-promoted.png", full_page=True)
 
-    card.get_by_role("button", name="Roll back qa-extractive production").click()
+    card.get_by_role("button", name="Roll back qa-extractive production to v1").click()
     expect(card.get_by_role("status")).to_contain_text("rolled back to v1")
     expect(card.locator('[data-alias="production"]')).to_have_text("v1")
+    expect(card.get_by_role("button", name="no earlier production version")).to_be_disabled()
     assert registry.aliases("qa-extractive")["production"] == 1
 
     card.get_by_label("Canary share (%)").fill("25")
@@ -191,11 +192,13 @@ def test_client_errors_are_shown_in_the_page(stack: Stack, page: Page, shots: Pa
     expect(vqa.locator(".result")).to_be_hidden()
     page.screenshot(path=shots / "desktop-error-415.png", full_page=True)
 
+    new = copy_as_new_version(Registry(stack.data / "registry"), "vqa-blip")
     page.goto(stack.url + "/#/models")
     card = page.locator('[data-model="vqa-blip"]')
-    card.get_by_role("button", name="Roll back vqa-blip production").click()
+    card.get_by_role("button", name=f"Make vqa-blip v{new.version} production").click()
     expect(card.get_by_role("alert")).to_contain_text("Not authorised (401)")
     expect(card.get_by_role("alert")).to_contain_text("Enter the admin token above")
+    assert Registry(stack.data / "registry").aliases("vqa-blip")["production"] == 1
 
 
 def assert_every_control_labelled(page: Page) -> None:

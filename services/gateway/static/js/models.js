@@ -23,6 +23,17 @@ function lineageText(manifest) {
   return parts.join(", ") || "–";
 }
 
+// Production versions as a stack, as the registry computes it: promotions push, rollbacks pop.
+function productionStack(history) {
+  const stack = [];
+  for (const entry of history || []) {
+    if (entry.alias !== "production") continue;
+    if (entry.action === "promote") stack.push(entry.to);
+    else if (entry.action === "rollback") stack.pop();
+  }
+  return stack;
+}
+
 function aliasBadges(version, aliases) {
   const badges = [];
   if (aliases.production === version) badges.push(h("span", { class: "badge production" }, "production"));
@@ -62,6 +73,8 @@ function modelCard(info) {
   const weight = h("input", { type: "number", min: 1, max: 100, step: 1, value: 10, id: `weight-${name}`,
     class: "weight", inputMode: "numeric" });
 
+  const stack = productionStack(aliases.history);
+  const rollbackTo = stack.length >= 2 ? stack[stack.length - 2] : null;
   const rows = versions.slice().reverse().map((m) => {
     const v = m.version;
     const isProd = aliases.production === v;
@@ -104,9 +117,12 @@ function modelCard(info) {
         h("tbody", {}, rows))),
     h("div", { class: "card-actions" },
       h("label", { for: `weight-${name}` }, "Canary share (%)"), weight,
-      h("button", { type: "button", class: "rollback", "aria-label": `Roll back ${name} production`,
-        onclick: () => act(card, name, "rollback", undefined,
-          (a) => `${name}: production rolled back to v${a.production}.`) }, "Roll back production")),
+      rollbackTo
+        ? h("button", { type: "button", class: "rollback", "aria-label": `Roll back ${name} production to v${rollbackTo}`,
+          onclick: () => act(card, name, "rollback", undefined,
+            (a) => `${name}: production rolled back to v${a.production}.`) }, `Roll back to v${rollbackTo}`)
+        : h("button", { type: "button", class: "rollback", disabled: true,
+          "aria-label": `Roll back ${name} production: no earlier production version` }, "Nothing to roll back")),
     historyList(aliases.history),
   );
   // messages sit under the alias line, where the change they report is visible
