@@ -1,0 +1,120 @@
+"""The fine-tune service (:8104): the jobs API over the persistent queue and the one worker.
+
+Every ``/v1/jobs`` route needs ``Authorization: Bearer <admin token>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Query
+from fastapi.responses import JSONResponse
+
+from services.common.errors import BadRequest, NotFound
+from services.common.events import open_event_store
+from services.common.http import base_app
+from services.common.logs import configure_logging
+from services.common.registry import Registry
+from services.common.settings import CommonSettings
+
+from .auth import load_or_create_admin_token, require_admin
+from .autopromote import AutoPromoter
+from .pipeline import task_of
+from .schemas import JobRequest, JobStatus, JobView
+from .settings import FinetuneSettings
+from .store import JobStore
+from .worker import Worker
+
+log = logging.getLogger("loopline.finetune")
+
+
+def open_events(settings: FinetuneSettings, common: CommonSettings) -> Any:
+    if settings.event_store == "elasticsearch":
+        return open_event_store("elasticsearch", common.state, url=settings.elasticsearch_url,
+                                username=settings.elasticsearch_username, password=settings.elasticsearch_password,
+                                index=settings.elasticsearch_index)
+    return open_event_store("sqlite", common.state)
+
+
+def create_app(settings: FinetuneSettings | None = None, common: CommonSettings | None = None) -> FastAPI:
+    common = common or CommonSettings()
+    settings = settings or FinetuneSettings()
+    configure_logging("finetune", common.log_level, common.log_file)
+    registry = Registry(common.registry)
+    store = JobStore(common.state / "finetune.db")
+    events = open_events(settings, common)
+    worker = Worker(settings=settings, store=store, registry=registry, events=events, data_dir=common.data_dir,
+                    state_dir=common.state)
+    promoter = AutoPromoter(settings, registry, events) if settings.auto_promote_after_s else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        removed = registry.clean_partial()
+        if removed:
+            log.warning("removed %d partial version director(ies) left by a crash", len(removed))
+        worker.recover()
+        worker.start()
+        task = asyncio.get_running_loop().create_task(promoter.run()) if promoter else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+            await asyncio.get_running_loop().run_in_executor(None, worker.stop)
+            store.close()
+            events.close()
+
+    app = base_app("Loopline fine-tune service", settings.max_body_bytes, lifespan=lifespan,
+                   description="Training jobs: LoRA for VQA/QA, Keras for style, an evaluation gate before canary.")
+    app.state.admin_token = load_or_create_admin_token(common)
+    app.state.store, app.state.worker, app.state.settings = store, worker, settings
+    admin = [Depends(require_admin)]
+
+    @app.get("/healthz", summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness: the queue is open and the worker runs")
+    async def readyz() -> JSONResponse:
+        if not worker.alive:
+            return JSONResponse({"status": "not ready", "error": {"code": "not_ready", "message": "worker not running"}},
+                                status_code=503, headers={"Retry-After": "2"})
+        return JSONResponse({"status": "ready", "runner": settings.runner, "current_job": worker.current})
+
+    @app.post("/v1/jobs", status_code=202, response_model=JobView, dependencies=admin,
+              summary="Queue a fine-tune job")
+    async def submit(body: JobRequest) -> JobView:
+        try:
+            task = task_of(registry, body.model)
+        except NotFound:
+            raise NotFound(f"no model named {body.model!r}; a new style model must be named style-<name>") from None
+        if task == "style" and body.use_feedback:
+            raise BadRequest("style feedback is free comments; style jobs train from style_image + content_dir")
+        if task != "style" and (body.style_image or body.content_dir):
+            raise BadRequest(f"style_image/content_dir are for style models; {body.model} is task {task}")
+        job = store.create(model=body.model, task=task, runner=settings.runner, request=body.model_dump())
+        log.info("queued job %s for %s", job.id, body.model, extra={"event_action": "finetune-queued"})
+        worker.notify()
+        return job
+
+    @app.get("/v1/jobs", dependencies=admin, summary="Jobs, newest first")
+    async def list_jobs(status: JobStatus | None = None, model: str | None = None,
+                        limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
+        return {"jobs": [j.model_dump() for j in store.list(status=status, model=model, limit=limit)]}
+
+    @app.get("/v1/jobs/{job_id}", response_model=JobView, dependencies=admin, summary="One job")
+    async def get_job(job_id: str) -> JobView:
+        return store.get(job_id)
+
+    @app.post("/v1/jobs/{job_id}/cancel", response_model=JobView, dependencies=admin,
+              summary="Cancel: queued jobs end now, running ones at their next step")
+    async def cancel(job_id: str) -> JobView:
+        job = store.request_cancel(job_id)
+        worker.cancel(job_id)
+        return job
+
+    return app

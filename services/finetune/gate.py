@@ -1,0 +1,105 @@
+"""The evaluation gate: may a new version take canary traffic?
+
+Scores come from the same held-out split for the new and the production version. The
+policy (settings ``gate_*``):
+
+* **no worse**: on the held-out split the new version may not be worse than production by
+  more than ``tolerance`` (for style, whose metric is a loss, relative to production's
+  loss). The comparison is paired per row and allows for sampling noise: it refuses when
+  mean(new - production) + z * stderr < -tolerance, so one lucky answer of a random model
+  on a two-row split does not block a genuine fine-tune, while on a real held-out set
+  (hundreds of rows) the stderr term is small and the rule is the plain one;
+* **improvement** (optional): new >= production + min_improvement;
+* **fits its data**: the new version reproduces at least ``min_train_fit`` of its training
+  answers (VQA accuracy, QA F1). Contradictory data, such as a dataset whose answers were
+  shuffled, cannot be fitted, so a poisoned job is refused even when production is weak
+  on the held-out split too. For style the trained network must have lowered its
+  training loss below the starting network's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+PRIMARY = {"vqa": ("accuracy", "higher"), "qa": ("f1", "higher"), "style": ("total_loss", "lower")}
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    tolerance: float = 0.02
+    min_improvement: float | None = None
+    min_train_fit: float = 0.6
+    z: float = 1.645
+
+
+@dataclass
+class GateDecision:
+    passed: bool
+    reason: str
+    metric: str
+    checks: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def decide(task: str, new: dict[str, Any], production: dict[str, Any] | None, policy: GatePolicy) -> GateDecision:
+    """``new``/``production``: {"heldout": {...}, "train": {...}} score dicts (production: held-out only)."""
+    metric, direction = PRIMARY[task]
+    checks: list[dict[str, Any]] = []
+    new_held = float(new["heldout"][metric])
+    if production is not None:
+        prod_held = float(production["heldout"][metric])
+        diffs = paired_diffs(task, new["heldout"], production["heldout"])
+        mean_diff, stderr = mean_and_stderr(diffs)
+        unit = "" if direction == "higher" else " (relative)"
+        checks.append(_check(
+            "no_worse", mean_diff + policy.z * stderr >= -policy.tolerance,
+            f"held-out {metric} {new_held:.4f} vs production {prod_held:.4f}: paired difference "
+            f"{mean_diff:+.4f}{unit} +/- {stderr:.4f} over {len(diffs)} rows (tolerance {policy.tolerance}, z {policy.z})"))
+        if policy.min_improvement is not None:
+            checks.append(_check("improvement", mean_diff >= policy.min_improvement,
+                                 f"held-out {metric} must beat production by {policy.min_improvement}{unit}: "
+                                 f"difference {mean_diff:+.4f}"))
+    if task == "style":
+        start, end = float(new["train"]["initial_loss"]), float(new["train"]["final_loss"])
+        checks.append(_check("fits_data", end < start,
+                             f"training loss {end:.4f} must fall below the starting network's {start:.4f}"))
+    else:
+        fit = float(new["train"][metric])
+        checks.append(_check("fits_data", fit >= policy.min_train_fit,
+                             f"training {metric} {fit:.4f} vs minimum {policy.min_train_fit} "
+                             "(contradictory or shuffled answers cannot be fitted)"))
+    failed = [c for c in checks if not c["passed"]]
+    if failed:
+        reason = "gate refused: " + "; ".join(f"{c['name']}: {c['detail']}" for c in failed)
+    else:
+        reason = "gate passed: " + "; ".join(c["detail"] for c in checks)
+    return GateDecision(passed=not failed, reason=reason, metric=metric, checks=checks)
+
+
+def _check(name: str, passed: bool, detail: str) -> dict[str, Any]:
+    return {"name": name, "passed": bool(passed), "detail": detail}
+
+
+def paired_diffs(task: str, new: dict[str, Any], production: dict[str, Any]) -> list[float]:
+    """Per held-out row, how much better the new version is (losses: relative to production's mean)."""
+    metric, direction = PRIMARY[task]
+    new_rows, prod_rows = new["rows"][metric], production["rows"][metric]
+    if direction == "higher":
+        return [float(n) - float(p) for n, p in zip(new_rows, prod_rows, strict=True)]
+    scale = max(abs(float(production[metric])), 1e-12)
+    return [(float(p) - float(n)) / scale for n, p in zip(new_rows, prod_rows, strict=True)]
+
+
+def mean_and_stderr(diffs: list[float]) -> tuple[float, float]:
+    """Mean and its standard error; one row is no evidence (stderr 1, the full range of a score)."""
+    n = len(diffs)
+    if n == 0:
+        return 0.0, 0.0
+    mean = sum(diffs) / n
+    if n == 1:
+        return mean, 1.0
+    var = sum((d - mean) ** 2 for d in diffs) / (n - 1)
+    return mean, (var / n) ** 0.5

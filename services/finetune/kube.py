@@ -1,0 +1,184 @@
+"""Kubernetes runner: one batch/v1 Job per fine-tune job, in the training namespace.
+
+The pod runs the same image (``loopline finetune execute <job>``) with the data volume
+mounted, reads the request and the feedback rows frozen at dispatch from
+``<state>/finetune/jobs/<job>/``, writes ``progress.json`` while training and
+``result.json`` at the end. This runner creates the Job, follows it (progress from the
+file, outcome from the Job status and the result), and deletes it on cancel.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from services.common.errors import Unavailable
+
+from .settings import FinetuneSettings
+from .store import JobStore
+from .trainers.base import JobCancelled
+from .worker import job_dir, read_json, write_job_files
+
+log = logging.getLogger("loopline.finetune.kube")
+LABELS = {"app.kubernetes.io/part-of": "loopline", "app.kubernetes.io/component": "training",
+          "app.kubernetes.io/name": "finetune-job"}
+
+
+def k8s_name(job_id: str) -> str:
+    return f"loopline-{job_id}".lower()[:63]
+
+
+def build_job_manifest(settings: FinetuneSettings, job_id: str, model: str) -> dict[str, Any]:
+    """The batch/v1 Job for one fine-tune job (validated by kubernetes-validate in the tests)."""
+    resources = {"requests": {"cpu": settings.kube_cpu_request, "memory": settings.kube_memory_request},
+                 "limits": {"cpu": settings.kube_cpu_limit, "memory": settings.kube_memory_limit}}
+    env = [{"name": "LOOPLINE_DATA_DIR", "value": settings.kube_data_mount},
+           {"name": "LOOPLINE_FINETUNE_RUNNER", "value": "embedded"},
+           {"name": "LOOPLINE_FINETUNE_NUM_THREADS", "value": str(max(1, int(float(settings.kube_cpu_limit))))},
+           {"name": "HOME", "value": "/tmp"}]
+    container: dict[str, Any] = {
+        "name": "train", "image": settings.kube_image, "imagePullPolicy": settings.kube_image_pull_policy,
+        "command": ["loopline", "finetune", "execute", job_id], "env": env, "resources": resources,
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "data", "mountPath": settings.kube_data_mount},
+                         {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    if settings.kube_config_map:
+        container["envFrom"] = [{"configMapRef": {"name": settings.kube_config_map}}]
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never", "automountServiceAccountToken": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": settings.kube_pvc}},
+                    {"name": "tmp", "emptyDir": {"sizeLimit": "4Gi"}}],
+    }
+    if settings.kube_service_account:
+        pod_spec["serviceAccountName"] = settings.kube_service_account
+    if settings.kube_node_selector:
+        pod_spec["nodeSelector"] = dict(settings.kube_node_selector)
+    labels = {**LABELS, "loopline.io/finetune-job": job_id, "loopline.io/model": model}
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": k8s_name(job_id), "namespace": settings.kube_namespace, "labels": labels},
+        "spec": {"backoffLimit": 0, "activeDeadlineSeconds": settings.kube_active_deadline_s,
+                 "ttlSecondsAfterFinished": settings.kube_ttl_after_finished_s,
+                 "template": {"metadata": {"labels": labels}, "spec": pod_spec}},
+    }
+
+
+def batch_api(settings: FinetuneSettings) -> Any:
+    from kubernetes import client, config
+
+    if settings.kube_api_url:
+        cfg = client.Configuration()
+        cfg.host = settings.kube_api_url
+        cfg.verify_ssl = settings.kube_verify_ssl
+        if settings.kube_ca_file:
+            cfg.ssl_ca_cert = str(settings.kube_ca_file)
+        if settings.kube_token:
+            cfg.api_key = {"authorization": settings.kube_token}
+            cfg.api_key_prefix = {"authorization": "Bearer"}
+        return client.BatchV1Api(client.ApiClient(cfg))
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.BatchV1Api()
+
+
+class KubernetesRunner:
+    def __init__(self, settings: FinetuneSettings, store: JobStore, state_dir: Path) -> None:
+        self.settings, self.store, self.state_dir = settings, store, Path(state_dir)
+        self._api: Any = None
+
+    @property
+    def api(self) -> Any:
+        if self._api is None:
+            self._api = batch_api(self.settings)
+        return self._api
+
+    def run(self, job_id: str, request: dict[str, Any], feedback: list[dict[str, Any]] | None,
+            cancel: threading.Event, reattach: bool = False) -> dict[str, Any]:
+        from kubernetes.client.exceptions import ApiException
+
+        name = k8s_name(job_id)
+        if not reattach:
+            write_job_files(self.state_dir, job_id, request, feedback or [])
+            manifest = build_job_manifest(self.settings, job_id, request["model"])
+            try:
+                self.api.create_namespaced_job(self.settings.kube_namespace, manifest)
+            except ApiException as exc:
+                raise Unavailable(f"could not create Kubernetes Job {name}: {exc.status} {exc.reason}") from None
+            self.store.update(job_id, external=name)
+            log.info("created Job %s/%s for %s", self.settings.kube_namespace, name, job_id)
+        return self.follow(job_id, cancel)
+
+    def follow(self, job_id: str, cancel: threading.Event) -> dict[str, Any]:
+        from kubernetes.client.exceptions import ApiException
+
+        name, folder = k8s_name(job_id), job_dir(self.state_dir, job_id)
+        while True:
+            if cancel.is_set() or self.store.get(job_id).cancel_requested:
+                self.cancel(job_id)
+                raise JobCancelled("cancelled by request; the Kubernetes Job was deleted")
+            progress = read_json(folder / "progress.json")
+            if progress:
+                self.store.update(job_id, progress=progress)
+            try:
+                job = self.api.read_namespaced_job_status(name, self.settings.kube_namespace)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return {"status": "failed", "error": f"Kubernetes Job {name} disappeared before it finished"}
+                log.warning("reading Job %s failed: %s %s", name, exc.status, exc.reason)
+                job = None
+            if job is not None and job.status is not None:
+                if job.status.succeeded:
+                    result = read_json(folder / "result.json")
+                    if not result:
+                        return {"status": "failed", "error": f"Job {name} succeeded but wrote no result"}
+                    return result
+                if job.status.failed:
+                    result = read_json(folder / "result.json")
+                    if result and result.get("status") == "failed":
+                        return result
+                    return {"status": "failed", "error": f"Kubernetes Job {name} failed: {failure_reason(job)}"}
+            cancel.wait(self.settings.kube_poll_s)
+
+    def cancel(self, job_id: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.api.delete_namespaced_job(k8s_name(job_id), self.settings.kube_namespace,
+                                           propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:
+                log.warning("deleting Job for %s failed: %s %s", job_id, exc.status, exc.reason)
+
+
+def failure_reason(job: Any) -> str:
+    for cond in job.status.conditions or []:
+        if cond.type == "Failed" and cond.status == "True":
+            return f"{cond.reason}: {cond.message}" if cond.message else str(cond.reason)
+    return "pod failed"
+
+
+class FileReporter:
+    """Inside the training pod: progress into ``progress.json`` for the service to read."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._progress: dict[str, Any] = {}
+
+    def report(self, progress: dict[str, Any]) -> None:
+        from services.common.registry import write_json_atomic
+
+        self._progress = {**self._progress, **progress, "ts": time.time()}
+        write_json_atomic(self.folder / "progress.json", self._progress)
+
+    def cancelled(self) -> bool:
+        return False

@@ -1,0 +1,111 @@
+"""Fine-tune service settings (``LOOPLINE_FINETUNE_*``): runner, gate policy, defaults, Kubernetes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.settings import default_threads
+
+
+class FinetuneSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_FINETUNE_", extra="ignore")
+
+    # -- where jobs run ------------------------------------------------------------------
+    runner: Literal["embedded", "kubernetes"] = Field(
+        "embedded", description="embedded: this service's one worker thread; kubernetes: a batch/v1 Job per job")
+    num_threads: int = Field(default_factory=default_threads, ge=1, le=256, description="torch/TF threads for training")
+    progress_interval_s: float = Field(1.0, gt=0, description="how often progress is written while training")
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+
+    # -- data ------------------------------------------------------------------------------
+    event_store: Literal["sqlite", "elasticsearch"] = "sqlite"
+    elasticsearch_url: str = "http://127.0.0.1:9200"
+    elasticsearch_username: str | None = None
+    elasticsearch_password: str | None = None
+    elasticsearch_index: str = "loopline-events"
+    feedback_limit: int = Field(10_000, ge=1, description="most feedback corrections one job reads")
+
+    # -- evaluation gate -------------------------------------------------------------------
+    gate_tolerance: float = Field(0.02, ge=0, le=1, description=(
+        "held-out: the new version may score at most this much below production (absolute for "
+        "accuracy/F1, relative for style loss)"))
+    gate_min_improvement: float | None = Field(None, ge=0, le=1, description=(
+        "when set, the new version must beat production on the held-out split by at least this much"))
+    gate_min_train_fit: float = Field(0.6, ge=0, le=1, description=(
+        "the new version must reproduce at least this share of its training answers (VQA accuracy, QA F1): "
+        "contradictory data (e.g. shuffled answers) cannot be fitted and is refused"))
+    gate_z: float = Field(1.645, ge=0, le=10, description=(
+        "no-worse check allows for sampling noise: refuse when mean(new - production) + z * stderr < -tolerance"))
+    gate_fit_rows: int = Field(64, ge=1, description="most training rows scored for the fit check")
+    canary_weight: float = Field(0.1, ge=0, le=1, description="traffic share of a version that passes the gate")
+    promote_new_style: bool = Field(True, description=(
+        "a brand-new style-<name> model has no production to protect: make a passing first version production"))
+
+    # -- auto-promotion canary -> production -----------------------------------------------
+    auto_promote_after_s: float | None = Field(None, gt=0, description=(
+        "promote a canary to production once it has served this long with live quality no worse than "
+        "production's (unset: never automatic)"))
+    auto_promote_min_requests: int = Field(20, ge=1, description="canary requests needed before a decision")
+    auto_promote_tolerance: float = Field(0.02, ge=0, le=1, description=(
+        "canary mean confidence may be this much lower, its bad-feedback rate this much higher"))
+    auto_promote_check_s: float = Field(60.0, gt=0, description="how often canaries are checked")
+
+    # -- default hyper-parameters (a job may override each) --------------------------------
+    seed: int = 0
+    epochs: int = Field(3, ge=1, le=1000)
+    min_steps: int = Field(200, ge=1, description="small datasets are cycled until at least this many steps")
+    max_steps: int = Field(5000, ge=1)
+    batch_size: int = Field(8, ge=1, le=1024)
+    learning_rate: float | None = Field(None, gt=0, description="default per trainer: LoRA 1e-2... see docs")
+    lora_r: int = Field(8, ge=1, le=256)
+    lora_alpha: int = Field(16, ge=1)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    vqa_lora_targets: list[str] = Field(default_factory=lambda: ["query", "value"])
+    qa_lora_targets: list[str] = Field(default_factory=lambda: ["query", "value"])
+    qa_mode: Literal["lora", "full"] = Field("lora", description="QA: LoRA adapter or a full fine-tune")
+    holdout_fraction: float = Field(0.2, gt=0, lt=1, description="share of the rows held out for the gate")
+    max_seq_len: int = Field(384, ge=16, description="QA training window (capped by the model)")
+
+    # -- style -----------------------------------------------------------------------------
+    vgg19_weights: Path | None = Field(None, description=(
+        "Keras VGG19 no-top weights (vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5) for the perceptual loss"))
+    style_loss_model: Path | None = Field(None, description=(
+        "instead of VGG19: a saved Keras model (.keras) whose outputs are [content features, *style features]"))
+    style_image_size: int = Field(256, ge=16, le=2048, description="training crop side for content images")
+    style_content_weight: float = Field(1.0, ge=0)
+    style_style_weight: float = Field(10.0, ge=0)
+    style_width: int = Field(32, ge=1, le=128, description="TransformerNet width of a brand-new style")
+    style_res_blocks: int = Field(5, ge=0, le=16)
+
+    # -- Kubernetes runner -----------------------------------------------------------------
+    kube_namespace: str = "loopline-training"
+    kube_image: str = "loopline/finetune:dev"
+    kube_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    kube_pvc: str = Field("loopline-data", description="claim holding <data> (registry + state), mounted at kube_data_mount")
+    kube_data_mount: str = "/data"
+    kube_config_map: str | None = Field("loopline-config", description="ConfigMap passed as env (LOOPLINE_*)")
+    kube_service_account: str | None = None
+    kube_cpu_request: str = "1"
+    kube_cpu_limit: str = "2"
+    kube_memory_request: str = "2Gi"
+    kube_memory_limit: str = "6Gi"
+    kube_node_selector: dict[str, str] = Field(default_factory=dict)
+    kube_active_deadline_s: int = Field(6 * 3600, ge=60)
+    kube_ttl_after_finished_s: int = Field(24 * 3600, ge=0)
+    kube_poll_s: float = Field(5.0, gt=0, description="how often a running Job is checked")
+    kube_api_url: str | None = Field(None, description="API server URL (unset: in-cluster config, else kubeconfig)")
+    kube_token: str | None = Field(None, description="bearer token when kube_api_url is set")
+    kube_verify_ssl: bool = True
+    kube_ca_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> FinetuneSettings:
+        if self.min_steps > self.max_steps:
+            raise ValueError("LOOPLINE_FINETUNE_MIN_STEPS must not exceed LOOPLINE_FINETUNE_MAX_STEPS")
+        if not self.vqa_lora_targets or not self.qa_lora_targets:
+            raise ValueError("LoRA target module lists must not be empty")
+        return self

@@ -1,0 +1,191 @@
+"""The one worker: takes queued jobs in order and runs each where the runner setting says.
+
+Embedded runner: the job runs in this thread (training never overlaps another job).
+Kubernetes runner: the job runs in a batch/v1 Job; this thread follows it to the end.
+Both record job events in the event store; neither holds the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from services.common.errors import LooplineError
+from services.common.events import EventStore
+from services.common.registry import Registry, write_json_atomic
+
+from .pipeline import run_job, task_of
+from .settings import FinetuneSettings
+from .store import JobStore
+from .trainers.base import JobCancelled
+
+log = logging.getLogger("loopline.finetune.worker")
+INTERRUPTED = "interrupted: the fine-tune service stopped while the job was running (no version was aliased)"
+
+
+class StoreReporter:
+    """Progress into the job row; cancellation read from it."""
+
+    def __init__(self, store: JobStore, job_id: str, cancel: threading.Event) -> None:
+        self.store, self.job_id, self.cancel = store, job_id, cancel
+        self._last_check = 0.0
+        self._progress: dict[str, Any] = {}
+
+    def report(self, progress: dict[str, Any]) -> None:
+        self._progress = {**self._progress, **progress}  # a phase change keeps the last step/loss
+        self.store.update(self.job_id, progress=self._progress)
+
+    def cancelled(self) -> bool:
+        now = time.monotonic()
+        if not self.cancel.is_set() and now - self._last_check > 0.5:
+            self._last_check = now
+            if self.store.get(self.job_id).cancel_requested:
+                self.cancel.set()
+        return self.cancel.is_set()
+
+
+def job_dir(state: Path, job_id: str) -> Path:
+    return Path(state) / "finetune" / "jobs" / job_id
+
+
+class Worker:
+    def __init__(self, *, settings: FinetuneSettings, store: JobStore, registry: Registry, events: EventStore,
+                 data_dir: Path, state_dir: Path) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.events = events
+        self.data_dir = Path(data_dir)
+        self.state_dir = Path(state_dir)
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.current: str | None = None
+        self._cancel = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.kube: Any = None
+        if settings.runner == "kubernetes":
+            from .kube import KubernetesRunner
+
+            self.kube = KubernetesRunner(settings, store, self.state_dir)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def recover(self) -> list[str]:
+        """Jobs left running by a previous process: failed (embedded) or followed again (Kubernetes)."""
+        failed = []
+        for job in self.store.interrupted():
+            if job.runner == "kubernetes" and self.kube is not None and self.store.external(job.id):
+                continue  # the cluster kept running it; the worker re-attaches first
+            self.store.finish(job.id, "failed", error=INTERRUPTED)
+            self._event(job.id, "failed", {"error": INTERRUPTED})
+            log.warning("job %s marked failed: %s", job.id, INTERRUPTED)
+            failed.append(job.id)
+        return failed
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="finetune-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self.stopping.set()
+        self._cancel.set()
+        self.wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def notify(self) -> None:
+        self.wake.set()
+
+    def cancel(self, job_id: str) -> None:
+        if self.current == job_id:
+            self._cancel.set()
+            if self.kube is not None:
+                self.kube.cancel(job_id)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _loop(self) -> None:
+        if self.kube is not None:
+            for job in self.store.interrupted():
+                self._run_guarded(job.id, job.request, reattach=True)
+        while not self.stopping.is_set():
+            job = self.store.claim_next()
+            if job is None:
+                self.wake.wait(1.0)
+                self.wake.clear()
+                continue
+            self._run_guarded(job.id, job.request)
+
+    def _run_guarded(self, job_id: str, request: dict[str, Any], reattach: bool = False) -> None:
+        self.current = job_id
+        self._cancel.clear()
+        self._event(job_id, "started", {"model": request.get("model"), "trigger": request.get("trigger"),
+                                        "reason": request.get("reason")})
+        try:
+            if self.kube is not None:
+                outcome = self.kube.run(job_id, request, self._feedback_for(request) if not reattach else None,
+                                        self._cancel, reattach=reattach)
+            else:
+                outcome = run_job(job_id, request, settings=self.settings, registry=self.registry,
+                                  data_dir=self.data_dir, feedback_rows=self._feedback_for(request),
+                                  reporter=StoreReporter(self.store, job_id, self._cancel))
+            self._record(job_id, outcome)
+        except JobCancelled as exc:
+            self.store.finish(job_id, "cancelled", error=str(exc))
+            self._event(job_id, "cancelled", {})
+        except LooplineError as exc:
+            self.store.finish(job_id, "failed", error=exc.message)
+            self._event(job_id, "failed", {"error": exc.message})
+        except Exception as exc:  # a training bug must fail the job, not kill the worker
+            log.exception("job %s crashed", job_id)
+            self.store.finish(job_id, "failed", error=f"training crashed: {type(exc).__name__}: {exc}")
+            self._event(job_id, "failed", {"error": type(exc).__name__})
+        finally:
+            self.current = None
+
+    def _record(self, job_id: str, outcome: dict[str, Any]) -> None:
+        status = outcome["status"]
+        if status in ("failed", "cancelled"):
+            self.store.finish(job_id, status, error=outcome.get("error"))
+        else:
+            self.store.finish(job_id, status, error=outcome.get("error"), version=outcome.get("version"),
+                              alias=outcome.get("alias"), gate=outcome.get("gate"), data=outcome.get("data"),
+                              progress={**self.store.get(job_id).progress.model_dump(), "phase": "done",
+                                        "eta_s": 0.0})
+        self._event(job_id, status, {k: outcome.get(k) for k in ("version", "alias", "error", "train_seconds")})
+
+    def _feedback_for(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+        if not request.get("use_feedback"):
+            return []
+        task = task_of(self.registry, request["model"])
+        rows = self.events.feedback(task=task, since=request.get("feedback_since"), with_correction=True,
+                                    limit=self.settings.feedback_limit)
+        return [r for r in rows if r.get("model") in (None, request["model"])]
+
+    def _event(self, job_id: str, action: str, doc: dict[str, Any]) -> None:
+        try:
+            self.events.record_event("finetune", {"ts": time.time(), "job_id": job_id, "action": action, **doc})
+        except Exception:  # the event store being down must not fail a training job
+            log.warning("could not record finetune event %s for %s", action, job_id, exc_info=True)
+
+
+def write_job_files(state: Path, job_id: str, request: dict[str, Any], feedback: list[dict[str, Any]]) -> Path:
+    """What a training pod needs: the request and the feedback rows, frozen at dispatch."""
+    folder = job_dir(state, job_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder / "request.json", request)
+    write_json_atomic(folder / "feedback.json", feedback)
+    return folder
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
