@@ -1,0 +1,162 @@
+"""Style: fast style transfer (Johnson et al.) in Keras with a perceptual loss.
+
+The loss network is VGG19 from a weights file (``vgg19_weights``) or any saved Keras model
+(``style_loss_model``) whose outputs are ``[content features, *style features]`` and whose
+input is float RGB in [0, 255]. Nothing is downloaded. A new ``style-<name>`` starts from
+a fresh TransformerNet; further training starts from the production version.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import StepTracker, Trained, TrainContext, Trainer, TrainingError
+
+DEFAULT_LR = 1e-3
+VGG_CONTENT = "block3_conv3"
+VGG_STYLE = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1")
+
+
+def load_image(path: Path, side: int) -> np.ndarray:
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as img:
+        img = ImageOps.fit(ImageOps.exif_transpose(img).convert("RGB"), (side, side), Image.Resampling.BILINEAR)
+        return np.asarray(img, dtype=np.float32)
+
+
+def loss_network(settings: Any) -> Any:
+    import keras
+
+    if settings.style_loss_model is not None:
+        if not Path(settings.style_loss_model).is_file():
+            raise TrainingError(f"style loss model {settings.style_loss_model} does not exist")
+        net = keras.models.load_model(settings.style_loss_model, compile=False)
+    elif settings.vgg19_weights is not None:
+        if not Path(settings.vgg19_weights).is_file():
+            raise TrainingError(f"VGG19 weights file {settings.vgg19_weights} does not exist")
+        vgg = keras.applications.VGG19(include_top=False, weights=str(settings.vgg19_weights))
+        outputs = [vgg.get_layer(VGG_CONTENT).output] + [vgg.get_layer(n).output for n in VGG_STYLE]
+        inputs = keras.Input((None, None, 3))
+        features = keras.Model(vgg.input, outputs)(keras.applications.vgg19.preprocess_input(inputs))
+        net = keras.Model(inputs, features, name="vgg19_features")
+    else:
+        raise TrainingError("style training needs a perceptual loss network: set LOOPLINE_FINETUNE_VGG19_WEIGHTS "
+                            "(VGG19 no-top .h5) or LOOPLINE_FINETUNE_STYLE_LOSS_MODEL (.keras)")
+    net.trainable = False
+    return net
+
+
+def gram(features: Any) -> Any:
+    import tensorflow as tf
+
+    shape = tf.shape(features)
+    flat = tf.reshape(features, (shape[0], -1, shape[3]))
+    size = tf.cast(shape[1] * shape[2] * shape[3], tf.float32)
+    return tf.matmul(flat, flat, transpose_a=True) / size
+
+
+class PerceptualLoss:
+    def __init__(self, net: Any, style_image: np.ndarray, content_weight: float, style_weight: float) -> None:
+        self.net, self.cw, self.sw = net, content_weight, style_weight
+        self.style_grams = [gram(f) for f in self.net(style_image[None])[1:]]
+
+    def parts(self, stylized: Any, content: Any) -> tuple[Any, Any]:
+        """Per-image (content loss, style loss)."""
+        import tensorflow as tf
+
+        out, ref = self.net(stylized), self.net(content)
+        content_loss = tf.reduce_mean(tf.square(out[0] - ref[0]), axis=[1, 2, 3])
+        style_loss = tf.add_n([tf.reduce_mean(tf.square(gram(f) - g), axis=[1, 2])
+                               for f, g in zip(out[1:], self.style_grams, strict=True)])
+        return content_loss, style_loss
+
+    def total(self, stylized: Any, content: Any) -> Any:
+        import tensorflow as tf
+
+        c, s = self.parts(stylized, content)
+        return tf.reduce_mean(self.cw * c + self.sw * s)
+
+
+class StyleTrainer(Trainer):
+    task = "style"
+
+    def __init__(self) -> None:
+        self.loss: PerceptualLoss | None = None
+        self.side = 0
+
+    def train(self, ctx: TrainContext, rows: list[dict[str, Any]]) -> Trained:
+        import keras
+        import tensorflow as tf
+
+        from services.style.network import build_transformer_net, load_style_model, save_style_model
+
+        hp, settings = ctx.hyper, ctx.settings
+        keras.utils.set_random_seed(hp.seed)
+        tf.config.experimental.enable_op_determinism()
+        _threads(settings.num_threads)
+        ctx.reporter.report({"phase": "loading"})
+        self.side = hp.image_size - hp.image_size % 4
+        style_name = ctx.model.removeprefix("style-")
+        self.loss = PerceptualLoss(loss_network(settings), load_image(Path(rows[0]["style"]), self.side),
+                                   hp.content_weight, hp.style_weight)
+        production = ctx.registry.resolve(ctx.model, "production")
+        if production is not None:
+            net, config = load_style_model(ctx.registry.version_dir(ctx.model, production))
+            config = {**config, "style": style_name}
+        else:
+            config = {"width": settings.style_width, "res_blocks": settings.style_res_blocks, "style": style_name}
+            net = build_transformer_net(config["width"], config["res_blocks"])
+        images = np.stack([load_image(ctx.data_dir / r["path"], self.side) for r in rows])
+        optimiser = keras.optimizers.Adam(hp.learning_rate or DEFAULT_LR)
+        loss = self.loss
+
+        @tf.function(reduce_retracing=True)
+        def step(batch: Any) -> Any:
+            with tf.GradientTape() as tape:
+                value = loss.total(net(batch, training=True), batch)
+            grads = tape.gradient(value, net.trainable_variables)
+            optimiser.apply_gradients(zip(grads, net.trainable_variables, strict=True))
+            return value
+
+        initial = float(loss.total(net(images, training=False), images))
+        total = hp.steps_for(len(images))
+        tracker = StepTracker(ctx.reporter, total, settings.progress_interval_s)
+        tracker.step(0, initial, force=True)
+        rng = np.random.default_rng(hp.seed)
+        value = initial
+        for i in range(1, total + 1):
+            pick = rng.choice(len(images), size=min(hp.batch_size, len(images)), replace=False)
+            value = float(step(tf.constant(images[np.sort(pick)])))
+            tracker.step(i, value, epoch=(i * hp.batch_size) // len(images), force=i == total)
+        final = float(loss.total(net(images, training=False), images))
+        return Trained(write=lambda out: save_style_model(net, Path(out), config), kind="full", framework="tensorflow",
+                       base=None, parent_version=production,
+                       train_scores={"initial_loss": round(initial, 6), "final_loss": round(final, 6),
+                                     "steps": total, "image_size": self.side})
+
+    def evaluate(self, ctx: TrainContext, version: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        from services.style.network import load_style_model
+
+        assert self.loss is not None, "train() builds the loss network first"
+        net, _ = load_style_model(ctx.registry.version_dir(ctx.model, version))
+        images = np.stack([load_image(ctx.data_dir / r["path"], self.side) for r in rows])
+        c, s = self.loss.parts(net(images, training=False), images)
+        c, s = c.numpy().astype(float), s.numpy().astype(float)
+        t = self.loss.cw * c + self.loss.sw * s
+        return {"content_loss": round(float(c.mean()), 6), "style_loss": round(float(s.mean()), 6),
+                "total_loss": round(float(t.mean()), 6), "count": len(rows),
+                "rows": {"total_loss": [float(x) for x in t]}}
+
+
+def _threads(n: int) -> None:
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # already initialised in this process
+        pass
