@@ -59,8 +59,11 @@ lint: install ## ruff
 bench: install ## performance harness on real-size random-weight models (see docs/performance.md)
 	$(LOOPLINE) bench
 
-soak: install ## bounded soak + long fuzz (see README, Reliability)
-	$(LOOPLINE) soak
+SOAK_DURATION ?= 300
+SOAK_RATE ?= 10
+SOAK_FUZZ ?= 200
+soak: install ## bounded soak (5 min) + schemathesis with thousands of cases (see README, Reliability)
+	$(LOOPLINE) soak --duration $(SOAK_DURATION) --rate $(SOAK_RATE) --fuzz-examples $(SOAK_FUZZ)
 
 clean: ## remove the venv and run-time data (registry, state)
 	rm -rf $(VENV) data/registry data/state bench/results test-output

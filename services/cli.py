@@ -160,7 +160,7 @@ def register_optional_commands() -> None:
     """Commands whose modules carry heavy imports register themselves lazily."""
     import importlib
 
-    for module in ("services.finetune.cli", "services.watchdog.cli", "services.bench.cli"):
+    for module in ("services.finetune.cli", "services.watchdog.cli", "services.bench.cli", "services.reliability.cli"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

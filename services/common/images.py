@@ -27,11 +27,14 @@ def resolve_under(root: Path, relative: str) -> Path:
     candidate = Path(relative)
     if candidate.is_absolute():
         raise BadRequest("image_path must be relative to the data root, not absolute")
-    resolved = (root / candidate).resolve()
-    if resolved != root and root not in resolved.parents:
-        raise BadRequest("image_path points outside the data root")
-    if not resolved.is_file():
-        raise NotFound(f"image_path {relative!r} does not exist under the data root")
+    try:
+        resolved = (root / candidate).resolve()
+        if resolved != root and root not in resolved.parents:
+            raise BadRequest("image_path points outside the data root")
+        if not resolved.is_file():
+            raise NotFound(f"image_path {relative[:200]!r} does not exist under the data root")
+    except OSError as exc:  # e.g. a name longer than the filesystem allows
+        raise BadRequest(f"image_path is not a usable path ({exc.strerror or type(exc).__name__})") from None
     return resolved
 
 

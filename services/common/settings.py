@@ -109,6 +109,10 @@ class ServingSettings(BaseSettings):
     max_seq_len: int | None = Field(None, ge=16, description="qa: window length (default: the model's)")
     max_new_tokens: int = Field(10, ge=1, le=64, description="vqa: longest generated answer")
     bf16: bool = Field(False, description="torch: bf16 autocast on CPUs that have it")
+    quantize: Literal["none", "int8"] = Field(
+        "none", description="torch: dynamic int8 quantization of Linear layers (opt-in; full versions only, "
+                            "not LoRA canaries; accuracy cost in docs/performance.md)")
+    jit_compile: bool = Field(False, description="style: XLA-compile the Keras network (tf.function jit_compile)")
     warmup: bool = True
 
 

@@ -97,6 +97,19 @@ def bf16_supported() -> bool:
         return False
 
 
+def quantize_int8(model: Any) -> Any:
+    """Dynamic int8 quantization of every ``nn.Linear`` (weights int8, activations quantized per batch)."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():  # torch.ao.quantization is deprecated upstream but still the CPU path
+        warnings.simplefilter("ignore")
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=False)
+
+
 def inference_context(bf16: bool) -> contextlib.AbstractContextManager[Any]:
     import torch
 
@@ -116,6 +129,8 @@ class TorchRuntimeMixin:
     def _load_shared(self, version_dir: Path, manifest: dict[str, Any],
                      loader: Callable[[Path], tuple[Any, Any]]) -> SharedModel:
         if manifest.get("kind") == "lora-adapter":
+            if getattr(getattr(self, "settings", None), "quantize", "none") != "none":
+                raise ValueError("a LoRA adapter version cannot be served with quantize=int8 (peft needs float Linear layers)")
             base = manifest["base"]
             base_dir = Path(version_dir).parent.parent / str(base["model"]) / str(int(base["version"]))
             self.shared = acquire(base_dir, loader)

@@ -101,7 +101,8 @@ class VersionPool:
             production = self.registry.resolve(name, "production")
             if production is None:
                 missing.append(f"{name}: no production alias")
-            elif state is None or production not in state.versions:
+            elif state is None or state.aliases.get("production") not in state.versions:
+                # ready while *a* production version serves (a refused new one keeps the old one serving)
                 reason = self._failed.get((name, production))
                 missing.append(f"{name} v{production}: " + (f"failed to load ({reason})" if reason else "loading"))
         return missing

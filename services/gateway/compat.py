@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from services.common.errors import Invalid, NotFound
 from services.common.logs import request_id_var
+from services.common.text import Text
 
 from .api import IMAGE_FIELDS, core_of
 from .core import STYLE_PREFIX, GatewayCore
@@ -96,7 +97,7 @@ class LegacyFeedback(BaseModel):
     output_image_filename: str | None = Field(None, max_length=256)
     timestamp: str | None = Field(None, max_length=64)
     request_id: str | None = Field(None, max_length=128)
-    comment: str | None = Field(None, max_length=5000)
+    comment: Text | None = Field(None, max_length=5000)
 
 
 @router.post("/feedback", status_code=201, summary="Style seed: feedback form (feedback, model, filenames, timestamp)")

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from services.common.text import Text
+
 
 class ModelInfo(BaseModel):
     name: str
@@ -14,15 +16,15 @@ class ModelInfo(BaseModel):
 
 
 class VqaJson(BaseModel):
-    question: str = Field(..., min_length=1, max_length=5000, description="a question about the image")
+    question: Text = Field(..., min_length=1, max_length=5000, description="a question about the image")
     image_b64: str | None = Field(None, description="JPEG/PNG/WebP bytes, base64")
     image_path: str | None = Field(None, description="path relative to the data root", max_length=1024)
     model: str | None = Field(None, max_length=64, description="registry model (default vqa-blip)")
 
 
 class QaJson(BaseModel):
-    question: str = Field(..., min_length=1, max_length=5000)
-    context: str = Field(..., min_length=1, description="any length: long texts are read in overlapping windows")
+    question: Text = Field(..., min_length=1, max_length=5000)
+    context: Text = Field(..., min_length=1, description="any length: long texts are read in overlapping windows")
     model: str | None = Field(None, max_length=64)
 
 
@@ -61,8 +63,8 @@ class StyleResponse(BaseModel):
 class FeedbackIn(BaseModel):
     request_id: str = Field(..., min_length=1, max_length=128)
     rating: Literal["good", "bad"]
-    correction: str | None = Field(None, max_length=100_000, description="the right answer (VQA/QA) or a note (style)")
-    comment: str | None = Field(None, max_length=5000)
+    correction: Text | None = Field(None, max_length=100_000, description="the right answer (VQA/QA) or a note (style)")
+    comment: Text | None = Field(None, max_length=5000)
 
 
 class FeedbackOut(BaseModel):
@@ -77,7 +79,7 @@ class PromoteIn(BaseModel):
 
 class LegacyPredictIn(BaseModel):
     image_path: str = Field(..., min_length=1, max_length=1024)
-    question: str = Field(..., min_length=1, max_length=5000)
+    question: Text = Field(..., min_length=1, max_length=5000)
 
 
 class LegacyPredictOut(BaseModel):
@@ -89,8 +91,8 @@ class LegacyPredictOut(BaseModel):
 
 
 class LegacyAnswerIn(BaseModel):
-    question: str = Field(..., min_length=1, max_length=5000)
-    context: str = Field(..., min_length=1)
+    question: Text = Field(..., min_length=1, max_length=5000)
+    context: Text = Field(..., min_length=1)
 
 
 class LegacyAnswerOut(BaseModel):

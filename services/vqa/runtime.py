@@ -7,6 +7,7 @@ greedy answer. It lies in [0, 1] and does not shrink just because an answer is l
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,12 @@ from services.common.images import b64_bytes, decode_image, read_image_path
 from services.common.runtime import ModelRuntime, PredictRequest
 from services.common.serving import create_serving_app
 from services.common.settings import ServingSettings
-from services.common.torch_shared import TorchRuntimeMixin, inference_context, set_threads
+from services.common.text import Text
+from services.common.torch_shared import TorchRuntimeMixin, inference_context, quantize_int8, set_threads
 
 
 class VqaRequest(PredictRequest):
-    question: str = Field(..., min_length=1, description="a question about the image")
+    question: Text = Field(..., min_length=1, description="a question about the image")
     image_b64: str | None = Field(None, description="JPEG/PNG/WebP bytes, base64")
     image_path: str | None = Field(None, description="path relative to the data root")
 
@@ -33,10 +35,11 @@ class VqaRequest(PredictRequest):
         return self
 
 
-def _load_base(path: Path) -> tuple[Any, Any]:
+def _load_base(path: Path, quantize: str = "none") -> tuple[Any, Any]:
     from transformers import BlipForQuestionAnswering, BlipProcessor
 
-    return BlipForQuestionAnswering.from_pretrained(path).eval(), BlipProcessor.from_pretrained(path)
+    model = BlipForQuestionAnswering.from_pretrained(path).eval()
+    return (quantize_int8(model) if quantize == "int8" else model), BlipProcessor.from_pretrained(path)
 
 
 def answer_confidence(step_logprobs: list[list[float]]) -> list[float]:
@@ -55,7 +58,8 @@ class VqaRuntime(TorchRuntimeMixin, ModelRuntime):
         set_threads(settings.num_threads)
 
     def load(self, version_dir: Path) -> None:
-        shared = self._load_shared(version_dir, self.manifest or self.read_manifest(version_dir), _load_base)
+        shared = self._load_shared(version_dir, self.manifest or self.read_manifest(version_dir),
+                                   functools.partial(_load_base, quantize=self.settings.quantize))
         self.processor = shared.extra
         self.image_side = int(shared.model.config.vision_config.image_size)
         self.eos_id = self.processor.tokenizer.sep_token_id
@@ -87,7 +91,7 @@ class VqaRuntime(TorchRuntimeMixin, ModelRuntime):
         assert self.shared is not None
         pixels = torch.cat([p for p, _ in batch])
         text = self.processor.tokenizer([q for _, q in batch], padding="longest", return_tensors="pt")
-        with self.shared.using(self.adapter) as model, inference_context(self.settings.bf16):
+        with self.shared.using(self.adapter) as model, inference_context(self.settings.bf16 and self.settings.quantize == "none"):
             out = model.generate(pixel_values=pixels, input_ids=text["input_ids"],
                                  attention_mask=text["attention_mask"], max_new_tokens=self.settings.max_new_tokens,
                                  do_sample=False, num_beams=1, output_scores=True, return_dict_in_generate=True)

@@ -31,7 +31,9 @@ def tool(name: str) -> str:
 
 
 def run(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, cwd=REPO, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+    # under `make test` the outer make's MAKEFLAGS/MAKELEVEL would make inner makes print directories
+    base = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")}
+    return subprocess.run(cmd, cwd=REPO, env={**base, **(env or {})}, capture_output=True, text=True,
                           timeout=timeout)
 
 

@@ -1,0 +1,233 @@
+"""A bounded soak through the gateway: fixed request rate across the three tasks plus
+feedback, then proof that nothing was lost and no service leaked memory.
+
+Only 127.0.0.1; bounded by duration and request count. The stack (tiny models in a temp
+data dir, one process per service) is started here so the run is isolated and its RSS
+can be sampled per service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import random
+import shutil
+import sqlite3
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from services.bench.procs import ServerProcess, child_env, serve_argv, tree_rss
+from services.common.bootstrap import bootstrap_tiny
+from services.common.events.base import percentile
+from services.common.registry import Registry
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "data" / "samples"
+INFERENCE_SERVICES = ("vqa", "qa", "style")
+
+
+@dataclass
+class SoakResult:
+    duration_s: float
+    target_rate: float
+    sent: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    latencies_ms: list[float] = field(default_factory=list)
+    ok_request_ids: list[str] = field(default_factory=list)
+    feedback_ids: list[str] = field(default_factory=list)
+    rss: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
+    events_lost: int = -1
+    feedback_lost: int = -1
+
+    def summary(self, warmup_fraction: float) -> dict[str, Any]:
+        five = sum(n for s, n in self.by_status.items() if s.startswith("5"))
+        return {
+            "duration_s": round(self.duration_s, 1), "target_rate_rps": self.target_rate,
+            "achieved_rate_rps": round(self.sent / self.duration_s, 2) if self.duration_s else 0.0,
+            "requests": self.sent, "by_status": dict(sorted(self.by_status.items())), "5xx": five,
+            "latency_p50_ms": percentile(self.latencies_ms, 50), "latency_p95_ms": percentile(self.latencies_ms, 95),
+            "latency_p99_ms": percentile(self.latencies_ms, 99),
+            "events_lost": self.events_lost, "feedback_lost": self.feedback_lost,
+            "rss_drift": {name: rss_drift(samples, warmup_fraction) for name, samples in self.rss.items()},
+        }
+
+
+def rss_drift(samples: list[tuple[float, int]], warmup_fraction: float) -> float | None:
+    """Relative change of RSS between the first and the last fifth after warm-up."""
+    if len(samples) < 10:
+        return None
+    start = samples[0][0] + (samples[-1][0] - samples[0][0]) * warmup_fraction
+    steady = [rss for t, rss in samples if t >= start]
+    if len(steady) < 5:
+        return None
+    k = max(1, len(steady) // 5)
+    first, last = sum(steady[:k]) / k, sum(steady[-k:]) / k
+    return round((last - first) / first, 4)
+
+
+class Stack:
+    """vqa, qa, style and the gateway on free loopback ports, tiny models in ``data``."""
+
+    def __init__(self, data: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.data = data
+        self.env = child_env(data, {"LOOPLINE_ADMIN_TOKEN": "soak-admin-token-0123456789abcdef", **(extra_env or {})})
+        self.procs: dict[str, ServerProcess] = {}
+
+    def start(self) -> Stack:
+        for name in INFERENCE_SERVICES:
+            self.procs[name] = ServerProcess(name, serve_argv(name), dict(self.env), self.data / "logs" / f"{name}.log")
+            self.procs[name].start()
+        for proc in self.procs.values():
+            proc.wait_ready()
+        gw_env = {**self.env, **{f"LOOPLINE_{n.upper()}_URL": p.url for n, p in self.procs.items()}}
+        self.procs["gateway"] = ServerProcess("gateway", serve_argv("gateway"), gw_env, self.data / "logs" / "gateway.log")
+        self.procs["gateway"].start().wait_ready()
+        return self
+
+    @property
+    def url(self) -> str:
+        return self.procs["gateway"].url
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.stop()
+
+
+def prepare_data(root: Path) -> Path:
+    data = root / "data"
+    shutil.copytree(SAMPLES, data / "samples")
+    bootstrap_tiny(Registry(data / "registry"))
+    (data / "state").mkdir()
+    return data
+
+
+def _request_mix(rng: random.Random, image_b64: str, ok_ids: list[str]) -> tuple[str, dict[str, Any]]:
+    pick = rng.random()
+    if pick < 0.2 and ok_ids:
+        return "/v1/feedback", {"request_id": rng.choice(ok_ids), "rating": rng.choice(["good", "bad"]),
+                                "correction": "Paris"}
+    if pick < 0.55:
+        return "/v1/qa", {"question": "What is the capital of France?",
+                          "context": "France is a country in Europe. Its capital city is Paris. " * rng.randint(1, 20)}
+    if pick < 0.8:
+        return "/v1/vqa", {"question": "what color is the shape?", "image_b64": image_b64}
+    return "/v1/style", {"style": rng.choice(["mosaic", "sketch"]), "image_path": "samples/images/red_square.png"}
+
+
+async def drive(url: str, rate: float, duration_s: float, max_requests: int, result: SoakResult, seed: int = 0) -> None:
+    """Open-loop load: one request every 1/rate seconds, whatever the answers' pace."""
+    rng = random.Random(seed)
+    image_b64 = base64.b64encode((SAMPLES / "images" / "blue_circle.jpg").read_bytes()).decode()
+    lock = asyncio.Lock()
+
+    async def one(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> None:
+        t0 = time.perf_counter()
+        try:
+            r = await client.post(path, json=body, timeout=60)
+            status = str(r.status_code)
+        except httpx.HTTPError as exc:
+            status, r = f"error:{type(exc).__name__}", None
+        async with lock:
+            result.by_status[status] = result.by_status.get(status, 0) + 1
+            if r is not None and r.status_code == 200:
+                result.latencies_ms.append((time.perf_counter() - t0) * 1000)
+                result.ok_request_ids.append(r.json()["request_id"])
+            elif r is not None and r.status_code == 201:
+                result.feedback_ids.append(r.json()["feedback_id"])
+
+    started = time.perf_counter()
+    tasks = []
+    async with httpx.AsyncClient(base_url=url, limits=httpx.Limits(max_connections=64)) as client:
+        i = 0
+        while i < max_requests:
+            due = started + i / rate
+            now = time.perf_counter()
+            if due - started > duration_s:
+                break
+            if due > now:
+                await asyncio.sleep(due - now)
+            path, body = _request_mix(rng, image_b64, result.ok_request_ids)
+            tasks.append(asyncio.create_task(one(client, path, body)))
+            i += 1
+        await asyncio.gather(*tasks)
+    result.sent = len(tasks)
+    result.duration_s = time.perf_counter() - started
+
+
+def check_nothing_lost(data: Path, result: SoakResult) -> None:
+    conn = sqlite3.connect(data / "state" / "events.db")
+    try:
+        have = {r[0] for r in conn.execute("SELECT request_id FROM inference WHERE status = 200")}
+        fb = {r[0] for r in conn.execute("SELECT feedback_id FROM feedback")}
+    finally:
+        conn.close()
+    result.events_lost = sum(1 for rid in result.ok_request_ids if rid not in have)
+    result.feedback_lost = sum(1 for fid in result.feedback_ids if fid not in fb)
+
+
+def run_soak(duration_s: float = 300.0, rate: float = 10.0, max_requests: int = 100_000, warmup_fraction: float = 0.2,
+             workdir: Path | None = None, keep: bool = False, fuzz_examples: int = 0) -> dict[str, Any]:
+    root = Path(workdir or tempfile.mkdtemp(prefix="loopline-soak-"))
+    data = prepare_data(root)
+    stack = Stack(data).start()
+    result = SoakResult(duration_s=duration_s, target_rate=rate)
+    result.rss = {name: [] for name in stack.procs}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            now = time.monotonic()
+            for name, proc in stack.procs.items():
+                if proc.proc is not None:
+                    result.rss[name].append((now, tree_rss(proc.proc.pid)))
+            stop.wait(0.5)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    fuzzed: dict[str, Any] | None = None
+    try:
+        asyncio.run(drive(stack.url, rate, duration_s, max_requests, result))
+        stop.set()
+        if fuzz_examples:
+            fuzzed = fuzz(stack.url, fuzz_examples, report_dir=root)
+    finally:
+        stop.set()
+        sampler.join(2)
+        stack.stop()
+    check_nothing_lost(data, result)
+    summary = result.summary(warmup_fraction)
+    if fuzzed is not None:
+        summary["fuzz"] = fuzzed
+    summary["workdir"] = str(root)
+    if not keep:
+        shutil.rmtree(root, ignore_errors=True)
+    return summary
+
+
+def write_report(summary: dict[str, Any], out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"soak-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def fuzz(url: str, examples: int, timeout_s: float = 900.0, report_dir: Path | None = None) -> dict[str, Any]:
+    """schemathesis against the gateway's OpenAPI: no 5xx, no hang (each request bounded)."""
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "schemathesis.cli", "run", f"{url}/openapi.json", "--checks", "not_a_server_error",
+            "--max-examples", str(examples), "--request-timeout", "30", "--seed", "1",
+            "--suppress-health-check", "all"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, cwd=report_dir or REPO)
+    tail = "\n".join(proc.stdout.splitlines()[-25:])
+    return {"examples_per_operation": examples, "exit_code": proc.returncode, "passed": proc.returncode == 0,
+            "seconds": round(time.perf_counter() - t0, 1), "output_tail": tail}
