@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import StepTracker, Trained, TrainContext, Trainer, TrainingError
+from .base import StepTracker, TrainContext, Trained, Trainer, TrainingError
 
 DEFAULT_LR = 1e-3
 VGG_CONTENT = "block3_conv3"

@@ -4,7 +4,6 @@ and scoring a registry version through its serving runtime (so gate scores are w
 from __future__ import annotations
 
 import random
-
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
