@@ -14,12 +14,14 @@ def register(app: typer.Typer) -> None:
     def soak(duration: Annotated[float, typer.Option(help="seconds of load")] = 300.0,
              rate: Annotated[float, typer.Option(help="requests per second (open loop)")] = 10.0,
              fuzz_examples: Annotated[int, typer.Option(help="schemathesis examples per operation (0: skip)")] = 300,
+             overload_burst: Annotated[int, typer.Option(help="concurrent requests past capacity (0: skip)")] = 300,
              max_rss_drift: Annotated[float, typer.Option(help="fail above this RSS drift after warm-up")] = 0.10,
              out: Annotated[Path, typer.Option(help="report folder")] = Path("bench/results")) -> None:
         """Fixed-rate load through the gateway across tasks + feedback; fails on any 5xx, loss or leak."""
         from .soak import run_soak, write_report
 
-        summary = run_soak(duration_s=duration, rate=rate, fuzz_examples=fuzz_examples)
+        summary = run_soak(duration_s=duration, rate=rate, fuzz_examples=fuzz_examples,
+                           overload_burst_size=overload_burst)
         path = write_report(summary, out)
         typer.echo(json.dumps({k: v for k, v in summary.items() if k != "fuzz"}, indent=2))
         if "fuzz" in summary:
@@ -33,6 +35,9 @@ def register(app: typer.Typer) -> None:
             problems.append(f"lost {summary['events_lost']} events and {summary['feedback_lost']} feedback")
         if drifts and max(drifts) > max_rss_drift:
             problems.append(f"RSS drifted {max(drifts):.1%} (limit {max_rss_drift:.0%})")
+        over = summary.get("overload")
+        if over and (over["other"] or not over["retry_after_on_every_rejection"] or over["recovered_after_s"] is None):
+            problems.append(f"overload burst misbehaved: {over}")
         if "fuzz" in summary and not summary["fuzz"]["passed"]:
             problems.append("schemathesis found failures:\n" + summary["fuzz"]["output_tail"])
         if problems:

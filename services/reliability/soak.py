@@ -161,6 +161,43 @@ async def drive(url: str, rate: float, duration_s: float, max_requests: int, res
     result.duration_s = time.perf_counter() - started
 
 
+async def overload_burst(url: str, burst: int = 300, context_words: int = 3000) -> dict[str, Any]:
+    """Past capacity at once: how fast are the rejections, and does the stack recover by itself?"""
+    body = {"question": "what?", "context": "word " * context_words}
+    rejected: list[float] = []
+    served: list[float] = []
+    other: dict[str, int] = {}
+    retry_after_ok = True
+
+    async with httpx.AsyncClient(base_url=url, limits=httpx.Limits(max_connections=burst)) as client:
+        async def one() -> None:
+            nonlocal retry_after_ok
+            t0 = time.perf_counter()
+            r = await client.post("/v1/qa", json=body, timeout=120)
+            dt = (time.perf_counter() - t0) * 1000
+            if r.status_code in (429, 503):
+                rejected.append(dt)
+                retry_after_ok &= "retry-after" in r.headers
+            elif r.status_code == 200:
+                served.append(dt)
+            else:
+                other[str(r.status_code)] = other.get(str(r.status_code), 0) + 1
+
+        await asyncio.gather(*(one() for _ in range(burst)))
+        t0 = time.perf_counter()
+        recovered = None
+        while time.perf_counter() - t0 < 30:
+            r = await client.post("/v1/qa", json={"question": "q", "context": "c"}, timeout=30)
+            if r.status_code == 200:
+                recovered = round(time.perf_counter() - t0, 3)
+                break
+            await asyncio.sleep(0.1)
+    return {"burst": burst, "served": len(served), "rejected": len(rejected), "other": other,
+            "rejection_p50_ms": percentile(rejected, 50), "rejection_p99_ms": percentile(rejected, 99),
+            "served_p99_ms": percentile(served, 99), "retry_after_on_every_rejection": retry_after_ok,
+            "recovered_after_s": recovered}
+
+
 def check_nothing_lost(data: Path, result: SoakResult) -> None:
     conn = sqlite3.connect(data / "state" / "events.db")
     try:
@@ -173,7 +210,8 @@ def check_nothing_lost(data: Path, result: SoakResult) -> None:
 
 
 def run_soak(duration_s: float = 300.0, rate: float = 10.0, max_requests: int = 100_000, warmup_fraction: float = 0.2,
-             workdir: Path | None = None, keep: bool = False, fuzz_examples: int = 0) -> dict[str, Any]:
+             workdir: Path | None = None, keep: bool = False, fuzz_examples: int = 0,
+             overload_burst_size: int = 0) -> dict[str, Any]:
     root = Path(workdir or tempfile.mkdtemp(prefix="loopline-soak-"))
     data = prepare_data(root)
     stack = Stack(data).start()
@@ -192,17 +230,22 @@ def run_soak(duration_s: float = 300.0, rate: float = 10.0, max_requests: int = 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     fuzzed: dict[str, Any] | None = None
+    overload: dict[str, Any] | None = None
     try:
         asyncio.run(drive(stack.url, rate, duration_s, max_requests, result))
         stop.set()
+        check_nothing_lost(data, result)  # before the burst and the fuzzing add their own events
+        if overload_burst_size:
+            overload = asyncio.run(overload_burst(stack.url, overload_burst_size))
         if fuzz_examples:
             fuzzed = fuzz(stack.url, fuzz_examples, report_dir=root)
     finally:
         stop.set()
         sampler.join(2)
         stack.stop()
-    check_nothing_lost(data, result)
     summary = result.summary(warmup_fraction)
+    if overload is not None:
+        summary["overload"] = overload
     if fuzzed is not None:
         summary["fuzz"] = fuzzed
     summary["workdir"] = str(root)

@@ -8,15 +8,17 @@ from typing import Any
 TINY = {
     "text": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                  max_position_embeddings=64),
+    # BlipVisionConfig's default initializer_range (1e-10) would make random image features
+    # vanish, so a tiny model would ignore its image and could not be fine-tuned on it
     "vision": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                   image_size=64, patch_size=16),
+                   image_size=64, patch_size=16, initializer_range=0.02),
 }
 # Salesforce/blip-vqa-base: ViT-B/16 at 384 px, BERT-base text encoder/decoder
 BASE = {
     "text": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
                  max_position_embeddings=512),
     "vision": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-                   image_size=384, patch_size=16),
+                   image_size=384, patch_size=16, initializer_range=0.02),
 }
 LARGE_VISION = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
                     image_size=384, patch_size=16)

@@ -29,12 +29,15 @@ REPO = Path(__file__).resolve().parents[2]
 def test_soak_at_test_size_loses_nothing() -> None:
     from services.reliability.soak import run_soak
 
-    summary = run_soak(duration_s=20, rate=6, warmup_fraction=0.3)
+    summary = run_soak(duration_s=20, rate=6, warmup_fraction=0.3, overload_burst_size=150)
     assert summary["requests"] >= 100 and summary["5xx"] == 0, summary["by_status"]
     assert set(summary["by_status"]) <= {"200", "201"}, summary["by_status"]
     assert summary["events_lost"] == 0 and summary["feedback_lost"] == 0
     for name, drift in summary["rss_drift"].items():
-        assert drift is not None and abs(drift) < 0.25, (name, drift)
+        assert drift is not None and abs(drift) < 0.10, (name, drift)
+    over = summary["overload"]
+    assert over["rejected"] > 0 and not over["other"] and over["retry_after_on_every_rejection"], over
+    assert over["recovered_after_s"] is not None
 
 
 def test_overload_rejects_quickly_with_retry_after_and_recovers(module_data: Path, log_dir: Path) -> None:
