@@ -69,6 +69,7 @@ class StyleRuntime(ModelRuntime):
 
         self.model, self.config = load_style_model(version_dir)
         self._call = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True,
+                                 jit_compile=self.settings.jit_compile or None,
                                  input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
 
     def prepare(self, request: StyleRequest) -> np.ndarray:
