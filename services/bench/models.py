@@ -7,9 +7,8 @@ A registry is rebuilt only when its recipe changes (a stamp file holds the recip
 
 from __future__ import annotations
 
-import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from services.common.registry import Registry
@@ -32,32 +31,30 @@ MODEL_OF_TASK = {"vqa": "vqa-blip", "qa": "qa-extractive", "style": f"style-{BEN
 
 
 def ensure_registry(root: Path, sizes: ModelSizes, tasks: tuple[str, ...] = ("vqa", "qa", "style")) -> Registry:
-    """A registry under ``root`` holding one production version per task at ``sizes``."""
+    """A registry under ``root`` with a production version of each task's model at ``sizes``.
+
+    Models already present are kept (the directory name carries the sizes), so runs after
+    the first one start in seconds.
+    """
     from services.qa.build import build_qa
     from services.style.network import build_style
     from services.vqa.build import build_blip
 
-    root = Path(root)
-    stamp = root / "bench-recipe.json"
-    recipe = {"sizes": asdict(sizes), "tasks": sorted(tasks)}
-    if stamp.exists() and json.loads(stamp.read_text()) == recipe:
-        return Registry(root)
-    if root.exists():
-        shutil.rmtree(root)
-    root.mkdir(parents=True)
-    registry = Registry(root)
+    Path(root).mkdir(parents=True, exist_ok=True)
+    registry = Registry(Path(root))
     builders = {
         "vqa": ("torch", lambda d: build_blip(d, sizes.vqa, seed=0)),
         "qa": ("torch", lambda d: build_qa(d, sizes.qa, seed=0)),
         "style": ("tensorflow", lambda d: build_style(d, BENCH_STYLE, sizes.style, seed=0)),
     }
     for task in tasks:
-        framework, build = builders[task]
         name = MODEL_OF_TASK[task]
+        if registry.versions(name) and registry.resolve(name, "production") is not None:
+            continue
+        framework, build = builders[task]
         ref = registry.create_version(name, task=task, framework=framework, write=build,
                                       lineage={"job": "bench"}, extra={"source": f"bench-random-{getattr(sizes, task)}"})
         registry.promote(name, ref.version, "production", actor="bench", reason="benchmark build")
-    stamp.write_text(json.dumps(recipe))
     return registry
 
 

@@ -150,6 +150,13 @@ def markdown(results: dict[str, Any]) -> str:
                           "of peak"],
                          [[r["task"], r["workload"], r["gflop_per_request"], r["precision"], r["service_gflops"],
                            f"{r['fraction_of_peak']:.0%}"] for r in service_efficiency(results)])]
+    cost = results.get("precision_cost")
+    if cost:
+        parts += ["", "## Precision cost on the eval sets in data/samples (random weights: agreement matters)", "",
+                  _table(["model size / task / precision", "n", "exact match", "agrees with fp32",
+                          "mean abs confidence change"],
+                         [[k, v["n"], v["exact_match"], v["agrees_with_fp32"], v["mean_abs_confidence_change"]]
+                          for k, v in cost.items()])]
     if results.get("notes"):
         parts += ["", "## Notes", "", *[f"- {n}" for n in results["notes"]]]
     return "\n".join(parts) + "\n"

@@ -35,7 +35,7 @@ GATEWAY_ROUTE = {"vqa": "/v1/vqa", "qa": "/v1/qa", "style": "/v1/style"}
 ANSWER_KEY = {"vqa": "answer", "qa": "answer", "style": "image_b64"}
 # what the services run with in the benchmark: the settings docs/performance.md recommends
 TUNED_ENV = {
-    "LOOPLINE_VQA_BF16": "true", "LOOPLINE_QA_BF16": "true",
+    "LOOPLINE_VQA_BF16": "true", "LOOPLINE_QA_BF16": "true", "LOOPLINE_QA_MAX_SEQ_LEN": "384",
     "LOOPLINE_VQA_MAX_BATCH_SIZE": "8", "LOOPLINE_QA_MAX_BATCH_SIZE": "8", "LOOPLINE_STYLE_MAX_BATCH_SIZE": "8",
 }
 
@@ -57,6 +57,7 @@ class BenchConfig:
     blip_large: bool = True
     relay_seconds: float = 5.0
     efficiency: bool = True
+    accuracy: bool = True
     threads: int = field(default_factory=default_threads)
     service_env: dict[str, str] = field(default_factory=lambda: dict(TUNED_ENV))
     label: str = "full"
@@ -151,6 +152,8 @@ class BenchRun:
             from .efficiency import measure_efficiency
             self.progress("counting FLOPs and timing the batched model components")
             self.results["efficiency"] = measure_efficiency(registry_dir, cfg, self.workloads, self.results["peak"])
+        if cfg.accuracy and {"vqa", "qa"} & set(cfg.tasks):
+            self.run_precision_cost(registry_dir)
         self.results["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
         self.results["duration_s"] = round(time.perf_counter() - t0, 1)
         from .report import write_report
@@ -281,6 +284,23 @@ class BenchRun:
         finally:
             gateway.stop()
             stub.stop()
+
+    def run_precision_cost(self, registry_dir: Path) -> None:
+        """bf16 and int8 against fp32 on the eval sets in data/samples (tiny and real-size models)."""
+        from .accuracy import precision_cost
+
+        samples = Path(__file__).resolve().parents[2] / "data" / "samples"
+        if not (samples / "qa.json").exists():
+            self.results["notes"].append("precision cost skipped: data/samples is not here")
+            return
+        self.progress("precision cost of bf16 and int8 on the tiny eval sets")
+        torch_tasks = tuple(t for t in self.config.tasks if t in ("vqa", "qa"))
+        tiny = Path(self.config.cache_dir) / "registry-tiny-tiny-tiny"
+        ensure_registry(tiny, ModelSizes.tiny(), torch_tasks)
+        registries = {"tiny": tiny}
+        if self.config.sizes != ModelSizes.tiny():
+            registries["real-size"] = registry_dir
+        self.results["precision_cost"] = precision_cost(registries, samples, self.config.threads)
 
     def run_blip_large(self) -> None:
         """Single-request VQA latency of BLIP-large (ViT-L vision tower) through the service."""
