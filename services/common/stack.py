@@ -16,7 +16,7 @@ from filelock import FileLock, Timeout
 
 from .settings import CommonSettings
 
-STACK_SERVICES = ("vqa", "qa", "style", "finetune", "gateway")
+STACK_SERVICES = ("vqa", "qa", "style", "finetune", "gateway", "watchdog")
 COLORS = {"gateway": 36, "vqa": 35, "qa": 33, "style": 32, "finetune": 34, "watchdog": 31}
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Query
 from fastapi.responses import JSONResponse
 
+from services.common.auth import load_or_create_admin_token, require_admin
 from services.common.errors import BadRequest, NotFound
 from services.common.events import open_event_store
 from services.common.http import base_app
@@ -21,7 +22,6 @@ from services.common.logs import configure_logging
 from services.common.registry import Registry
 from services.common.settings import CommonSettings
 
-from .auth import load_or_create_admin_token, require_admin
 from .autopromote import AutoPromoter
 from .pipeline import task_of
 from .schemas import JobRequest, JobStatus, JobView

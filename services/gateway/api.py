@@ -10,9 +10,9 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services.common.auth import check_bearer
 from services.common.errors import BadRequest, Invalid, Unavailable
 
-from .auth import check_bearer
 from .core import GatewayCore
 from .inputs import image_payload, json_body, openapi_body, read_input
 from .schemas import (

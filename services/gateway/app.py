@@ -11,12 +11,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from services.common.auth import load_or_create_admin_token
 from services.common.http import base_app
 from services.common.logs import configure_logging
 from services.common.settings import CommonSettings
 
 from . import api, compat
-from .auth import load_or_create_token
 from .core import GatewayCore
 from .settings import GatewaySettings
 
@@ -31,7 +31,7 @@ def create_app(common: CommonSettings | None = None, settings: GatewaySettings |
     settings = settings or GatewaySettings()
     configure_logging("gateway", common.log_level, common.log_file)
     common.state.mkdir(parents=True, exist_ok=True)
-    admin_token = load_or_create_token(common.admin_token, common.state)
+    admin_token = load_or_create_admin_token(common)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

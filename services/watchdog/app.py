@@ -10,10 +10,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from services.common.auth import load_or_create_admin_token
 from services.common.http import base_app
 from services.common.logs import configure_logging
 from services.common.settings import CommonSettings
-from services.gateway.auth import load_or_create_token
 from services.gateway.settings import GatewaySettings
 
 from .service import Watchdog
@@ -27,7 +27,7 @@ def build_watchdog(common: CommonSettings | None = None, settings: WatchdogSetti
     common = common or CommonSettings()
     settings = settings or WatchdogSettings()
     store = GatewaySettings().open_event_store(common.state)
-    token = load_or_create_token(common.admin_token, common.state) if settings.trigger == "finetune" else ""
+    token = load_or_create_admin_token(common) if settings.trigger == "finetune" else ""
     return Watchdog(common, settings, store, make_trigger(common, settings, token))
 
 

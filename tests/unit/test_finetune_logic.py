@@ -109,18 +109,6 @@ def test_queue_claims_in_order_cancels_and_reports_interrupted(tmp_path: Path) -
         store.request_cancel(a.id)
 
 
-def test_admin_token_is_generated_once_with_mode_0600(tmp_path: Path) -> None:
-    from services.common.settings import CommonSettings
-    from services.finetune.auth import load_or_create_admin_token, token_matches
-
-    common = CommonSettings(data_dir=tmp_path)
-    token = load_or_create_admin_token(common)
-    assert load_or_create_admin_token(common) == token and len(token) >= 32
-    assert oct((tmp_path / "state" / "admin_token").stat().st_mode & 0o777) == "0o600"
-    assert token_matches(token, f"Bearer {token}") and not token_matches(token, "Bearer nope")
-    assert not token_matches(token, None)
-
-
 def test_auto_promotion_needs_traffic_and_no_worse_quality() -> None:
     prod = {"count": 100, "mean_confidence": 0.8, "bad_feedback_rate": 0.1}
     assert judge({"count": 3, "mean_confidence": 0.9}, prod, 20, 0.02)[0] is None
