@@ -17,6 +17,7 @@ BIN = REPO / ".venv" / "bin"
 DOCKER = REPO / "docker"
 K8S = REPO / "k8s"
 ANSIBLE = REPO / "ansible"
+INVENTORIES = sorted(p.name for p in (ANSIBLE / "inventories").iterdir())
 SERVICE_DOCKERFILES = sorted(p for p in DOCKER.glob("*.Dockerfile") if p.stem not in ("model", "filebeat"))
 ALL_DOCKERFILES = sorted(DOCKER.glob("*.Dockerfile"))
 JENKINSFILES = [REPO / "Jenkinsfile", REPO / "jenkins" / "FineTuneModels.Jenkinsfile"]

@@ -1,35 +1,17 @@
-"""Ansible: playbooks parse, render.yml reproduces the committed k8s/, every document is valid."""
+"""Ansible: playbooks parse, render.yml reproduces the committed k8s/, every document is valid.
+
+The `rendered` fixture (every inventory rendered once) is in conftest.py."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
-from deploy_helpers import ANSIBLE, K8S, REPO, ansible_env, run, tool
+from deploy_helpers import ANSIBLE, INVENTORIES, K8S, ansible_env, run, tool
 
 pytestmark = pytest.mark.deploy
 
 PLAYBOOKS = sorted(p for p in ANSIBLE.glob("*.yml"))
-INVENTORIES = sorted(p.name for p in (ANSIBLE / "inventories").iterdir())
-
-
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """render.yml for every inventory, in parallel (ansible startup dominates)."""
-    out, procs = {}, {}
-    for inventory in INVENTORIES:
-        target = tmp_path_factory.mktemp(f"k8s-{inventory}")
-        out[inventory] = target
-        procs[inventory] = subprocess.Popen(
-            [tool("ansible-playbook"), "-i", str(ANSIBLE / "inventories" / inventory / "hosts.yml"),
-             str(ANSIBLE / "render.yml"), "-e", f"render_dir={target}"],
-            cwd=REPO, env={**__import__("os").environ, **ansible_env()}, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True)
-    for inventory, proc in procs.items():
-        log, _ = proc.communicate(timeout=240)
-        assert proc.returncode == 0, f"render.yml for {inventory} failed:\n{log[-4000:]}"
-    return out
 
 
 def test_inventories_for_minikube_and_production() -> None:
@@ -41,7 +23,7 @@ def test_playbook_syntax(playbook: Path) -> None:
     result = run([tool("ansible-playbook"), "--syntax-check", "-i",
                   str(ANSIBLE / "inventories" / "minikube" / "hosts.yml"), str(playbook)], env=ansible_env())
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:] + (
-        "\n(deploy.yml needs the kubernetes.core collection: pip install 'ansible>=12,<13')")
+        "\n(deploy.yml needs the kubernetes.core collection: the ansible package in the dev extra, make install)")
 
 
 def test_deploy_applies_with_kubernetes_core() -> None:
