@@ -53,10 +53,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_registry_template: Path
             service.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"Debian chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    # module scope: the sync API runs an event loop in this thread until it exits, and a
+    # loop left running would break every later test that calls asyncio.run()
+    assert CHROMIUM.exists(), f"Debian chromium is not installed at {CHROMIUM}: run `make sysdeps`"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
