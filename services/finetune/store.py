@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from services.common.errors import Conflict, NotFound
+from services.common.sqlite import ThreadConnections
 
 from .schemas import TERMINAL, JobView, Progress
 
@@ -34,20 +35,12 @@ class JobStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
+        self._connections = ThreadConnections(self.path, synchronous="FULL")
         self._write_lock = threading.Lock()
         self._conn().executescript(SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            self._local.conn = conn
-        return conn
+        return self._connections.get()
 
     # -- writing ---------------------------------------------------------------------------
     def create(self, *, model: str, task: str, runner: str, request: dict[str, Any]) -> JobView:
@@ -130,10 +123,7 @@ class JobStore:
         return [_view(r) for r in rows]
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._connections.close()
 
 
 def _view(row: sqlite3.Row) -> JobView:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+from ..sqlite import ThreadConnections
 from .base import EventStore, FeedbackRecord, InferenceEvent
 
 SCHEMA = """
@@ -35,21 +35,11 @@ CREATE INDEX IF NOT EXISTS events_kind_ts ON events (kind, ts);
 class SqliteEventStore(EventStore):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        with self._conn() as conn:
-            conn.executescript(SCHEMA)
+        self._connections = ThreadConnections(self.path, synchronous="NORMAL")
+        self._conn().executescript(SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            self._local.conn = conn
-        return conn
+        return self._connections.get()
 
     def record_inference(self, event: InferenceEvent) -> None:
         e = event
@@ -128,10 +118,7 @@ class SqliteEventStore(EventStore):
         return [{"event_id": r["event_id"], "ts": r["ts"], "kind": r["kind"], **json.loads(r["doc"])} for r in rows]
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._connections.close()
 
 
 def _inference_row(row: sqlite3.Row) -> dict[str, Any]:
