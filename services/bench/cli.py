@@ -34,6 +34,10 @@ def bench(
     blip_large: Annotated[bool, typer.Option(help="also time single-request BLIP-large")] = True,
     baseline_settings: Annotated[bool, typer.Option("--untuned", help="services with default settings (no bf16)")] = False,
     label: Annotated[str | None, typer.Option(help="name of the run in the results directory")] = None,
+    setting: Annotated[list[str] | None, typer.Option(
+        "--set", help="service setting for this run, e.g. --set LOOPLINE_VQA_MAX_WAIT_MS=100 (repeatable)")] = None,
+    efficiency: Annotated[bool, typer.Option(help="count FLOPs and time the batched components")] = True,
+    accuracy: Annotated[bool, typer.Option(help="bf16/int8 precision cost on the eval sets")] = True,
 ) -> None:
     """Benchmark every service against the naive baseline and the hardware peak; write JSON, Markdown, PNG."""
     from services.common.settings import TASKS
@@ -59,6 +63,12 @@ def bench(
         config.cell_seconds = cell_seconds
     if baseline_settings:
         config.service_env = {}
+    for item in setting or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith("LOOPLINE_"):
+            raise typer.BadParameter(f"--set expects LOOPLINE_<NAME>=<value>, got {item!r}")
+        config.service_env[key] = value
+    config.efficiency, config.accuracy = efficiency, accuracy
     started = time.monotonic()
     results = BenchRun(config, progress=lambda msg: console.print(
         f"[dim]bench {time.monotonic() - started:6.1f}s[/dim] {msg}")).run()

@@ -65,10 +65,21 @@ class ServerProcess:
                 if response.status_code == 200:
                     return self
                 last = f"{response.status_code} {response.text[:200]}"
+                self._raise_if_load_failed()
             except httpx.HTTPError as exc:
                 last = type(exc).__name__
             time.sleep(0.25)
         raise TimeoutError(f"{self.name} not ready after {timeout_s:.0f} s ({last}):\n{self.log_tail()}")
+
+    def _raise_if_load_failed(self) -> None:
+        """A serving app that could not load its model will never be ready: say so now."""
+        try:
+            response = httpx.get(self.url + "/v1/versions", timeout=5.0)
+            failed = response.json().get("failed") if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return
+        if failed:
+            raise RuntimeError(f"{self.name} could not load {failed}")
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
