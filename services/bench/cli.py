@@ -26,7 +26,7 @@ def bench(
     quick: Annotated[bool, typer.Option("--quick", help="tiny models, seconds-long cells: checks the harness, not speed")] = False,
     tasks: Annotated[str, typer.Option(help="comma-separated subset of vqa,qa,style")] = "vqa,qa,style",
     concurrency: Annotated[str, typer.Option(help="closed-loop concurrency levels")] = "1,4,8",
-    cell_seconds: Annotated[float | None, typer.Option(help="time bound per cell (default 15, --quick 1)")] = None,
+    cell_seconds: Annotated[float | None, typer.Option(help="time bound per cell (default 12, --quick 1)")] = None,
     out: Annotated[Path, typer.Option(help="results directory (git-ignored)")] = Path("bench/results"),
     cache: Annotated[Path | None, typer.Option(help="where built models are kept between runs")] = None,
     gateway: Annotated[bool, typer.Option(help="also measure through the gateway when it is installed")] = True,

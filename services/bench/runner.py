@@ -36,6 +36,9 @@ ANSWER_KEY = {"vqa": "answer", "qa": "answer", "style": "image_b64"}
 # what the services run with in the benchmark: the settings docs/performance.md recommends
 TUNED_ENV = {
     "LOOPLINE_VQA_BF16": "true", "LOOPLINE_QA_BF16": "true", "LOOPLINE_QA_MAX_SEQ_LEN": "384",
+    # a batch must wait for batch-mates still in prepare() (image decode), or a closed loop
+    # settles into two half-size batches that alternate; the wait is ~10% of a VQA batch
+    "LOOPLINE_VQA_MAX_WAIT_MS": "100", "LOOPLINE_QA_MAX_WAIT_MS": "20",
     "LOOPLINE_VQA_MAX_BATCH_SIZE": "8", "LOOPLINE_QA_MAX_BATCH_SIZE": "8", "LOOPLINE_STYLE_MAX_BATCH_SIZE": "8",
 }
 
@@ -48,7 +51,7 @@ class BenchConfig:
     tasks: tuple[str, ...] = TASKS
     concurrency: tuple[int, ...] = (1, 4, 8)
     naive_concurrency: tuple[int, ...] = (1, 8)
-    cell_seconds: float = 15.0
+    cell_seconds: float = 12.0
     cell_max_requests: int = 400
     requests_per_client: int = 2  # a cell always gets at least this many answers per client
     qa_tokens: tuple[int, ...] = (150, 600)
@@ -150,6 +153,12 @@ class BenchRun:
             self.run_blip_large()
         if cfg.efficiency:
             from .efficiency import measure_efficiency
+            # the servers are stopped now: measure the peak again and keep the best of both, so a
+            # burst of other work during the first measurement cannot inflate every fraction
+            again = matmul_peak(cfg.threads)
+            self.results["peak_measurements"] = [dict(self.results["peak"]), again]
+            self.results["peak"] = {k: max(v, again[k]) for k, v in self.results["peak"].items()}
+            self.progress(f"peak again: {again}; using {self.results['peak']}")
             self.progress("counting FLOPs and timing the batched model components")
             self.results["efficiency"] = measure_efficiency(registry_dir, cfg, self.workloads, self.results["peak"])
         if cfg.accuracy and {"vqa", "qa"} & set(cfg.tasks):
