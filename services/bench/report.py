@@ -39,11 +39,19 @@ def evaluate_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                       "met": "n/a" if met is None else ("yes" if met else "NO")})
 
     for task, workload in workloads_of(cells):
-        ours, naive = find(cells, task, workload, "direct", top), find(cells, task, workload, "naive", top)
-        if ours and naive:
-            ratio = _ratio(ours["throughput_rps"], naive["throughput_rps"])
+        ours = find(cells, task, workload, "direct", top)
+        naive_rows = [r for r in cells if (r["task"], r["workload"], r["variant"]) == (task, workload, "naive")]
+        if ours and naive_rows:
+            # judged against the naive server's best throughput at any concurrency (stricter than
+            # its c=top figure, which one-at-a-time serving can make worse than its c=1 figure)
+            best = max(naive_rows, key=lambda r: r["throughput_rps"])
+            same = find(cells, task, workload, "naive", top)
+            ratio = _ratio(ours["throughput_rps"], best["throughput_rps"])
             add(f"{task} ({workload}): throughput at c={top} >= 2x naive",
-                f"{ours['throughput_rps']} req/s ({ratio}x)", f"naive {naive['throughput_rps']} req/s",
+                f"{ours['throughput_rps']} req/s ({ratio}x the best naive)",
+                f"naive best {best['throughput_rps']} req/s (c={best['concurrency']})"
+                + (f"; naive c={top}: {same['throughput_rps']} req/s "
+                   f"({_ratio(ours['throughput_rps'], same['throughput_rps'])}x)" if same else ""),
                 ratio is not None and ratio >= 2)
     for task, workload in workloads_of(cells):
         hi, one = find(cells, task, workload, "direct", top), find(cells, task, workload, "direct", 1)
