@@ -93,8 +93,13 @@ class _BodyTooLarge(Exception):
     pass
 
 
-def base_app(title: str, max_body_bytes: int, description: str = "", csp: str | None = None, **kwargs: Any) -> FastAPI:
+def base_app(title: str, max_body_bytes: int, description: str = "", csp: str | None = None,
+             inner_middleware: list[tuple[type, dict[str, Any]]] | None = None, **kwargs: Any) -> FastAPI:
+    """A FastAPI app with the error mapping and the request-context middleware outermost;
+    ``inner_middleware`` runs inside it (request id already set, headers added on the way out)."""
     app = FastAPI(title=title, description=description, version="0.1.0", **kwargs)
     install_error_handlers(app)
+    for cls, options in inner_middleware or []:
+        app.add_middleware(cls, **options)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=max_body_bytes, csp=csp)
     return app

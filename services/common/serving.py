@@ -18,8 +18,9 @@ from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from .admission import AdmissionMiddleware
 from .batching import DynamicBatcher
-from .errors import LooplineError, Unavailable
+from .errors import LooplineError
 from .http import base_app
 from .logs import configure_logging, model_var, request_id_var, version_var
 from .registry import Registry
@@ -89,31 +90,26 @@ def create_serving_app(runtime_cls: type[ModelRuntime], settings: ServingSetting
             model_executor.shutdown(wait=False, cancel_futures=True)
             prep_executor.shutdown(wait=False, cancel_futures=True)
 
+    # admitted = being decoded + queued + in the running batch: the queue bound alone would let
+    # unbounded decoding work pile up in front of it, so the door sheds before the body is read
+    capacity = settings.max_queue + settings.max_batch_size
+    admission = (AdmissionMiddleware, {"routes": {"/v1/predict": runtime_cls.task}, "max_inflight": capacity})
     app = base_app(f"Loopline {runtime_cls.task} service", settings.max_body_bytes, lifespan=lifespan,
+                   inner_middleware=[admission],
                    description=f"Internal {runtime_cls.task} inference service; the gateway calls POST /v1/predict.")
     app.state.pool = pool
     app.state.metrics = metrics
     request_model = runtime_cls.request_model
-    # admitted = being decoded + queued + in the running batch; the queue bound alone
-    # would let unbounded decoding work pile up in front of it
-    capacity = settings.max_queue + settings.max_batch_size
-    admission = {"n": 0}
 
     @app.post("/v1/predict", summary="Run the model on one input (batched with concurrent requests)")
     async def predict(request: Request, body: request_model,  # type: ignore[valid-type]
                       x_model_version: int | None = Header(None)) -> JSONResponse:
         started = time.perf_counter()
-        if admission["n"] >= capacity:
-            # shed before decoding or tokenizing anything: rejections stay cheap under overload
-            metrics.errors.labels("-", "-", "overloaded").inc()
-            raise Unavailable(f"the service is at capacity ({capacity} requests admitted); retry shortly",
-                              code="overloaded", retry_after=request.app.state.batcher.retry_after())
         loaded = pool.pick(runtime_cls.model_name(body), body.version if body.version is not None else x_model_version)
         labels = (loaded.model, str(loaded.version))
         model_var.set(loaded.model)
         version_var.set(loaded.version)
         loaded.inflight += 1
-        admission["n"] += 1
         try:
             item = await asyncio.get_running_loop().run_in_executor(prep_executor, loaded.runtime.prepare, body)
             metrics.queue_depth.set(request.app.state.batcher.depth)
@@ -126,7 +122,6 @@ def create_serving_app(runtime_cls: type[ModelRuntime], settings: ServingSetting
             raise
         finally:
             loaded.inflight -= 1
-            admission["n"] -= 1
         elapsed = time.perf_counter() - started
         metrics.latency.labels(*labels).observe(elapsed)
         return JSONResponse({**result, "model": loaded.describe(), "latency_ms": round(elapsed * 1000, 2),

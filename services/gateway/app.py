@@ -11,7 +11,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from services.common.admission import AdmissionMiddleware
 from services.common.auth import load_or_create_admin_token
+from services.common.events import InferenceEvent
 from services.common.http import base_app
 from services.common.logs import configure_logging
 from services.common.settings import CommonSettings
@@ -20,6 +22,8 @@ from . import api, compat
 from .core import GatewayCore
 from .settings import GatewaySettings
 
+ROUTE_TASKS = {"/v1/vqa": "vqa", "/predict": "vqa", "/v1/qa": "qa", "/answer": "qa", "/v1/style": "style",
+               "/stylize": "style"}
 STATIC = Path(__file__).resolve().parent / "static"
 # the UI loads nothing from elsewhere: scripts, styles and images are all same-origin
 UI_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
@@ -42,7 +46,13 @@ def create_app(common: CommonSettings | None = None, settings: GatewaySettings |
         finally:
             await app.state.core.close()
 
-    app = base_app("Loopline gateway", settings.max_body_bytes, lifespan=lifespan, csp=UI_CSP,
+    async def record_rejection(event: InferenceEvent) -> None:
+        await app.state.core.record_rejection(event)
+
+    # load shedding runs right after the request id is set and before any body is read
+    admission = (AdmissionMiddleware, {"routes": ROUTE_TASKS, "max_inflight": settings.max_inflight,
+                                       "record": record_rejection})
+    app = base_app("Loopline gateway", settings.max_body_bytes, lifespan=lifespan, csp=UI_CSP, inner_middleware=[admission],
                    description="VQA, extractive QA and style transfer behind one API, with feedback and monitoring.")
     app.state.admin_token = admin_token
     if settings.cors_origins:

@@ -12,7 +12,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.common.errors import LooplineError, NotFound, Unavailable
+from services.common.errors import LooplineError, NotFound
 from services.common.events import EventStore, FeedbackRecord, InferenceEvent
 from services.common.logs import model_var, request_id_var, version_var
 from services.common.registry import Registry
@@ -53,7 +53,6 @@ class GatewayCore:
         # SQLite and file writes run here, never on the event loop
         self.io = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="gateway-io")
         timeouts = {"vqa": settings.timeout_vqa_s, "qa": settings.timeout_qa_s, "style": settings.timeout_style_s}
-        self.inflight = dict.fromkeys(TASKS, 0)
         self.backends = {
             task: Backend(task, common.url_of(task), timeouts[task],
                           CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s))
@@ -65,6 +64,10 @@ class GatewayCore:
             await backend.close()
         self.io.shutdown(wait=True)
         self.store.close()
+
+    async def record_rejection(self, event: InferenceEvent) -> None:
+        self.metrics.requests.labels(event.task, "503").inc()
+        await self.run_io(self.store.record_inference, event)
 
     async def run_io(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.io, fn, *args)
@@ -101,16 +104,9 @@ class GatewayCore:
         route: Route | None = None
         status, error_code, result = 200, None, None
         try:
-            if self.inflight[task] >= self.settings.max_inflight:
-                raise Unavailable(f"the gateway is at capacity for {task} ({self.settings.max_inflight} requests in "
-                                  "flight); retry shortly", code="overloaded", retry_after=1)
-            self.inflight[task] += 1
-            try:
-                self.check_model(task, model)
-                route = self.router.route(model, explicit_version, client_id)
-                result = await self._call(task, route, payload)
-            finally:
-                self.inflight[task] -= 1
+            self.check_model(task, model)
+            route = self.router.route(model, explicit_version, client_id)
+            result = await self._call(task, route, payload)
             return result
         except LooplineError as exc:
             status, error_code = exc.status, exc.code

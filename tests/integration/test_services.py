@@ -259,6 +259,8 @@ def test_queue_full_gives_503_with_retry_after(module_data: Path, log_dir: Path)
 
 
 def test_health_readiness_metrics_and_docs(qa) -> None:
+    r = httpx.post(qa.url + "/v1/predict", json={"question": "q", "context": "c"}, headers={"X-Request-ID": "abc-123"})
+    assert r.headers["x-request-id"] == "abc-123" and r.json()["request_id"] == "abc-123"
     assert httpx.get(qa.url + "/healthz").json() == {"status": "ok"}
     assert httpx.get(qa.url + "/readyz").status_code == 200
     metrics = httpx.get(qa.url + "/metrics").text
@@ -266,5 +268,3 @@ def test_health_readiness_metrics_and_docs(qa) -> None:
                  "loopline_batch_size_bucket", 'model="qa-extractive"'):
         assert name in metrics
     assert "/v1/predict" in httpx.get(qa.url + "/openapi.json").json()["paths"]
-    r = httpx.post(qa.url + "/v1/predict", json={"question": "q", "context": "c"}, headers={"X-Request-ID": "abc-123"})
-    assert r.headers["x-request-id"] == "abc-123" and r.json()["request_id"] == "abc-123"
