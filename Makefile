@@ -63,7 +63,7 @@ SOAK_DURATION ?= 300
 SOAK_RATE ?= 10
 SOAK_FUZZ ?= 200
 soak: install ## bounded soak (5 min) + schemathesis with thousands of cases (see README, Reliability)
-	$(LOOPLINE) soak --duration $(SOAK_DURATION) --rate $(SOAK_RATE) --fuzz-examples $(SOAK_FUZZ)
+	$(LOOPLINE) soak --duration $(SOAK_DURATION) --rate $(SOAK_RATE) --fuzz-examples $(SOAK_FUZZ) --readme README.md
 
 clean: ## remove the venv and run-time data (registry, state)
 	rm -rf $(VENV) data/registry data/state bench/results test-output

@@ -16,9 +16,11 @@ def register(app: typer.Typer) -> None:
              fuzz_examples: Annotated[int, typer.Option(help="schemathesis examples per operation (0: skip)")] = 300,
              overload_burst: Annotated[int, typer.Option(help="concurrent requests past capacity (0: skip)")] = 300,
              max_rss_drift: Annotated[float, typer.Option(help="fail above this RSS drift after warm-up")] = 0.10,
-             out: Annotated[Path, typer.Option(help="report folder")] = Path("bench/results")) -> None:
+             out: Annotated[Path, typer.Option(help="report folder")] = Path("bench/results"),
+             readme: Annotated[Path | None, typer.Option(help="write the figures into this README's soak table")] = None,
+             ) -> None:
         """Fixed-rate load through the gateway across tasks + feedback; fails on any 5xx, loss or leak."""
-        from .soak import run_soak, write_report
+        from .soak import render_markdown, run_soak, write_readme, write_report
 
         summary = run_soak(duration_s=duration, rate=rate, fuzz_examples=fuzz_examples,
                            overload_burst_size=overload_burst)
@@ -26,7 +28,10 @@ def register(app: typer.Typer) -> None:
         typer.echo(json.dumps({k: v for k, v in summary.items() if k != "fuzz"}, indent=2))
         if "fuzz" in summary:
             typer.echo(f"fuzz: passed={summary['fuzz']['passed']} in {summary['fuzz']['seconds']} s")
+        typer.echo(render_markdown(summary))
         typer.echo(f"report: {path}")
+        if readme is not None:
+            write_readme(summary, readme)
         drifts = [d for d in summary["rss_drift"].values() if d is not None]
         problems = []
         if summary["5xx"]:

@@ -316,3 +316,37 @@ def fuzz(url: str, examples: int, timeout_s: float = 900.0, report_dir: Path | N
     tail = "\n".join(proc.stdout.splitlines()[-25:])
     return {"examples_per_operation": examples, "exit_code": proc.returncode, "passed": proc.returncode == 0,
             "seconds": round(time.perf_counter() - t0, 1), "output_tail": tail}
+
+
+def render_markdown(summary: dict[str, Any]) -> str:
+    over = summary.get("overload") or {}
+    fz = summary.get("fuzz") or {}
+    drift = ", ".join(f"{k} {v:+.1%}" for k, v in summary["rss_drift"].items() if v is not None)
+    rows = [
+        ("requests served", f"{summary['requests']} in {summary['duration_s']:.0f} s ({summary['by_status']})"),
+        ("rate held", f"{summary['achieved_rate_rps']} req/s (target {summary['target_rate_rps']})"),
+        ("latency p50 / p95 / p99", f"{summary['latency_p50_ms']} / {summary['latency_p95_ms']} / "
+                                    f"{summary['latency_p99_ms']} ms"),
+        ("5xx", str(summary["5xx"])),
+        ("events lost / feedback lost", f"{summary['events_lost']} / {summary['feedback_lost']}"),
+        ("RSS drift after warm-up", drift or "n/a"),
+    ]
+    if over:
+        rows.append(("overload burst", f"{over['burst']} at once: {over['served']} served, {over['rejected']} rejected "
+                                        f"(503 + Retry-After: {over['retry_after_on_every_rejection']}), other "
+                                        f"{over['other'] or 'none'}"))
+        rows.append(("rejection latency p50 / p99", f"{over['rejection_p50_ms']} / {over['rejection_p99_ms']} ms "
+                                                    "(goal p99 < 100 ms)"))
+        rows.append(("recovered after the burst", f"{over['recovered_after_s']} s"))
+    if fz:
+        rows.append(("schemathesis", f"{fz['examples_per_operation']} examples per operation: "
+                                     f"{'no failures' if fz['passed'] else 'FAILURES'} ({fz['seconds']} s)"))
+    return "| measure | value |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows)
+
+
+def write_readme(summary: dict[str, Any], readme: Path) -> None:
+    text = readme.read_text(encoding="utf-8")
+    start, end = "<!-- soak:start -->\n", "<!-- soak:end -->"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(head + start + render_markdown(summary) + end + tail, encoding="utf-8")
