@@ -36,8 +36,7 @@ def build_blip(out_dir: Path, size: str = "tiny", seed: int = 0) -> None:
     tokenizer = build_bert_tokenizer(model_max_length=spec["text"]["max_position_embeddings"])
     ids = tokenizer.convert_tokens_to_ids
     config = BlipConfig(
-        # the text tower cross-attends to the vision tower: its width must follow the vision width (ViT-L: 1024)
-        text_config={**spec["text"], "encoder_hidden_size": spec["vision"]["hidden_size"], "vocab_size": len(tokenizer), "pad_token_id": ids("[PAD]"),
+        text_config={**spec["text"], "vocab_size": len(tokenizer), "pad_token_id": ids("[PAD]"),
                      "bos_token_id": ids("[CLS]"), "sep_token_id": ids("[SEP]"), "eos_token_id": ids("[SEP]")},
         vision_config=spec["vision"],
     )
