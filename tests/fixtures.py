@@ -87,3 +87,18 @@ def make_lora_adapter(registry: Registry, model: str = "qa-extractive", base_ver
     return registry.create_version(model, task="qa", framework="torch", kind="lora-adapter", write=write,
                                    base={"model": model, "version": base_version},
                                    lineage={"parent_version": base_version, "job": "test"})
+
+
+def inference_rows(db: Path, request_ids: list[str], columns: str = "*", timeout_s: float = 10.0) -> dict[str, tuple]:
+    """Rows of the inference table for these ids, polling: the store group-commits every 20 ms."""
+    import sqlite3
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with sqlite3.connect(db) as conn:
+            marks = ",".join("?" * len(request_ids))
+            rows = {r[0]: tuple(r[1:]) for r in conn.execute(
+                f"SELECT request_id, {columns} FROM inference WHERE request_id IN ({marks})", request_ids)}
+        if len(rows) == len(set(request_ids)) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)

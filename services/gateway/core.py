@@ -49,6 +49,8 @@ class GatewayCore:
         self.store = store
         self.registry = Registry(common.registry)
         self.router = Router(self.registry)
+        self._model_tasks: dict[str, str] = {}
+        self._models_read_at = float("-inf")
         self.metrics = GatewayMetrics()
         # SQLite and file writes run here, never on the event loop
         self.io = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="gateway-io")
@@ -67,7 +69,7 @@ class GatewayCore:
 
     async def record_rejection(self, event: InferenceEvent) -> None:
         self.metrics.requests.labels(event.task, "503").inc()
-        await self.run_io(self.store.record_inference, event)
+        self.store.record_inference(event)
 
     async def run_io(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.io, fn, *args)
@@ -89,8 +91,17 @@ class GatewayCore:
                         "model": model, "production": aliases.get("production"), "canary": aliases.get("canary")})
         return out
 
+    def model_tasks(self) -> dict[str, str]:
+        """model -> task, re-read at most every second (a directory walk per request cost more
+        than the rest of a relay)."""
+        now = time.monotonic()
+        if now - self._models_read_at > 1.0:
+            self._model_tasks = {m: self.registry.task_of(m) for m in self.registry.models()}
+            self._models_read_at = now
+        return self._model_tasks
+
     def check_model(self, task: str, model: str) -> None:
-        if model not in self.registry.models() or self.registry.task_of(model) != task:
+        if self.model_tasks().get(model) != task:
             known = [m["style"] for m in self.styles()] if task == "style" else self.registry.models_for_task(task)
             what = "style" if task == "style" else f"{task} model"
             raise NotFound(f"unknown {what} {model.removeprefix(STYLE_PREFIX) if task == 'style' else model!r}; "
@@ -129,7 +140,7 @@ class GatewayCore:
                 latency_ms=round(elapsed * 1000, 3), confidence=(result or {}).get("confidence"), status=status,
                 error_code=error_code, client_id=client_id, route=route_name, inputs=inputs,
                 output=_event_output(task, result))
-            await self.run_io(self.store.record_inference, event)
+            self.store.record_inference(event)  # queues without blocking
             model_var.set(event.model)
             version_var.set(event.version)
             log.info("%s %s -> %s", route_name, task, status,

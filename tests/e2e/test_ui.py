@@ -11,7 +11,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from services.common.registry import Registry
 from tests.e2e.conftest import ADMIN_TOKEN, Stack
-from tests.fixtures import copy_as_new_version
+from tests.fixtures import copy_as_new_version, inference_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -98,8 +98,8 @@ def test_three_panels_answer_and_store_feedback(stack: Stack, page: Page, shots:
     assert stored[style_id] == ("bad", "too dark")
     # every request carried this browser's sticky client id (canary stickiness)
     client_id = page.evaluate("localStorage.getItem('loopline.client-id')")
-    with sqlite3.connect(stack.data / "state" / "events.db") as conn:
-        sent = {rid: cid for rid, cid in conn.execute("SELECT request_id, client_id FROM inference")}
+    sent = {rid: row[0] for rid, row in inference_rows(stack.data / "state" / "events.db", [vqa_id, qa_id, style_id],
+                                                        "client_id").items()}
     assert client_id and [sent[rid] for rid in (vqa_id, qa_id, style_id)] == [client_id] * 3
 
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from services.common.registry import Registry
-from tests.fixtures import copy_as_new_version
+from tests.fixtures import copy_as_new_version, inference_rows
 from tests.integration.conftest import ADMIN_TOKEN
 
 pytestmark = pytest.mark.integration
@@ -79,8 +79,8 @@ def test_contract_routes_and_inference_events(stack) -> None:
     assert j.status_code == q.status_code == s.status_code == 200
     assert set(q.json()) == {"answer", "confidence", "start", "end", "model", "latency_ms", "request_id"}
     assert s.json()["model"]["name"] == "style-sketch"
-    rows = {r[0]: r[1:] for r in events_db(stack).execute(
-        "SELECT request_id, task, model, version, status, latency_ms, inputs FROM inference")}
+    rows = inference_rows(stack.data / "state" / "events.db", [r.json()["request_id"] for r in (v, q, s)],
+                          "task, model, version, status, latency_ms, inputs")
     for resp, task in ((v, "vqa"), (q, "qa"), (s, "style")):
         task_, model, version, status, latency, inputs = rows[resp.json()["request_id"]]
         assert (task_, status, version) == (task, 200, 1) and latency > 0

@@ -45,7 +45,8 @@ class EventStore(ABC):
 
     @abstractmethod
     def record_inference(self, event: InferenceEvent) -> None:
-        """Stored before the gateway answers, so feedback can find the request at once."""
+        """Queue the event without blocking (the gateway calls this on its event loop);
+        ``get_request`` finds it at once, a background writer makes it durable."""
 
     @abstractmethod
     def get_request(self, request_id: str) -> dict[str, Any] | None: ...

@@ -76,6 +76,7 @@ class ElasticEventStore(EventStore):
         self._lock = threading.Lock()
         self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self.install()
         self._flusher = threading.Thread(target=self._flush_loop, name="es-flush", daemon=True)
         self._flusher.start()
@@ -112,7 +113,7 @@ class ElasticEventStore(EventStore):
                 self._recent.popitem(last=False)
             full = len(self._buffer) >= self.bulk_size
         if full:
-            self.flush()
+            self._wake.set()  # the flusher thread sends it; never block the caller on a bulk request
 
     def record_feedback(self, feedback: FeedbackRecord) -> str:
         f = feedback
@@ -158,11 +159,15 @@ class ElasticEventStore(EventStore):
                      raise_on_error=True)
 
     def _flush_loop(self) -> None:
-        while not self._stop.wait(self.flush_interval_s):
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
             self.flush()
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
+        self._flusher.join(5)
         self.flush()
 
     # -- reads --------------------------------------------------------------------------
