@@ -121,24 +121,39 @@ def inference_context(bf16: bool) -> contextlib.AbstractContextManager[Any]:
 
 
 class TorchRuntimeMixin:
-    """load/unload for torch runtimes: full versions or LoRA adapters over a shared base."""
+    """What every torch runtime shares: threads, full versions or LoRA adapters over a shared
+    base, opt-in int8, and the inference context (``inference_mode`` + optional bf16)."""
 
     shared: SharedModel | None = None
     adapter: str | None = None
+    settings: Any
+
+    @staticmethod
+    def configure_threads(settings: Any) -> None:
+        set_threads(settings.num_threads)
+
+    def inference(self) -> contextlib.AbstractContextManager[Any]:
+        return inference_context(self.settings.bf16 and self.settings.quantize == "none")
 
     def _load_shared(self, version_dir: Path, manifest: dict[str, Any],
                      loader: Callable[[Path], tuple[Any, Any]]) -> SharedModel:
+        quantize = self.settings.quantize == "int8"
+
+        def load(path: Path) -> tuple[Any, Any]:
+            model, extra = loader(path)
+            return (quantize_int8(model) if quantize else model), extra
+
         if manifest.get("kind") == "lora-adapter":
-            if getattr(getattr(self, "settings", None), "quantize", "none") != "none":
+            if quantize:
                 raise ValueError("a LoRA adapter version cannot be served with quantize=int8 (peft needs float Linear layers)")
             base = manifest["base"]
             base_dir = Path(version_dir).parent.parent / str(base["model"]) / str(int(base["version"]))
-            self.shared = acquire(base_dir, loader)
+            self.shared = acquire(base_dir, load)
             self.adapter = f"{manifest['model']}-v{manifest['version']}"
             with _lock:
                 self.shared.add_adapter(self.adapter, Path(version_dir))
         else:
-            self.shared = acquire(Path(version_dir), loader)
+            self.shared = acquire(Path(version_dir), load)
         return self.shared
 
     def unload(self) -> None:

@@ -9,7 +9,6 @@ the highest start+end logit across all windows wins (j >= i, at most
 from __future__ import annotations
 
 import copy
-import functools
 import threading
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,8 @@ from pydantic import Field
 from services.common.errors import Invalid
 from services.common.runtime import ModelRuntime, PredictRequest
 from services.common.serving import create_serving_app
-from services.common.settings import ServingSettings
 from services.common.text import Text
-from services.common.torch_shared import TorchRuntimeMixin, inference_context, quantize_int8, set_threads
+from services.common.torch_shared import TorchRuntimeMixin
 
 MAX_WINDOWS_PER_CALL = 32  # bounds memory for very long contexts
 
@@ -33,11 +31,11 @@ class QaRequest(PredictRequest):
     context: Text = Field(..., min_length=1, description="text that contains the answer; any length")
 
 
-def _load_base(path: Path, quantize: str = "none") -> tuple[Any, Any]:
+def _load_base(path: Path) -> tuple[Any, Any]:
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     model = AutoModelForQuestionAnswering.from_pretrained(path).eval()
-    return (quantize_int8(model) if quantize == "int8" else model), AutoTokenizer.from_pretrained(path)
+    return model, AutoTokenizer.from_pretrained(path)
 
 
 def best_span(start_logits: np.ndarray, end_logits: np.ndarray, context_mask: np.ndarray,
@@ -70,13 +68,9 @@ class QaRuntime(TorchRuntimeMixin, ModelRuntime):
     task = "qa"
     request_model = QaRequest
 
-    @staticmethod
-    def configure_threads(settings: ServingSettings) -> None:
-        set_threads(settings.num_threads)
-
     def load(self, version_dir: Path) -> None:
         shared = self._load_shared(version_dir, self.manifest or self.read_manifest(version_dir),
-                                   functools.partial(_load_base, quantize=self.settings.quantize))
+                                   _load_base)
         self.tokenizer = shared.extra
         # a fast tokenizer keeps truncation/padding state in its Rust object: prepare() runs on
         # the prep threads while predict() tokenizes with truncation on the model thread, so
@@ -139,7 +133,7 @@ class QaRuntime(TorchRuntimeMixin, ModelRuntime):
         assert self.shared is not None
         n = inputs["input_ids"].shape[0]
         starts, ends = [], []
-        with self.shared.using(self.adapter) as model, inference_context(self.settings.bf16 and self.settings.quantize == "none"):
+        with self.shared.using(self.adapter) as model, self.inference():
             for lo in range(0, n, MAX_WINDOWS_PER_CALL):
                 out = model(**{k: v[lo:lo + MAX_WINDOWS_PER_CALL] for k, v in inputs.items()})
                 starts.append(out.start_logits.float().numpy())

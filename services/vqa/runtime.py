@@ -7,7 +7,6 @@ greedy answer. It lies in [0, 1] and does not shrink just because an answer is l
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,8 @@ from services.common.errors import Invalid
 from services.common.images import b64_bytes, decode_image, read_image_path
 from services.common.runtime import ModelRuntime, PredictRequest
 from services.common.serving import create_serving_app
-from services.common.settings import ServingSettings
 from services.common.text import Text
-from services.common.torch_shared import TorchRuntimeMixin, inference_context, quantize_int8, set_threads
+from services.common.torch_shared import TorchRuntimeMixin
 
 
 class VqaRequest(PredictRequest):
@@ -35,11 +33,11 @@ class VqaRequest(PredictRequest):
         return self
 
 
-def _load_base(path: Path, quantize: str = "none") -> tuple[Any, Any]:
+def _load_base(path: Path) -> tuple[Any, Any]:
     from transformers import BlipForQuestionAnswering, BlipProcessor
 
     model = BlipForQuestionAnswering.from_pretrained(path).eval()
-    return (quantize_int8(model) if quantize == "int8" else model), BlipProcessor.from_pretrained(path)
+    return model, BlipProcessor.from_pretrained(path)
 
 
 def answer_confidence(step_logprobs: list[list[float]]) -> list[float]:
@@ -53,13 +51,9 @@ class VqaRuntime(TorchRuntimeMixin, ModelRuntime):
     task = "vqa"
     request_model = VqaRequest
 
-    @staticmethod
-    def configure_threads(settings: ServingSettings) -> None:
-        set_threads(settings.num_threads)
-
     def load(self, version_dir: Path) -> None:
         shared = self._load_shared(version_dir, self.manifest or self.read_manifest(version_dir),
-                                   functools.partial(_load_base, quantize=self.settings.quantize))
+                                   _load_base)
         self.processor = shared.extra
         self.image_side = int(shared.model.config.vision_config.image_size)
         self.eos_id = self.processor.tokenizer.sep_token_id
@@ -91,7 +85,7 @@ class VqaRuntime(TorchRuntimeMixin, ModelRuntime):
         assert self.shared is not None
         pixels = torch.cat([p for p, _ in batch])
         text = self.processor.tokenizer([q for _, q in batch], padding="longest", return_tensors="pt")
-        with self.shared.using(self.adapter) as model, inference_context(self.settings.bf16 and self.settings.quantize == "none"):
+        with self.shared.using(self.adapter) as model, self.inference():
             out = model.generate(pixel_values=pixels, input_ids=text["input_ids"],
                                  attention_mask=text["attention_mask"], max_new_tokens=self.settings.max_new_tokens,
                                  do_sample=False, num_beams=1, output_scores=True, return_dict_in_generate=True)
