@@ -17,7 +17,7 @@ __all__ = ["REPO", "Service", "free_port", "service_env", "start_service"]
 
 
 class Service(ServerProcess):
-    def wait_ready(self, path: str = "/readyz", timeout_s: float = 120.0) -> Service:  # type: ignore[override]
+    def wait_ready(self, timeout_s: float = 120.0, path: str = "/readyz") -> Service:  # type: ignore[override]
         super().wait_ready(path=path, timeout_s=timeout_s)
         return self
 

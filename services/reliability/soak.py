@@ -238,15 +238,22 @@ async def overload_burst(url: str, burst: int = 300, context_words: int = 3000) 
             "recovered_after_s": recovered}
 
 
-def check_nothing_lost(data: Path, result: SoakResult) -> None:
-    conn = sqlite3.connect(data / "state" / "events.db")
-    try:
-        have = {r[0] for r in conn.execute("SELECT request_id FROM inference WHERE status = 200")}
-        fb = {r[0] for r in conn.execute("SELECT feedback_id FROM feedback")}
-    finally:
-        conn.close()
-    result.events_lost = sum(1 for rid in result.ok_request_ids if rid not in have)
-    result.feedback_lost = sum(1 for fid in result.feedback_ids if fid not in fb)
+def check_nothing_lost(data: Path, result: SoakResult, settle_s: float = 5.0) -> None:
+    """Every 2xx has its inference event, every 201 its feedback. Inference events are
+    group-committed every 20 ms, so a missing one gets ``settle_s`` to land before it counts."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        conn = sqlite3.connect(data / "state" / "events.db")
+        try:
+            have = {r[0] for r in conn.execute("SELECT request_id FROM inference WHERE status = 200")}
+            fb = {r[0] for r in conn.execute("SELECT feedback_id FROM feedback")}
+        finally:
+            conn.close()
+        result.events_lost = sum(1 for rid in result.ok_request_ids if rid not in have)
+        result.feedback_lost = sum(1 for fid in result.feedback_ids if fid not in fb)
+        if (result.events_lost == 0 and result.feedback_lost == 0) or time.monotonic() > deadline:
+            return
+        time.sleep(0.1)
 
 
 def run_soak(duration_s: float = 300.0, rate: float = 10.0, max_requests: int = 100_000, warmup_fraction: float = 0.2,
