@@ -203,12 +203,7 @@ class ElasticEventStore(EventStore):
 
     def inference_rows(self, *, since: float, task: str | None = None, model: str | None = None,
                        limit: int = 10_000) -> list[dict[str, Any]]:
-        filters: list[dict[str, Any]] = [{"term": {"event.action": "inference"}},
-                                         {"range": {"@timestamp": {"gte": iso(since)}}}]
-        if task:
-            filters.append({"term": {"loopline.task": task}})
-        if model:
-            filters.append({"term": {"loopline.model": model}})
+        filters = [{"term": {"event.action": "inference"}}, *_window(since, task, model)]
         return [_flat_request(h) for h in self._search(self.index, {"bool": {"filter": filters}}, min(limit, 10_000))]
 
     def events(self, kind: str, since: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
@@ -222,12 +217,7 @@ class ElasticEventStore(EventStore):
     def summary(self, *, window_s: float, task: str | None = None, model: str | None = None) -> list[dict[str, Any]]:
         self.flush()
         since = time.time() - window_s
-        filters: list[dict[str, Any]] = [{"term": {"event.action": "inference"}},
-                                         {"range": {"@timestamp": {"gte": iso(since)}}}]
-        if task:
-            filters.append({"term": {"loopline.task": task}})
-        if model:
-            filters.append({"term": {"loopline.model": model}})
+        filters = [{"term": {"event.action": "inference"}}, *_window(since, task, model)]
         per_version = {
             "terms": {"field": "loopline.version", "size": 50},
             "aggs": {"errors": {"filter": {"range": {"http.response.status_code": {"gte": 400}}}},
@@ -258,11 +248,7 @@ class ElasticEventStore(EventStore):
         return out
 
     def _feedback_rates(self, since: float, task: str | None, model: str | None) -> dict[tuple[str, str, int], tuple[int, int]]:
-        filters: list[dict[str, Any]] = [{"range": {"@timestamp": {"gte": iso(since)}}}]
-        if task:
-            filters.append({"term": {"loopline.task": task}})
-        if model:
-            filters.append({"term": {"loopline.model": model}})
+        filters = _window(since, task, model)
         aggs = {"groups": {"multi_terms": {"terms": [{"field": "loopline.task"}, {"field": "loopline.model"},
                                                      {"field": "loopline.version"}], "size": 500},
                            "aggs": {"bad": {"filter": {"term": {"loopline.rating": "bad"}}}}}}
@@ -279,6 +265,16 @@ class ElasticEventStore(EventStore):
         resp = self.es.search(index=index, query=query, size=size, sort=[{"@timestamp": "asc"}],
                               ignore_unavailable=True)
         return [h["_source"] for h in resp["hits"]["hits"]]
+
+
+def _window(since: float, task: str | None, model: str | None) -> list[dict[str, Any]]:
+    """The filters every windowed query shares: time, and optionally task and model."""
+    filters: list[dict[str, Any]] = [{"range": {"@timestamp": {"gte": iso(since)}}}]
+    if task:
+        filters.append({"term": {"loopline.task": task}})
+    if model:
+        filters.append({"term": {"loopline.model": model}})
+    return filters
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:
