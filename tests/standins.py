@@ -47,6 +47,35 @@ class StandIn:
         return [r for r in self.requests if r.method == method and r.path.startswith(prefix)]
 
 
+class RecordingHandler(BaseHTTPRequestHandler):
+    """Shared by the stand-ins: records each request, answers JSON with fixed extra headers."""
+
+    standin: StandIn
+    extra_headers: dict[str, str] = {}
+    content_type = "application/json"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def record(self) -> Recorded:
+        url = urlparse(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        rec = Recorded(self.command, url.path, parse_qs(url.query), {k.lower(): v for k, v in self.headers.items()},
+                       self.rfile.read(length))
+        self.standin.requests.append(rec)
+        return rec
+
+    def _send(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode() if body is not None else b""
+        self.send_response(status)
+        for k, v in {**self.extra_headers, **(headers or {})}.items():
+            self.send_header(k, v)
+        self.send_header("Content-Type", self.content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
 def serve(handler_factory: Any) -> StandIn:
     standin = StandIn(server=None)  # type: ignore[arg-type]
     handler = handler_factory(standin)
@@ -91,25 +120,13 @@ def elasticsearch_handler(fail_first_bulk: bool = False, canned_aggs: dict[str, 
         indices: dict[str, list[dict[str, Any]]] = {}
         state = {"bulk_failures": 1 if fail_first_bulk else 0}
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _send(self, status: int, body: Any) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("X-Elastic-Product", "Elasticsearch")  # the client's product check
-                self.send_header("Content-Type", "application/vnd.elasticsearch+json;compatible-with=9")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+        class Handler(RecordingHandler):
+            extra_headers = {"X-Elastic-Product": "Elasticsearch"}  # the client's product check
+            content_type = "application/vnd.elasticsearch+json;compatible-with=9"
 
             def _handle(self) -> None:
+                rec = self.record()
                 url = urlparse(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
-                rec = Recorded(self.command, url.path, parse_qs(url.query), {k.lower(): v for k, v in self.headers.items()},
-                               self.rfile.read(length))
-                standin.requests.append(rec)
                 parts = [p for p in url.path.split("/") if p]
                 if url.path == "/":
                     return self._send(200, {"version": {"number": "9.1.0"}, "tagline": "You Know, for Search"})
@@ -144,6 +161,7 @@ def elasticsearch_handler(fail_first_bulk: bool = False, canned_aggs: dict[str, 
 
             do_GET = do_PUT = do_POST = do_HEAD = _handle
 
+        Handler.standin = standin
         return Handler
 
     return factory
@@ -157,27 +175,12 @@ def jenkins_handler(mode: str = "ok", user: str = "watchdog", token: str = "jenk
     expected = "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()
 
     def factory(standin: StandIn) -> type[BaseHTTPRequestHandler]:
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _send(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
-                data = json.dumps(body).encode() if body is not None else b""
-                self.send_response(status)
-                self.send_header("X-Jenkins", "2.479.1")
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+        class Handler(RecordingHandler):
+            extra_headers = {"X-Jenkins": "2.479.1"}
 
             def _handle(self) -> None:
+                rec = self.record()
                 url = urlparse(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
-                rec = Recorded(self.command, url.path, parse_qs(url.query),
-                               {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length))
-                standin.requests.append(rec)
                 if mode == "slow":
                     time.sleep(3)
                 if mode == "unauthorized" or rec.headers.get("authorization") != expected:
@@ -192,6 +195,7 @@ def jenkins_handler(mode: str = "ok", user: str = "watchdog", token: str = "jenk
 
             do_GET = do_POST = _handle
 
+        Handler.standin = standin
         return Handler
 
     return factory

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from typing import IO
 
 import httpx
 from filelock import FileLock, Timeout
@@ -37,7 +38,7 @@ def available_services() -> list[str]:
     return [s for s in STACK_SERVICES if s in ENTRYPOINTS and importable(s)]
 
 
-def _pump(name: str, stream: subprocess._TextIO, color: bool) -> None:  # type: ignore[name-defined]
+def _pump(name: str, stream: IO[str], color: bool) -> None:
     prefix = f"\x1b[{COLORS.get(name, 37)}m{name:>8}\x1b[0m | " if color else f"{name:>8} | "
     for line in iter(stream.readline, ""):
         sys.stdout.write(prefix + line)

@@ -146,9 +146,9 @@ class TorchRuntimeMixin:
         if manifest.get("kind") == "lora-adapter":
             if quantize:
                 raise ValueError("a LoRA adapter version cannot be served with quantize=int8 (peft needs float Linear layers)")
-            base = manifest["base"]
-            base_dir = Path(version_dir).parent.parent / str(base["model"]) / str(int(base["version"]))
-            self.shared = acquire(base_dir, load)
+            from .runtime import ModelRuntime
+
+            self.shared = acquire(ModelRuntime.base_dir(version_dir, manifest), load)
             self.adapter = f"{manifest['model']}-v{manifest['version']}"
             with _lock:
                 self.shared.add_adapter(self.adapter, Path(version_dir))
