@@ -46,7 +46,7 @@ def runtime(task: str, **overrides: Any) -> Any:
 
 
 def vqa() -> None:
-    from services.bench.workloads import vqa_workload
+    from harness.bench.workloads import vqa_workload
     from services.vqa.runtime import VqaRequest
 
     for opts in ({}, {"bf16": True}, {"quantize": "int8"}):
@@ -70,7 +70,7 @@ def vqa() -> None:
 def qa() -> None:
     from transformers import AutoTokenizer
 
-    from services.bench.workloads import qa_workloads
+    from harness.bench.workloads import qa_workloads
 
     tok = AutoTokenizer.from_pretrained(REG / "qa-extractive" / "1")
     works = qa_workloads(tok)
@@ -90,7 +90,7 @@ def qa() -> None:
 
 
 def style() -> None:
-    from services.bench.workloads import style_workload
+    from harness.bench.workloads import style_workload
 
     for opts in ({}, {"jit_compile": True}):
         try:

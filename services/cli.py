@@ -42,7 +42,7 @@ def _fail(message: str, code: int = 1) -> None:
 @app.command()
 def up(services: Annotated[list[str] | None, typer.Argument(help="subset of services (default: all)")] = None) -> None:
     """Start the whole embedded stack on 127.0.0.1 (Ctrl-C stops it)."""
-    from services.common.stack import AlreadyRunning, run_stack
+    from services.ops.stack import AlreadyRunning, run_stack
 
     try:
         raise typer.Exit(run_stack(_settings(), services))
@@ -56,7 +56,7 @@ def serve(service: Annotated[str, typer.Argument(help="gateway | vqa | qa | styl
     """Run one service in the foreground."""
     import uvicorn
 
-    from services.common.entrypoints import ENTRYPOINTS, load_factory
+    from services.ops.entrypoints import ENTRYPOINTS, load_factory
 
     if service not in ENTRYPOINTS:
         _fail(f"unknown service {service!r}; expected one of {', '.join(ENTRYPOINTS)}", 2)
@@ -124,7 +124,7 @@ def models_verify(model: Annotated[str | None, typer.Argument()] = None) -> None
 def models_bootstrap(tiny: Annotated[bool, typer.Option("--tiny", help="tiny random-weight models, offline")] = False,
                      if_empty: Annotated[bool, typer.Option("--if-empty", help="skip models already present")] = False) -> None:
     """Build models offline and register each as a new production version."""
-    from services.common.bootstrap import bootstrap_tiny
+    from services.ops.bootstrap import bootstrap_tiny
 
     if not tiny:
         _fail("only --tiny is built offline; use `loopline models pull` for real checkpoints", 2)
@@ -140,7 +140,7 @@ def models_pull(model: Annotated[str, typer.Argument(help="vqa-blip or qa-extrac
                 hub_id: Annotated[str | None, typer.Option(help="hub repository id")] = None,
                 promote: Annotated[bool, typer.Option(help="make it production")] = False) -> None:
     """Fetch a real checkpoint from the Hugging Face hub and register it."""
-    from services.common.bootstrap import HubUnreachable, pull
+    from services.ops.bootstrap import HubUnreachable, pull
 
     try:
         ref = pull(_registry(), model, hub_id, promote)
@@ -160,7 +160,7 @@ def register_optional_commands() -> None:
     """Commands whose modules carry heavy imports register themselves lazily."""
     import importlib
 
-    for module in ("services.finetune.cli", "services.watchdog.cli", "services.bench.cli", "services.reliability.cli"):
+    for module in ("services.finetune.cli", "services.watchdog.cli", "harness.bench.cli", "harness.reliability.cli"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -20,7 +20,7 @@ SAMPLES = REPO / "data" / "samples"
 @pytest.fixture(scope="session")
 def tiny_registry_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny models built once; tests copy it so each gets a private registry."""
-    from services.common.bootstrap import bootstrap_tiny
+    from services.ops.bootstrap import bootstrap_tiny
     from services.common.registry import Registry
 
     root = tmp_path_factory.mktemp("tiny-registry")

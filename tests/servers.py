@@ -1,6 +1,6 @@
 """Start real Loopline services (``loopline serve``) on free 127.0.0.1 ports for tests.
 
-Built on the harness's process helpers (``services/bench/procs.py``), adding what fault
+Built on the harness's process helpers (``harness/bench/procs.py``), adding what fault
 tests need: kill -9 and the whole log.
 """
 
@@ -10,7 +10,7 @@ import os
 import signal
 from pathlib import Path
 
-from services.bench.procs import ServerProcess, child_env, free_port, serve_argv
+from harness.bench.procs import ServerProcess, child_env, free_port, serve_argv
 
 REPO = Path(__file__).resolve().parent.parent
 __all__ = ["REPO", "Service", "free_port", "service_env", "start_service"]

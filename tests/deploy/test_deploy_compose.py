@@ -6,7 +6,7 @@ import pytest
 import yaml
 from deploy_helpers import REPO, run, tool
 
-from services.common.entrypoints import ENTRYPOINTS
+from services.ops.entrypoints import ENTRYPOINTS
 from services.common.settings import CommonSettings
 
 pytestmark = pytest.mark.deploy

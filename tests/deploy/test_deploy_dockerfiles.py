@@ -16,7 +16,7 @@ from deploy_helpers import (
     tool,
 )
 
-from services.common.entrypoints import ENTRYPOINTS
+from services.ops.entrypoints import ENTRYPOINTS
 from services.common.settings import CommonSettings
 
 pytestmark = pytest.mark.deploy

@@ -11,8 +11,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_quick_bench_writes_table_json_and_plot(tmp_path: Path) -> None:
-    from services.bench.models import ModelSizes
-    from services.bench.runner import BenchConfig, BenchRun
+    from harness.bench.models import ModelSizes
+    from harness.bench.runner import BenchConfig, BenchRun
 
     config = BenchConfig(out_dir=tmp_path / "results", cache_dir=tmp_path / "cache", sizes=ModelSizes.tiny(),
                          tasks=("qa",), concurrency=(1, 2), naive_concurrency=(1, 2), cell_seconds=0.5,

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_soak_at_test_size_loses_nothing() -> None:
-    from services.reliability.soak import run_soak
+    from harness.reliability.soak import run_soak
 
     summary = run_soak(duration_s=20, rate=6, warmup_fraction=0.3, overload_burst_size=150)
     assert summary["requests"] >= 100 and summary["5xx"] == 0, summary["by_status"]
@@ -248,7 +248,7 @@ def test_hand_written_bad_and_odd_input(stack) -> None:
 
 
 def test_schemathesis_finds_no_5xx_on_the_gateway(stack, tmp_path: Path) -> None:
-    from services.reliability.soak import fuzz
+    from harness.reliability.soak import fuzz
 
     result = fuzz(stack.url, examples=15, timeout_s=600, report_dir=tmp_path)
     assert result["passed"], result["output_tail"]

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from services.bench.load import LoadResult, percentile
-from services.bench.report import evaluate_goals, markdown, service_efficiency
+from harness.bench.load import LoadResult, percentile
+from harness.bench.report import evaluate_goals, markdown, service_efficiency
 
 pytestmark = pytest.mark.unit
 
@@ -71,7 +71,7 @@ def test_markdown_has_goal_and_cell_tables() -> None:
 
 
 def test_closed_loop_against_a_local_server_counts_statuses() -> None:
-    from services.bench.load import closed_loop
+    from harness.bench.load import closed_loop
 
     async def main() -> LoadResult:
         calls = 0

@@ -159,7 +159,7 @@ def test_verify_catches_a_changed_byte(tmp_path: Path) -> None:
 
 
 def test_bootstrap_is_reproducible(tmp_path: Path, tiny_registry_template: Path) -> None:
-    from services.common.bootstrap import bootstrap_tiny
+    from services.ops.bootstrap import bootstrap_tiny
 
     reg = Registry(tmp_path)
     bootstrap_tiny(reg)

@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 import psutil
 
-from services.bench.procs import ServerProcess, child_env, serve_argv, tree_rss
-from services.common.bootstrap import bootstrap_tiny
+from harness.bench.procs import ServerProcess, child_env, serve_argv, tree_rss
+from services.ops.bootstrap import bootstrap_tiny
 from services.common.events.base import percentile
 from services.common.registry import Registry
 

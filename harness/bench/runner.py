@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from services.common.entrypoints import importable
+from services.ops.entrypoints import importable
 from services.common.settings import TASKS, default_threads
 
 from .load import closed_loop
@@ -186,7 +186,7 @@ class BenchRun:
             if cfg.naive:
                 naive_env = self.env(LOOPLINE_BENCH_NAIVE_TASK=task, LOOPLINE_BENCH_NAIVE_MODEL_DIR=str(
                     (self.registry_dir / MODEL_OF_TASK[task] / "1").resolve()))
-                servers.naive[task] = ServerProcess(f"naive-{task}", uvicorn_argv("services.bench.naive:create_app"),
+                servers.naive[task] = ServerProcess(f"naive-{task}", uvicorn_argv("harness.bench.naive:create_app"),
                                                     naive_env, logs / f"naive-{task}.log").start()
         self.progress("waiting for the services to load and warm up")
         for server in [*servers.services.values(), *servers.naive.values()]:
@@ -269,7 +269,7 @@ class BenchRun:
             self.results["relay"] = {"status": "skipped: services.gateway.app is not importable"}
             return
         logs = self.run_dir / "logs"
-        stub = ServerProcess("stub", uvicorn_argv("services.bench.stub:create_app"), self.env(), logs / "stub.log")
+        stub = ServerProcess("stub", uvicorn_argv("harness.bench.stub:create_app"), self.env(), logs / "stub.log")
         gateway = ServerProcess("gateway-relay", serve_argv("gateway"), self.env(LOOPLINE_QA_URL=stub.url),
                                 logs / "gateway-relay.log")
         body = [json.dumps({"question": "what is the capital?", "context": "paris is the capital."}).encode()]

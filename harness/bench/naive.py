@@ -8,7 +8,7 @@ core, as the services do). transformers 5 dropped the ``visual-question-answerin
 forward + best start/end span for QA. Style is a bare eager Keras model call and a
 default-level PNG encode, as the seed's Flask app did.
 
-Run with ``uvicorn services.bench.naive:create_app --factory`` and
+Run with ``uvicorn harness.bench.naive:create_app --factory`` and
 ``LOOPLINE_BENCH_NAIVE_TASK`` / ``LOOPLINE_BENCH_NAIVE_MODEL_DIR``.
 """
 

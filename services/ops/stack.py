@@ -15,7 +15,7 @@ from typing import IO
 import httpx
 from filelock import FileLock, Timeout
 
-from .settings import CommonSettings
+from services.common.settings import CommonSettings
 
 STACK_SERVICES = ("vqa", "qa", "style", "finetune", "gateway", "watchdog")
 COLORS = {"gateway": 36, "vqa": 35, "qa": 33, "style": 32, "finetune": 34, "watchdog": 31}

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .registry import Registry, VersionRef
+from services.common.registry import Registry, VersionRef
 
 log = logging.getLogger("loopline.bootstrap")
 

@@ -1,0 +1,1 @@
+"""Operations code beside the services: ``loopline up``, service entry points, model bootstrap."""
