@@ -85,7 +85,7 @@ case "$action" in
         : "${GIT_URL:?Kaniko builds from the repository: set GIT_URL (Jenkins does)}"
         kaniko_build "$service"
       else
-        extra=(); [ "$builder" = podman ] && extra=(--layers)
+        extra=(); [ "$builder" = podman ] && extra=(--layers --format docker)  # docker format keeps HEALTHCHECK
         case "$service" in vqa|qa|finetune) extra+=("${torch_args[@]}") ;; esac
         build_one "$service" "docker/$service.Dockerfile" "${extra[@]}"
         if [ "$service" = finetune ]; then

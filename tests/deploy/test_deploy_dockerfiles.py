@@ -103,7 +103,8 @@ def test_model_image_copies_one_registry_version() -> None:
     args = {a.split("=")[0] for i, a in ins if i == "ARG"}
     assert {"MODEL", "VERSION"} <= args
     copies = [a for i, a in ins if i == "COPY"]
-    assert copies == ["${MODEL}/${VERSION} /models/${MODEL}/${VERSION}"]
+    # owned by the init container's uid: registry files are 0600
+    assert copies == ["--chown=10001:0 ${MODEL}/${VERSION} /models/${MODEL}/${VERSION}"]
     users = [a for i, a in ins if i == "USER"]
     assert users and users[-1] != "0"
     # its build context is the registry (make model-image)
