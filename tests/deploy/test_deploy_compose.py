@@ -46,8 +46,8 @@ def test_backend_urls_match_the_ports_in_settings(compose: dict) -> None:
     settings = CommonSettings()
     for backend in ("vqa", "qa", "style", "finetune"):
         assert env[f"LOOPLINE_{backend.upper()}_URL"] == f"http://{backend}:{settings.port_of(backend)}"
-    assert env["LOOPLINE_GATEWAY_EVENT_STORE"] == "elasticsearch"
-    assert env["LOOPLINE_GATEWAY_ELASTICSEARCH_URL"] == "http://elasticsearch:9200"
+    assert env["LOOPLINE_EVENTS_STORE"] == "elasticsearch"
+    assert env["LOOPLINE_EVENTS_ELASTICSEARCH_URL"] == "http://elasticsearch:9200"
 
 
 def test_startup_order_waits_for_health(compose: dict) -> None:
