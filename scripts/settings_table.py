@@ -8,11 +8,13 @@ from pydantic_settings import BaseSettings
 
 
 def settings_classes() -> list[tuple[str, type[BaseSettings]]]:
+    from services.common.events import EventsSettings
     from services.common.settings import CommonSettings, serving_settings
     from services.gateway.settings import GatewaySettings
     from services.watchdog.settings import WatchdogSettings
 
-    out: list[tuple[str, type[BaseSettings]]] = [("LOOPLINE_", CommonSettings), ("LOOPLINE_GATEWAY_", GatewaySettings)]
+    out: list[tuple[str, type[BaseSettings]]] = [("LOOPLINE_", CommonSettings), ("LOOPLINE_EVENTS_", EventsSettings),
+                                                 ("LOOPLINE_GATEWAY_", GatewaySettings)]
     for task in ("vqa", "qa", "style"):
         out.append((f"LOOPLINE_{task.upper()}_", type(serving_settings(task))))
     out.append(("LOOPLINE_WATCHDOG_", WatchdogSettings))

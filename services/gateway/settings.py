@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Literal
-
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from services.common.events import EventStore, open_event_store
 
 
 class GatewaySettings(BaseSettings):
@@ -16,11 +11,6 @@ class GatewaySettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LOOPLINE_GATEWAY_", extra="ignore")
 
-    event_store: Literal["sqlite", "elasticsearch"] = Field("sqlite", description="where events go: SQLite under state_dir, or Elasticsearch")
-    elasticsearch_url: str = Field("http://127.0.0.1:9200", description="Elasticsearch endpoint")
-    elasticsearch_username: str | None = Field(None, description="basic-auth user (from a Secret)")
-    elasticsearch_password: str | None = Field(None, description="basic-auth password (from a Secret; never logged)")
-    elasticsearch_index: str = Field("loopline-events", description="data stream name; feedback goes to <name>-feedback")
     max_body_bytes: int = Field(15 * 1024 * 1024, ge=1024, description="largest request body (413 above)")
     timeout_vqa_s: float = Field(60.0, gt=0, description="backend timeout per task (504 after)")
     timeout_qa_s: float = Field(30.0, gt=0)
@@ -32,11 +22,3 @@ class GatewaySettings(BaseSettings):
     default_vqa_model: str = "vqa-blip"
     default_qa_model: str = "qa-extractive"
     default_style: str = Field("mosaic", description="style used when /stylize names none")
-
-    def open_event_store(self, state_dir: Path) -> EventStore:
-        """The configured event store (the watchdog reads the same one)."""
-        options: dict[str, object] = {}
-        if self.event_store == "elasticsearch":
-            options = {"url": self.elasticsearch_url, "username": self.elasticsearch_username,
-                       "password": self.elasticsearch_password, "index": self.elasticsearch_index}
-        return open_event_store(self.event_store, state_dir, **options)

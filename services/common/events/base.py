@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from .settings import EventsSettings
+
 
 class InferenceEvent(BaseModel):
     request_id: str
@@ -120,13 +122,14 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(ordered[rank - 1], 3)
 
 
-def open_event_store(kind: str, state_dir: Path, **options: Any) -> EventStore:
-    if kind == "sqlite":
+def open_event_store(settings: EventsSettings, state_dir: Path) -> EventStore:
+    """The configured event store: the one opener gateway, fine-tune and watchdog share."""
+    if settings.store == "sqlite":
         from .sqlite import SqliteEventStore
 
-        return SqliteEventStore(Path(state_dir) / "events.db")
-    if kind == "elasticsearch":
-        from .elastic import ElasticEventStore
+        return SqliteEventStore(settings.sqlite_path(state_dir))
+    from .elastic import ElasticEventStore
 
-        return ElasticEventStore(**options)
-    raise ValueError(f"unknown event store {kind!r}; expected sqlite or elasticsearch")
+    password = settings.elasticsearch_password.get_secret_value() if settings.elasticsearch_password else None
+    return ElasticEventStore(url=settings.elasticsearch_url, index=settings.elasticsearch_index,
+                             username=settings.elasticsearch_username, password=password)
