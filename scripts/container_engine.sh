@@ -80,7 +80,10 @@ case "${1:-}" in
     if service_alive; then echo "podman API service already running (pid $(cat "$pidfile")): $DOCKER_HOST"; exit 0; fi
     rm -f "$socket"
     # setsid: the service outlives this script and is stopped by its pid only
-    setsid podman system service --time=0 "$DOCKER_HOST" > "$state/service.log" 2>&1 < /dev/null &
+    # The Docker API gives containers the service's own limits, not containers.conf's
+    # default_ulimits: cap them to what these hosts allow (higher is refused by runc)
+    ( ulimit -n 1024; ulimit -u 4096
+      exec setsid podman system service --time=0 "$DOCKER_HOST" > "$state/service.log" 2>&1 < /dev/null ) &
     echo $! > "$pidfile"
     for _ in $(seq 100); do
       [ -S "$socket" ] && curl -fsS --unix-socket "$socket" http://d/_ping >/dev/null 2>&1 && {
