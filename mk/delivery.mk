@@ -28,11 +28,12 @@ HADOLINT := $(BIN)/hadolint
 # the root Jenkinsfile's stages after checkout, in order (tests/deploy checks they agree)
 PIPELINE_STAGES := ci-lint ci-unit ci-deploy-checks train-smoke images eval-gate push deploy smoke
 # commands owned by the fine-tune service's CLI
-TRAIN_SMOKE_CMD ?= $(LOOPLINE) finetune run qa-extractive --dataset data/samples/qa.json --epochs 1 --wait
+# dataset paths are relative to the data root (LOOPLINE_DATA_DIR, ./data)
+TRAIN_SMOKE_CMD ?= $(LOOPLINE) finetune run qa-extractive --dataset samples/qa.json --epochs 1 --local --wait
 EVAL_GATE_CMD ?= $(LOOPLINE) finetune gate --dataset-dir data/samples
 # FineTuneModels.Jenkinsfile parameters (same names as the Jenkins job's)
 MODEL ?= qa-extractive
-DATASET ?= data/samples/qa.json
+DATASET ?= samples/qa.json
 EPOCHS ?= 1
 BATCH_SIZE ?= 8
 LEARNING_RATE ?= 0.0002

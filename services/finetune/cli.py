@@ -79,7 +79,7 @@ def run(model: Annotated[str, typer.Argument(help="registry model, e.g. qa-extra
         steps: Annotated[int | None, typer.Option(help="minimum optimiser steps", min=1)] = None,
         max_steps: Annotated[int | None, typer.Option(min=1)] = None,
         batch_size: Annotated[int | None, typer.Option(min=1)] = None,
-        lr: Annotated[float | None, typer.Option(help="learning rate")] = None,
+        lr: Annotated[float | None, typer.Option("--learning-rate", "--lr", help="learning rate")] = None,
         seed: Annotated[int | None, typer.Option()] = None,
         repeat: Annotated[int, typer.Option(help="use the rows this many times", min=1)] = 1,
         image_size: Annotated[int | None, typer.Option(help="style: training image side")] = None,

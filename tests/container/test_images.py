@@ -92,11 +92,9 @@ def test_image_runs_as_uid_10001_with_its_entry_point_and_healthcheck(built_imag
     assert out.stdout.split()[0] == "10001"
 
 
-def test_finetune_cli_has_the_pipeline_commands(built_images) -> None:
-    for argv in (["loopline", "finetune", "gate", "--help"], ["loopline", "finetune", "run", "--help"]):
-        out = run_in("finetune", *argv)
-        assert out.returncode == 0
-    assert "--learning-rate" in run_in("finetune", "loopline", "finetune", "run", "--help").stdout
+def test_finetune_cli_takes_the_pipelines_options(built_images) -> None:
+    out = run_in("finetune", "loopline", "finetune", "run", "--help")
+    assert "--learning-rate" in out.stdout
 
 
 def test_model_image_installs_a_version_readable_by_uid_10001(built_images, tmp_path) -> None:
