@@ -19,14 +19,21 @@ mkdir -p "$state/storage" "$state/run" "$state/tmp" "$state/networks"
 state=$(cd "$state" && pwd)
 
 # The committed containers.conf plus this checkout's absolute paths, so two checkouts (or two
-# users of podman on one machine) never share run files, networks or events.
+# users of podman on one machine) never share run files, networks or events. Written to a
+# temporary file and renamed only when it changed: a podman starting meanwhile never reads a
+# half-written file.
+install_conf() {  # install_conf TARGET (content on stdin)
+  local tmp="$1.tmp.$$"
+  cat > "$tmp"
+  if cmp -s "$tmp" "$1"; then rm -f "$tmp"; else mv -f "$tmp" "$1"; fi
+}
 {
   sed '/^\[engine\]/q' "$root/docker/podman/containers.conf" | sed '$d'
   printf '[engine]\ntmp_dir = "%s"\n' "$state/run/libpod"
   sed -n '/^\[engine\]/,$p' "$root/docker/podman/containers.conf" | sed '1d'
   printf '\n[network]\nnetwork_config_dir = "%s"\n' "$state/networks"
-} > "$state/containers.conf"
-cat > "$state/storage.conf" <<EOF
+} | install_conf "$state/containers.conf"
+install_conf "$state/storage.conf" <<EOF
 [storage]
 driver = "overlay"
 graphroot = "$state/storage"

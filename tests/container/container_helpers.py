@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -45,7 +46,9 @@ def podman(*args: str, timeout: float = 300, check: bool = True) -> subprocess.C
     return sh([str(ENGINE), "podman", *args], timeout=timeout, check=check)
 
 
+@functools.lru_cache(maxsize=1)
 def image_tag() -> str:
+    """Fixed for the session: a commit made while the tests run must not change the tag."""
     return os.environ.get("IMAGE_TAG") or sh(["git", "rev-parse", "--short=12", "HEAD"]).stdout.strip()
 
 
