@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -242,17 +243,29 @@ def jenkins_handler(mode: str = "ok", user: str = "watchdog", token: str = "jenk
     return factory
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="run a stand-in server in the foreground")
-    parser.add_argument("kind", choices=["elasticsearch"])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="run a stand-in server in the foreground, or check one")
+    parser.add_argument("kind", choices=["elasticsearch", "health"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9200)
     parser.add_argument("--major", type=int, default=8, help="the Elasticsearch major to behave like")
     args = parser.parse_args(argv)
+    if args.kind == "health":  # a container health check (one word per argument: podman's API splits them)
+        from urllib.request import urlopen
+
+        try:
+            with urlopen(f"http://{args.host}:{args.port}/", timeout=3) as response:  # noqa: S310 - loopback
+                return 0 if response.status == 200 else 1
+        except OSError:
+            return 1
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # PID 1 in a container: stop on SIGTERM
     standin = serve(elasticsearch_handler(major=args.major), args.host, args.port)
     print(f"elasticsearch {ES_VERSIONS.get(args.major)} stand-in on {standin.url}", flush=True)
     threading.Event().wait()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -50,7 +50,11 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(built_images: str) -> Iterator[Stack]:
     was_running = sh([str(ENGINE), "status"], check=False).returncode == 0
-    sh([str(ENGINE), "start"])
+    try:
+        sh([str(ENGINE), "start"])
+    except AssertionError:
+        sh([str(ENGINE), "stop"], check=False)
+        raise
     files = ["docker-compose.yml"]
     real_es = podman("image", "exists", "docker.elastic.co/elasticsearch/elasticsearch:8.15.3", check=False)
     if real_es.returncode != 0:
