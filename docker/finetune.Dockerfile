@@ -29,7 +29,9 @@ RUN useradd --system --uid 10001 --gid 0 --home-dir /tmp --no-create-home --shel
 #   --build-arg TORCH_INDEX_URL= --build-arg TORCH_WHEELS=/wheels --volume /path/to/wheels:/wheels:ro
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG TORCH_WHEELS=
-RUN PIP_EXTRA_INDEX_URL="$TORCH_INDEX_URL" PIP_FIND_LINKS="$TORCH_WHEELS" pip install "torch==2.13.0+cpu"
+# C++ headers (62 MB) serve only extension builds, and the images have no compiler
+RUN PIP_EXTRA_INDEX_URL="$TORCH_INDEX_URL" PIP_FIND_LINKS="$TORCH_WHEELS" pip install "torch==2.13.0+cpu" \
+ && rm -rf /opt/venv/lib/python3.11/site-packages/torch/include
 # the dependencies of the extras only (a stub package stands for the code), so a code change
 # does not reinstall them; the qa extra is exactly the torch extra, and naming it so gives vqa,
 # qa and finetune one shared layer (tests/deploy checks the extras still agree)
@@ -38,8 +40,10 @@ RUN mkdir -p /src/services && touch /src/services/__init__.py /src/README.md \
  && pip install "/src[torch]" && pip uninstall -y loopline && rm -rf /src
 # the fine-tune service's own dependencies (Kubernetes and Elasticsearch clients)
 COPY pyproject.toml /src/pyproject.toml
+# the Kubernetes client's bytecode (51 MB) goes: it is imported once, by the Kubernetes runner only
 RUN mkdir -p /src/services && touch /src/services/__init__.py /src/README.md \
- && pip install "/src[finetune]" && pip uninstall -y loopline && rm -rf /src
+ && pip install "/src[finetune]" && pip uninstall -y loopline && rm -rf /src \
+ && find /opt/venv/lib/python3.11/site-packages/kubernetes -name __pycache__ -prune -exec rm -rf {} +
 
 FROM finetune-deps AS finetune-full
 # TensorFlow for the style trainer

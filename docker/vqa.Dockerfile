@@ -27,7 +27,9 @@ RUN useradd --system --uid 10001 --gid 0 --home-dir /tmp --no-create-home --shel
 #   --build-arg TORCH_INDEX_URL= --build-arg TORCH_WHEELS=/wheels --volume /path/to/wheels:/wheels:ro
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG TORCH_WHEELS=
-RUN PIP_EXTRA_INDEX_URL="$TORCH_INDEX_URL" PIP_FIND_LINKS="$TORCH_WHEELS" pip install "torch==2.13.0+cpu"
+# C++ headers (62 MB) serve only extension builds, and the images have no compiler
+RUN PIP_EXTRA_INDEX_URL="$TORCH_INDEX_URL" PIP_FIND_LINKS="$TORCH_WHEELS" pip install "torch==2.13.0+cpu" \
+ && rm -rf /opt/venv/lib/python3.11/site-packages/torch/include
 # the dependencies of the extras only (a stub package stands for the code), so a code change
 # does not reinstall them; the vqa extra is exactly the torch extra, and naming it so gives vqa,
 # qa and finetune one shared layer (tests/deploy checks the extras still agree)

@@ -31,7 +31,8 @@ def run_in(name: str, *argv: str, user: str | None = None) -> subprocess.Complet
     return podman("run", "--rm", "--network", "none", *extra, image(name), *argv, timeout=180)
 
 
-PIP_LIST = "import json, importlib.metadata as m; print(json.dumps(sorted({d.metadata['Name'].lower(): d.version for d in m.distributions()}.items())))"
+PIP_LIST = ("import json, importlib.metadata as m; print(json.dumps(sorted({d.metadata['Name'].lower().replace('_', '-'): "
+            "d.version for d in m.distributions()}.items())))")
 
 
 def installed(name: str) -> dict[str, str]:
@@ -85,7 +86,8 @@ def test_image_runs_as_uid_10001_with_its_entry_point_and_healthcheck(built_imag
     config = inspect(image(name))["Config"]
     assert config["User"] == "10001"
     assert config["Cmd"] == ["loopline", "serve", name]
-    assert "loopline-healthcheck" in " ".join((config.get("Healthcheck") or {}).get("Test", [])), \
+    healthcheck = podman("image", "inspect", "--format", "{{json .HealthCheck}}", image(name)).stdout
+    assert "loopline-healthcheck" in healthcheck and name in healthcheck, \
         "HEALTHCHECK dropped (podman needs --format docker)"
     out = run_in(name, "sh", "-c", f"id -u && loopline --help >/dev/null && loopline-healthcheck --help >/dev/null "
                                    f"&& python -c 'import services.{'ops.entrypoints' if name == 'watchdog' else name}'")
