@@ -26,7 +26,7 @@ GATEWAY_URL ?= http://127.0.0.1:8000
 ANSIBLE_PLAYBOOK := ANSIBLE_CONFIG=ansible/ansible.cfg $(BIN)/ansible-playbook
 HADOLINT := $(BIN)/hadolint
 # the root Jenkinsfile's stages after checkout, in order (tests/deploy checks they agree)
-PIPELINE_STAGES := ci-lint ci-unit ci-deploy-checks train-smoke images eval-gate push deploy smoke
+PIPELINE_STAGES := install ci-lint ci-unit ci-deploy-checks train-smoke images eval-gate push deploy smoke
 # commands owned by the fine-tune service's CLI
 # dataset paths are relative to the data root (LOOPLINE_DATA_DIR, ./data)
 TRAIN_SMOKE_CMD ?= $(LOOPLINE) finetune run qa-extractive --dataset samples/qa.json --epochs 1 --local --wait
