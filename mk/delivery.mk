@@ -37,6 +37,7 @@ DATASET ?= samples/qa.json
 EPOCHS ?= 1
 BATCH_SIZE ?= 8
 LEARNING_RATE ?= 0.0002
+REASON ?= manual
 REGISTRY_DIR ?= data/registry
 MODEL_IMAGE_ENGINE ?= $(if $(shell docker info >/dev/null 2>&1 && echo y),docker,podman)
 
@@ -118,8 +119,8 @@ notify: ## post the build status (STATUS=...) to NOTIFY_WEBHOOK when set
 	scripts/deploy_notify.sh "$(STATUS)"
 
 finetune-job: models ## fine-tune MODEL on DATASET with EPOCHS/BATCH_SIZE/LEARNING_RATE and follow it
-	$(LOOPLINE) finetune run $(MODEL) --dataset $(DATASET) --epochs $(EPOCHS) --batch-size $(BATCH_SIZE) \
-	  --learning-rate $(LEARNING_RATE) --wait
+	$(LOOPLINE) finetune run "$(MODEL)" $(if $(filter feedback,$(DATASET)),--feedback,--dataset "$(DATASET)") \
+	  --epochs $(EPOCHS) --batch-size $(BATCH_SIZE) --learning-rate $(LEARNING_RATE) --reason "$(REASON)" --wait
 
 engine-start: ## start the project's podman API service (Docker API on .containers/podman.sock)
 	$(ENGINE) start
