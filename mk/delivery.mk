@@ -45,7 +45,7 @@ export DRY_RUN IMAGE_TAG IMAGE_REGISTRY IMAGE_BUILDER TORCH_WHEEL_DIR
 
 .PHONY: ci-lint ci-unit ci-deploy-checks train-smoke images model-image eval-gate push deploy smoke smoke-local \
         render compose-check k8s-validate hadolint pipeline notify finetune-job base-image engine-start engine-stop \
-        compose-up compose-down test-container
+        compose-up compose-down test-container ci-tools-image
 
 ci-lint: ## CI: ruff (make lint)
 	$(MAKE) lint
@@ -137,3 +137,7 @@ compose-down: ## docker-compose down -v: stop the stack and remove its container
 
 test-container: install sysdeps images ## images, compose stack and kube play tests (marker container)
 	$(BIN)/python -m pytest -m container $(PYTEST_ARGS)
+
+ci-tools-image: ## the Jenkins agent's tools image (docker/ci-tools.Dockerfile), tagged as jenkins/agent-pod.yaml uses it
+	$(if $(shell docker info >/dev/null 2>&1 && echo y),docker,$(ENGINE) podman) build $(if $(shell docker info >/dev/null 2>&1 && echo y),,--format docker) \
+	  -f docker/ci-tools.Dockerfile -t $(IMAGE_REGISTRY)/ci-tools:3.11 .
