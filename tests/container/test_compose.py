@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from container_helpers import ENGINE, REPO, engine_env, free_port, image_tag, podman, sh, wait_for
+from container_helpers import ENGINE, REPO, engine_env, free_port, podman, sh, wait_for
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
@@ -127,11 +127,24 @@ def test_the_v1_routes_through_the_published_port(stack: Stack) -> None:
 def test_feedback_corrections_reach_a_finetune_job_through_elasticsearch(stack: Stack) -> None:
     """The gateway writes feedback to Elasticsearch; the fine-tune container reads it from there."""
     with stack.client() as c:
+        request_ids = []
         for question, answer in CORRECTIONS:
             r = c.post("/v1/qa", json={"question": question, "context": CONTEXT})
             assert r.status_code == 200
+            request_ids.append(r.json()["request_id"])
             fb = c.post("/v1/feedback", json={"request_id": r.json()["request_id"], "rating": "bad", "correction": answer})
             assert fb.status_code == 201, fb.text
+        # inference events reach Elasticsearch in the gateway's next bulk flush (about a second),
+        # feedback at once: wait until the stored requests are searchable, as a user would
+        es = f"http://127.0.0.1:{stack.env['LOOPLINE_ELASTICSEARCH_PORT']}"
+
+        def stored(request_id: str) -> bool:
+            r = httpx.post(f"{es}/loopline-events/_search", timeout=5,
+                           json={"query": {"term": {"http.request.id": request_id}}, "size": 1})
+            return r.status_code == 200 and r.json()["hits"]["total"]["value"] == 1
+
+        for request_id in request_ids:
+            wait_for(lambda rid=request_id: stored(rid), timeout=60, interval=0.5, what=f"request {request_id} stored")
         job = c.post("/v1/finetune", headers=stack.admin(), json={
             "model": "qa-extractive", "use_feedback": True, "hyperparameters": {"min_steps": 100}})
         assert job.status_code in (200, 201, 202), job.text
@@ -142,7 +155,7 @@ def test_feedback_corrections_reach_a_finetune_job_through_elasticsearch(stack: 
             return view if view["status"] in ("succeeded", "rejected", "failed", "cancelled") else None
 
         view = wait_for(finished, timeout=600, interval=3, what=f"fine-tune job {job_id}")
-        assert view["status"] == "succeeded", view
+        assert view["status"] == "succeeded", f"{view['status']}: {view.get('error')} (gate: {view.get('gate')})"
         assert view["data"]["feedback"] == len(CORRECTIONS), view["data"]
         assert view["alias"] == "canary"
         version = view["version"]

@@ -108,9 +108,8 @@ def test_model_image_installs_a_version_readable_by_uid_10001(built_images, tmp_
            image("finetune-full"), "loopline", "models", "bootstrap", "--tiny", timeout=600)
     version_dir = registry / "qa-extractive" / "1"
     assert version_dir.is_dir()
-    tag = "model-test"
     sh(["make", "--no-print-directory", "model-image", "MODEL=qa-extractive", "VERSION=1", f"REGISTRY_DIR={registry}",
-        "MODEL_IMAGE_ENGINE=podman", f"IMAGE_REGISTRY=loopline-test"], cwd=REPO, timeout=300)
+        "MODEL_IMAGE_ENGINE=podman", "IMAGE_REGISTRY=loopline-test"], cwd=REPO, timeout=300)
     ref = "loopline-test/model-qa-extractive:1"
     volume = f"loopline-test-model-{tmp_path.name}".lower()
     podman("volume", "create", volume)

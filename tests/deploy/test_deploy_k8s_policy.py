@@ -7,8 +7,8 @@ import re
 import pytest
 from deploy_helpers import K8S, REPO, load_docs, of_kind, pod_templates, selects
 
-from services.ops.entrypoints import ENTRYPOINTS
 from services.common.settings import TASKS, CommonSettings
+from services.ops.entrypoints import ENTRYPOINTS
 
 pytestmark = pytest.mark.deploy
 
