@@ -21,6 +21,7 @@ from services.common.http import base_app
 from services.common.logs import configure_logging
 from services.common.registry import Registry
 from services.common.settings import CommonSettings
+from services.common.tasks import get_task
 
 from .autopromote import AutoPromoter
 from .pipeline import task_of
@@ -84,8 +85,8 @@ def create_app(settings: FinetuneSettings | None = None, common: CommonSettings 
             task = task_of(registry, body.model)
         except NotFound:
             raise NotFound(f"no model named {body.model!r}; a new style model must be named style-<name>") from None
-        if task == "style" and body.use_feedback:
-            raise BadRequest("style feedback is free comments; style jobs train from style_image + content_dir")
+        if body.use_feedback and not get_task(task).learns_from_feedback:
+            raise BadRequest(f"{task} feedback is free comments; {task} jobs train from style_image + content_dir")
         if task != "style" and (body.style_image or body.content_dir):
             raise BadRequest(f"style_image/content_dir are for style models; {body.model} is task {task}")
         job = store.create(model=body.model, task=task, runner=settings.runner, request=body.model_dump())

@@ -225,10 +225,9 @@ def execute(job_id: str) -> None:
     from services.common.logs import configure_logging
     from services.common.registry import Registry, write_json_atomic
 
-    from .kube import FileReporter
+    from .jobfiles import FileReporter, job_dir, read_json
     from .pipeline import run_job
     from .settings import FinetuneSettings
-    from .worker import job_dir, read_json
 
     common = _common()
     configure_logging("finetune-job", common.log_level, common.log_file)

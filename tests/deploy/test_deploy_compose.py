@@ -6,8 +6,8 @@ import pytest
 import yaml
 from deploy_helpers import REPO, run, tool
 
-from services.ops.entrypoints import ENTRYPOINTS
 from services.common.settings import CommonSettings
+from services.ops.entrypoints import ENTRYPOINTS
 
 pytestmark = pytest.mark.deploy
 

@@ -6,12 +6,9 @@ import math
 import time
 import uuid
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
-
-from .settings import EventsSettings
 
 
 class InferenceEvent(BaseModel):
@@ -120,16 +117,3 @@ def percentile(values: list[float], q: float) -> float | None:
     ordered = sorted(values)
     rank = max(1, math.ceil(q / 100.0 * len(ordered)))
     return round(ordered[rank - 1], 3)
-
-
-def open_event_store(settings: EventsSettings, state_dir: Path) -> EventStore:
-    """The configured event store: the one opener gateway, fine-tune and watchdog share."""
-    if settings.store == "sqlite":
-        from .sqlite import SqliteEventStore
-
-        return SqliteEventStore(settings.sqlite_path(state_dir))
-    from .elastic import ElasticEventStore
-
-    password = settings.elasticsearch_password.get_secret_value() if settings.elasticsearch_password else None
-    return ElasticEventStore(url=settings.elasticsearch_url, index=settings.elasticsearch_index,
-                             username=settings.elasticsearch_username, password=password)
