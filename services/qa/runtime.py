@@ -46,7 +46,7 @@ class QaRequest(PredictRequest):
     context: Text = Field(..., min_length=1, description="text that contains the answer; any length")
 
 
-def _load_base(path: Path) -> tuple[Any, Any]:
+def _load_base(path: Path | str) -> tuple[Any, Any]:
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     model = AutoModelForQuestionAnswering.from_pretrained(path).eval()
@@ -54,11 +54,9 @@ def _load_base(path: Path) -> tuple[Any, Any]:
 
 
 def save_from_hub(hub_id: str, out_dir: Path) -> None:
-    """``loopline models pull``: a real extractive-QA checkpoint from the Hugging Face hub."""
-    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
-
-    AutoModelForQuestionAnswering.from_pretrained(hub_id).save_pretrained(out_dir)
-    AutoTokenizer.from_pretrained(hub_id).save_pretrained(out_dir)
+    """``loopline models pull``: a real extractive-QA checkpoint from the Hugging Face hub, saved as a version."""
+    for part in _load_base(hub_id):
+        part.save_pretrained(out_dir)
 
 
 def best_span(start_logits: np.ndarray, end_logits: np.ndarray, context_mask: np.ndarray,

@@ -45,7 +45,7 @@ class VqaRequest(PredictRequest):
         return self
 
 
-def _load_base(path: Path) -> tuple[Any, Any]:
+def _load_base(path: Path | str) -> tuple[Any, Any]:
     from transformers import BlipForQuestionAnswering, BlipProcessor
 
     model = BlipForQuestionAnswering.from_pretrained(path).eval()
@@ -53,11 +53,9 @@ def _load_base(path: Path) -> tuple[Any, Any]:
 
 
 def save_from_hub(hub_id: str, out_dir: Path) -> None:
-    """``loopline models pull``: a real BLIP VQA checkpoint from the Hugging Face hub."""
-    from transformers import BlipForQuestionAnswering, BlipProcessor
-
-    BlipForQuestionAnswering.from_pretrained(hub_id).save_pretrained(out_dir)
-    BlipProcessor.from_pretrained(hub_id).save_pretrained(out_dir)
+    """``loopline models pull``: a real BLIP VQA checkpoint from the Hugging Face hub, saved as a version."""
+    for part in _load_base(hub_id):
+        part.save_pretrained(out_dir)
 
 
 def answer_confidence(step_logprobs: list[list[float]]) -> list[float]:
