@@ -39,7 +39,7 @@ def create_app(settings: FinetuneSettings | None = None, common: CommonSettings 
     configure_logging("finetune", common.log_level, common.log_file)
     registry = Registry(common.registry)
     store = JobStore(common.state / "finetune.db")
-    events = open_event_store(EventsSettings(), common.state)
+    events = open_event_store(EventsSettings(), common.state, service="finetune")
     worker = Worker(settings=settings, store=store, registry=registry, events=events, data_dir=common.data_dir,
                     state_dir=common.state)
     promoter = AutoPromoter(settings, registry, events) if settings.auto_promote_after_s else None

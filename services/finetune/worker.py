@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from services.common.errors import LooplineError
+from services.common.errors import LooplineError, Unavailable
 from services.common.events import EventStore
 from services.common.registry import Registry
 
@@ -155,8 +155,13 @@ class Worker:
         if not request.get("use_feedback"):
             return []
         task = task_of(self.registry, request["model"])
-        rows = self.events.feedback(task=task, since=request.get("feedback_since"), with_correction=True,
-                                    limit=self.settings.feedback_limit)
+        try:
+            rows = self.events.feedback(task=task, since=request.get("feedback_since"), with_correction=True,
+                                        limit=self.settings.feedback_limit)
+        except Unavailable:
+            raise Unavailable("this job learns from feedback, and the event store that holds it cannot be reached "
+                              "right now; start the job again once the store is back", code="event_store_unavailable",
+                              retry_after=30) from None
         return [r for r in rows if r.get("model") in (None, request["model"])]
 
     def _event(self, job_id: str, action: str, doc: dict[str, Any]) -> None:

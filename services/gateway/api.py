@@ -44,7 +44,8 @@ async def readyz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "not ready", "not_ready": missing,
                              "error": {"code": "not_ready", "message": f"not ready: {names}"}},
                             status_code=503, headers={"Retry-After": "2"})
-    return JSONResponse({"status": "ready"})
+    # inference does not need the event store: a store outage is reported, not a reason to stop serving
+    return JSONResponse({"status": "ready", "event_store": core_of(request).store.health()})
 
 
 @router.post("/v1/vqa", tags=["inference"], response_model=VqaResponse, summary="Ask a question about an image",

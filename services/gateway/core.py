@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.common.errors import LooplineError, NotFound
 from services.common.events import EventStore, FeedbackRecord, InferenceEvent
+from services.common.events.resilient import ResilientEventStore, StoreCollector
 from services.common.logs import model_var, request_id_var, version_var
 from services.common.registry import Registry
 from services.common.settings import CommonSettings
@@ -52,6 +53,8 @@ class GatewayCore:
         self._model_tasks: dict[str, str] = {}
         self._models_read_at = float("-inf")
         self.metrics = GatewayMetrics()
+        if isinstance(store, ResilientEventStore):
+            self.metrics.registry.register(StoreCollector(store))  # type: ignore[arg-type]
         # SQLite and file writes run here, never on the event loop
         self.io = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="gateway-io")
         self.backends = {
