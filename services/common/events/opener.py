@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from pathlib import Path
@@ -34,8 +35,11 @@ def open_event_store(settings: EventsSettings, state_dir: Path, service: str = "
     where = (settings.elasticsearch_url.split("//", 1)[-1].rsplit("@", 1)[-1] if settings.store == "elasticsearch"
              else str(settings.sqlite_file(state_dir)))
     folder = settings.spool_folder(state_dir)
-    spool = Spool(folder / f"events-{service}-{socket.gethostname()}-{os.getpid()}.db", settings.spool_max_events)
+    # a spool belongs to one store: only a process writing to the same store may adopt it
+    target = hashlib.sha256(f"{settings.store}|{where}|{settings.elasticsearch_index}".encode()).hexdigest()[:10]
+    prefix = f"events-{service}-{target}"
+    spool = Spool(folder / f"{prefix}-{socket.gethostname()}-{os.getpid()}.db", settings.spool_max_events)
     return ResilientEventStore(
         lambda: open_backend(settings, state_dir), spool, retry_s=settings.retry_s,
         description=f"event store ({settings.store} at {where})",
-        find_orphans=lambda: orphans(folder, f"events-{service}-*.db", settings.spool_max_events, spool.path))
+        find_orphans=lambda: orphans(folder, f"{prefix}-*.db", settings.spool_max_events, spool.path))

@@ -137,6 +137,11 @@ class ResilientEventStore(EventStore):
         orphan.close(delete=self._up and not orphan.counts())
 
     def _connect(self) -> None:
+        with self._io:  # the forwarder and a reader may both try; one at a time
+            if not self._up:
+                self._try_connect()
+
+    def _try_connect(self) -> None:
         try:
             if self._backend is None:
                 self._backend = self._open_backend()
@@ -241,6 +246,8 @@ class ResilientEventStore(EventStore):
 
     # -- reads -----------------------------------------------------------------------------------
     def _store(self) -> EventStore:
+        if not self._up and time.monotonic() >= self._next_attempt:
+            self._connect()  # a read right after start (or after the store came back) need not wait a tick
         if not self._up or self._backend is None:
             raise StoreUnavailable(sum(self.waiting().values()))
         return self._backend
