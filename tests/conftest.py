@@ -20,8 +20,8 @@ SAMPLES = REPO / "data" / "samples"
 @pytest.fixture(scope="session")
 def tiny_registry_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny models built once; tests copy it so each gets a private registry."""
-    from services.ops.bootstrap import bootstrap_tiny
     from services.common.registry import Registry
+    from services.ops.bootstrap import bootstrap_tiny
 
     root = tmp_path_factory.mktemp("tiny-registry")
     bootstrap_tiny(Registry(root))

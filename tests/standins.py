@@ -84,9 +84,11 @@ class RecordingHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def serve(handler_factory: Any, host: str = "127.0.0.1", port: int = 0) -> StandIn:
+def serve(handler_factory: Any, port: int = 0, host: str = "127.0.0.1") -> StandIn:
+    """Start a stand-in on ``host`` (``port`` 0: any free port; a fixed one to restart it where it was)."""
     standin = StandIn(server=None)  # type: ignore[arg-type]
     handler = handler_factory(standin)
+    ThreadingHTTPServer.allow_reuse_address = True
     server = ThreadingHTTPServer((host, port), handler)
     standin.server = server
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -144,16 +146,18 @@ def compat_error(headers: dict[str, str], major: int) -> dict[str, Any] | None:
 
 
 def elasticsearch_handler(fail_first_bulk: bool = False, canned_aggs: dict[str, Any] | None = None,
-                          major: int = 8) -> Any:
+                          indices: dict[str, list[dict[str, Any]]] | None = None, major: int = 8) -> Any:
     """Elasticsearch REST subset (default: an 8.15 server): ILM, index templates, _bulk, index, _search.
 
     Requests with compatibility headers for another major get the real 400
-    ``media_type_header_exception``. Aggregations answer ``canned_aggs`` for the index, or empty
-    buckets for each requested aggregation.
-    """
+    ``media_type_header_exception``. ``indices`` (index -> documents) outlives the server when
+    passed in, so a test can stop and restart "Elasticsearch" with its data; documents with an
+    id are kept once (a second ``create`` of the same id answers 409, as Elasticsearch does)."""
 
     def factory(standin: StandIn) -> type[BaseHTTPRequestHandler]:
-        indices: dict[str, list[dict[str, Any]]] = {}
+        nonlocal indices
+        if indices is None:
+            indices = {}
         state = {"bulk_failures": 1 if fail_first_bulk else 0}
 
         class Handler(RecordingHandler):
@@ -180,11 +184,20 @@ def elasticsearch_handler(fail_first_bulk: bool = False, canned_aggs: dict[str, 
                     items = []
                     for action, source in zip(lines[::2], lines[1::2], strict=True):
                         (op, meta), = action.items()
-                        indices.setdefault(meta["_index"], []).append(source)
+                        docs = indices.setdefault(meta["_index"], [])
+                        if "_id" in meta and any(d.get("_id") == meta["_id"] for d in docs):
+                            items.append({op: {"_index": meta["_index"], "_id": meta["_id"], "status": 409, "error": {
+                                "type": "version_conflict_engine_exception",
+                                "reason": f"[{meta['_id']}]: version conflict, document already exists"}}})
+                            continue
+                        docs.append({**source, **({"_id": meta["_id"]} if "_id" in meta else {})})
                         items.append({op: {"_index": meta["_index"], "status": 201, "result": "created"}})
-                    return self._send(200, {"took": 1, "errors": False, "items": items})
+                    errors = any(next(iter(i.values()))["status"] >= 300 for i in items)
+                    return self._send(200, {"took": 1, "errors": errors, "items": items})
                 if len(parts) == 3 and parts[1] == "_doc" and self.command in ("PUT", "POST"):
-                    indices.setdefault(parts[0], []).append(rec.json())
+                    docs = indices.setdefault(parts[0], [])
+                    docs[:] = [d for d in docs if d.get("_id") != parts[2]]  # index by id replaces
+                    docs.append({**rec.json(), "_id": parts[2]})
                     return self._send(201, {"_index": parts[0], "_id": parts[2], "result": "created",
                                             "_shards": {"total": 1, "successful": 1, "failed": 0}})
                 if len(parts) == 2 and parts[1] == "_search":
@@ -192,12 +205,12 @@ def elasticsearch_handler(fail_first_bulk: bool = False, canned_aggs: dict[str, 
                     docs = [d for d in indices.get(parts[0], []) if _matches(d, body.get("query", {}))]
                     resp: dict[str, Any] = {"took": 1, "timed_out": False,
                                             "hits": {"total": {"value": len(docs), "relation": "eq"},
-                                                     "hits": [{"_index": parts[0], "_source": d}
+                                                     "hits": [{"_index": parts[0], "_source": {k: v for k, v in d.items() if k != "_id"}}
                                                               for d in docs[: body.get("size", 10)]]}}
-                    requested = body.get("aggs") or body.get("aggregations")
-                    if requested:
-                        empty = {name: {"buckets": []} for name in requested}
-                        resp["aggregations"] = (canned_aggs or {}).get(parts[0], empty)
+                    if "aggs" in body or "aggregations" in body:
+                        # no canned answer: what Elasticsearch answers when nothing matched (empty buckets)
+                        resp["aggregations"] = (canned_aggs or {}).get(parts[0]) or {
+                            name: {"buckets": []} for name in body.get("aggs", body.get("aggregations", {}))}
                     return self._send(200, resp)
                 return self._send(404, {"error": {"type": "stand_in_unknown", "reason": url.path}})
 
@@ -261,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # PID 1 in a container: stop on SIGTERM
-    standin = serve(elasticsearch_handler(major=args.major), args.host, args.port)
+    standin = serve(elasticsearch_handler(major=args.major), port=args.port, host=args.host)
     print(f"elasticsearch {ES_VERSIONS.get(args.major)} stand-in on {standin.url}", flush=True)
     threading.Event().wait()
     return 0

@@ -21,6 +21,7 @@ from services.common.http import base_app
 from services.common.logs import configure_logging
 from services.common.registry import Registry
 from services.common.settings import CommonSettings
+from services.common.tasks import get_task
 
 from .autopromote import AutoPromoter
 from .pipeline import task_of
@@ -38,7 +39,7 @@ def create_app(settings: FinetuneSettings | None = None, common: CommonSettings 
     configure_logging("finetune", common.log_level, common.log_file)
     registry = Registry(common.registry)
     store = JobStore(common.state / "finetune.db")
-    events = open_event_store(EventsSettings(), common.state)
+    events = open_event_store(EventsSettings(), common.state, service="finetune")
     worker = Worker(settings=settings, store=store, registry=registry, events=events, data_dir=common.data_dir,
                     state_dir=common.state)
     promoter = AutoPromoter(settings, registry, events) if settings.auto_promote_after_s else None
@@ -84,8 +85,8 @@ def create_app(settings: FinetuneSettings | None = None, common: CommonSettings 
             task = task_of(registry, body.model)
         except NotFound:
             raise NotFound(f"no model named {body.model!r}; a new style model must be named style-<name>") from None
-        if task == "style" and body.use_feedback:
-            raise BadRequest("style feedback is free comments; style jobs train from style_image + content_dir")
+        if body.use_feedback and not get_task(task).learns_from_feedback:
+            raise BadRequest(f"{task} feedback is free comments; {task} jobs train from style_image + content_dir")
         if task != "style" and (body.style_image or body.content_dir):
             raise BadRequest(f"style_image/content_dir are for style models; {body.model} is task {task}")
         job = store.create(model=body.model, task=task, runner=settings.runner, request=body.model_dump())

@@ -33,6 +33,7 @@ UI_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; scr
 def create_app(common: CommonSettings | None = None, settings: GatewaySettings | None = None) -> FastAPI:
     common = common or CommonSettings()
     settings = settings or GatewaySettings()
+    settings.check_backend_limits()
     configure_logging("gateway", common.log_level, common.log_file)
     common.state.mkdir(parents=True, exist_ok=True)
     admin_token = load_or_create_admin_token(common)

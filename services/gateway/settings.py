@@ -5,13 +5,20 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.settings import SERVICE_BODY_OVERHEAD, ServiceEndpoint
+from services.common.tasks import TASKS
+
+DEFAULT_BACKEND_TIMEOUT_S = 60.0
+
 
 class GatewaySettings(BaseSettings):
     """Gateway knobs (``LOOPLINE_GATEWAY_*``)."""
 
     model_config = SettingsConfigDict(env_prefix="LOOPLINE_GATEWAY_", extra="ignore")
 
-    max_body_bytes: int = Field(15 * 1024 * 1024, ge=1024, description="largest request body (413 above)")
+    max_body_bytes: int = Field(
+        15 * 1024 * 1024, ge=1024,
+        description="largest request body (413 above); each inference service's limit must be >= this x 4/3 + 64 KiB")
     timeout_vqa_s: float = Field(60.0, gt=0, description="backend timeout per task (504 after)")
     timeout_qa_s: float = Field(30.0, gt=0)
     timeout_style_s: float = Field(60.0, gt=0)
@@ -19,6 +26,22 @@ class GatewaySettings(BaseSettings):
     breaker_failures: int = Field(3, ge=1, description="consecutive failures that open a backend's breaker")
     breaker_reset_s: float = Field(2.0, gt=0, description="open breaker lets one probe through after this")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS (JSON list); off when empty")
-    default_vqa_model: str = "vqa-blip"
-    default_qa_model: str = "qa-extractive"
+    default_vqa_model: str | None = Field(None, description="VQA model when a request names none (default: the task table's)")
+    default_qa_model: str | None = Field(None, description="QA model when a request names none (default: the task table's)")
     default_style: str = Field("mosaic", description="style used when /stylize names none")
+
+    def timeout_of(self, task: str) -> float:
+        return float(getattr(self, f"timeout_{task}_s", DEFAULT_BACKEND_TIMEOUT_S))
+
+    def default_model_of(self, task: str) -> str | None:
+        return getattr(self, f"default_{task}_model", None)
+
+    def check_backend_limits(self) -> None:
+        """The gateway base64-encodes uploads (+33 %): a body it accepts must fit the service's limit."""
+        needed = self.max_body_bytes * 4 // 3 + SERVICE_BODY_OVERHEAD
+        for task in TASKS:
+            limit = ServiceEndpoint.of(task).body_limit()
+            if limit < needed:
+                raise ValueError(
+                    f"LOOPLINE_GATEWAY_MAX_BODY_BYTES={self.max_body_bytes} needs LOOPLINE_{task.upper()}_MAX_BODY_BYTES "
+                    f">= {needed} (x 4/3 for base64 + 64 KiB), but it is {limit}: lower the gateway's or raise the service's")

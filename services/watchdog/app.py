@@ -26,7 +26,7 @@ log = logging.getLogger("loopline.watchdog")
 def build_watchdog(common: CommonSettings | None = None, settings: WatchdogSettings | None = None) -> Watchdog:
     common = common or CommonSettings()
     settings = settings or WatchdogSettings()
-    store = open_event_store(EventsSettings(), common.state)
+    store = open_event_store(EventsSettings(), common.state, service="watchdog")
     token = load_or_create_admin_token(common) if settings.trigger == "finetune" else ""
     return Watchdog(common, settings, store, make_trigger(common, settings, token))
 

@@ -7,7 +7,8 @@ import re
 import pytest
 from deploy_helpers import K8S, REPO, load_docs, of_kind, pod_templates, selects
 
-from services.common.settings import TASKS, CommonSettings
+from services.common.settings import CommonSettings
+from services.common.tasks import TASKS
 from services.ops.entrypoints import ENTRYPOINTS
 
 pytestmark = pytest.mark.deploy

@@ -55,7 +55,7 @@ def test_install_bulk_retry_feedback_and_summary(es) -> None:
     last = bulks[-1]
     assert "x-ndjson" in last.headers["content-type"]
     action, doc = last.ndjson()
-    assert action == {"create": {"_index": "loopline-events"}}
+    assert action == {"create": {"_index": "loopline-events", "_id": "r1"}}, "the request id makes a resend a no-op"
     assert doc["http"]["request"]["id"] == "r1" and doc["event"]["action"] == "inference"
     assert doc["@timestamp"].endswith("Z") and doc["loopline"]["latency_ms"] == 12.0
 

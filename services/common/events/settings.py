@@ -26,5 +26,14 @@ class EventsSettings(BaseSettings):
     elasticsearch_index: str = Field(
         "loopline-events", min_length=1, description="data stream name; feedback goes to <name>-feedback")
 
-    def sqlite_path(self, state_dir: Path) -> Path:
-        return Path(state_dir) / "events.db"
+    sqlite_path: Path | None = Field(None, description="SQLite store file (default <state_dir>/events.db)")
+    spool_max_events: int = Field(
+        100_000, ge=100, description="inference events kept locally while the store is down; past it the oldest "
+                                     "are dropped and counted (feedback is never dropped)")
+    retry_s: float = Field(2.0, gt=0, le=300, description="how often an unreachable store is tried again")
+
+    def sqlite_file(self, state_dir: Path) -> Path:
+        return self.sqlite_path or Path(state_dir) / "events.db"
+
+    def spool_folder(self, state_dir: Path) -> Path:
+        return Path(state_dir) / "spool"
