@@ -30,7 +30,7 @@ PIPELINE_STAGES := install ci-lint ci-unit ci-deploy-checks train-smoke images e
 # commands owned by the fine-tune service's CLI
 # dataset paths are relative to the data root (LOOPLINE_DATA_DIR, ./data)
 TRAIN_SMOKE_CMD ?= $(LOOPLINE) finetune run qa-extractive --dataset samples/qa.json --epochs 1 --local --wait
-EVAL_GATE_CMD ?= $(LOOPLINE) finetune gate --dataset-dir data/samples
+EVAL_GATE_CMD ?= $(LOOPLINE) finetune gate --dataset-dir samples
 # FineTuneModels.Jenkinsfile parameters (same names as the Jenkins job's)
 MODEL ?= qa-extractive
 DATASET ?= samples/qa.json

@@ -218,6 +218,41 @@ def cancel(job_id: str) -> None:
     console.print(f"job {job_id}: {job['status']}" + (" (stopping at the next step)" if job["status"] == "running" else ""))
 
 
+@finetune_app.command("gate")
+def gate(dataset_dir: Annotated[str, typer.Option(help="folder under the data root holding each task's sample "
+                                                      "dataset (vqa.csv, qa.json)")] = "samples",
+         min_score: Annotated[float, typer.Option(min=0.0, max=1.0, help="lowest primary score (VQA accuracy, "
+                                                                          "QA F1) a served version may have")] = 0.5,
+         as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Release gate: score every production and canary version on the sample data; exit 1 if one is below."""
+    from services.common.errors import LooplineError
+    from services.common.registry import Registry
+
+    from .release_gate import release_gate
+    from .settings import FinetuneSettings
+
+    common = _common()
+    try:
+        rows = release_gate(Registry(common.registry), common.data_dir, dataset_dir, min_score,
+                            FinetuneSettings(runner="embedded"))
+    except (LooplineError, ValueError, OSError) as exc:  # a missing or bad dataset: one sentence, no traceback
+        _fail(f"cannot run the release gate: {exc}", 2)
+    if not rows:
+        _fail(f"nothing to gate: no served model has a sample dataset under {dataset_dir}", 2)
+    if as_json:
+        console.print_json(json.dumps([r.as_dict() for r in rows]))
+    else:
+        table = Table("model", "alias", "version", "metric", "score", "minimum", "rows", "passed")
+        for r in rows:
+            table.add_row(r.model, r.alias, str(r.version), r.metric, f"{r.score:.4f}", f"{r.minimum:.2f}",
+                          str(r.rows), "yes" if r.passed else "[red]NO[/red]")
+        console.print(table)
+    failed = [r for r in rows if not r.passed]
+    if failed:
+        _fail("release blocked: " + "; ".join(f"{r.model} v{r.version} ({r.alias}) {r.metric} {r.score:.3f} "
+                                              f"< {r.minimum}" for r in failed))
+
+
 @finetune_app.command("execute", hidden=True)
 def execute(job_id: str) -> None:
     """Inside a Kubernetes training pod: run the job whose files the service wrote."""
