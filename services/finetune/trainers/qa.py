@@ -12,6 +12,7 @@ from typing import Any
 from ..metrics import qa_scores
 from .base import TrainContext, Trained, Trainer
 from .torch_common import attach_lora, lora_start, optimise, runtime_predict, seed_everything
+from .world import MIN_REPLAY, REPLAY_SEED, WorldScorer, qa_replay, world_of
 
 DEFAULT_LR = {"lora": 1e-2, "full": 5e-4}
 SPAN_HEAD = ["qa_outputs"]  # random on a fresh model, so always trained in full
@@ -41,6 +42,9 @@ def encode_windows(tokenizer: Any, rows: list[dict[str, Any]], max_len: int, str
 class QaTrainer(Trainer):
     task = "qa"
 
+    def __init__(self) -> None:
+        self.world = WorldScorer()
+
     def train(self, ctx: TrainContext, rows: list[dict[str, Any]]) -> Trained:
         import torch
         from transformers import AutoModelForQuestionAnswering, AutoTokenizer
@@ -59,7 +63,10 @@ class QaTrainer(Trainer):
             model = PeftModel.from_pretrained(model, str(continue_from)).merge_and_unload()
         max_len = min(ctx.settings.max_seq_len, int(getattr(model.config, "max_position_embeddings", 512)),
                       int(tokenizer.model_max_length))
-        windows = encode_windows(tokenizer, rows, max_len, min(128, max_len // 4))
+        replay = []
+        if world_of(ctx.registry, ctx.model, production) is not None:
+            replay = qa_replay(max(MIN_REPLAY, len(rows)), REPLAY_SEED + ctx.hyper.seed)
+        windows = encode_windows(tokenizer, rows + replay, max_len, min(128, max_len // 4))
         input_names = [k for k in ("input_ids", "attention_mask", "token_type_ids")
                        if k in windows[0] and k in tokenizer.model_input_names]
 
@@ -73,7 +80,8 @@ class QaTrainer(Trainer):
             return out.loss
 
         losses = optimise(ctx, model, windows, loss_of, DEFAULT_LR[mode])
-        scores = {"final_loss": losses[-1], "first_loss": losses[0], "steps": len(losses)}
+        scores = {"final_loss": losses[-1], "first_loss": losses[0], "steps": len(losses),
+                  "world_replay_rows": len(replay)}
         if mode == "lora":
             return Trained(write=lambda out: model.save_pretrained(str(out)), kind="lora-adapter", framework="torch",
                            base=base, parent_version=production, train_scores=scores,
@@ -90,4 +98,6 @@ class QaTrainer(Trainer):
     def evaluate(self, ctx: TrainContext, version: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
         answers = runtime_predict("qa", ctx.registry, ctx.data_dir, ctx.model, version,
                                   [{"question": r["question"], "context": r["context"]} for r in rows])
-        return qa_scores([a["answer"] for a in answers], [r["answer"] for r in rows])
+        scores = qa_scores([a["answer"] for a in answers], [r["answer"] for r in rows])
+        world = self.world.score("qa", ctx.registry, ctx.data_dir, ctx.model, version)
+        return {**scores, "world": world} if world is not None else scores
