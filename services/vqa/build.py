@@ -100,11 +100,13 @@ def pixel_batch(processor: Any, images: list[Any]) -> Any:
     return processor.image_processor(images, return_tensors="pt")["pixel_values"]
 
 
-def _loss(model: Any, pixels: Any, q_ids: Any, q_mask: Any, a_ids: Any, a_mask: Any) -> Any:
+def _loss(model: Any, pixels: Any, q_ids: Any, q_mask: Any, a_ids: Any, a_mask: Any,
+          image_embeds: Any = None) -> Any:
     """The answer loss as ``generate`` decodes: the decoder sees every question position (pads too)."""
     import torch
 
-    image_embeds = model.vision_model(pixel_values=pixels)[0]
+    if image_embeds is None:
+        image_embeds = model.vision_model(pixel_values=pixels)[0]
     image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long)
     question = model.text_encoder(input_ids=q_ids, attention_mask=q_mask, encoder_hidden_states=image_embeds,
                                   encoder_attention_mask=image_mask)[0]
@@ -113,6 +115,19 @@ def _loss(model: Any, pixels: Any, q_ids: Any, q_mask: Any, a_ids: Any, a_mask: 
                              encoder_attention_mask=torch.ones(question.shape[:-1], dtype=torch.long),
                              labels=labels, reduction="mean")
     return out.loss
+
+
+def scene_targets(scene: Any) -> tuple[int, int, list[float]]:
+    """Auxiliary targets of a scene for the vision encoder: count class, the shape of a
+    one-shape scene (-100 otherwise), colour x shape presence."""
+    from services.world import shapes
+
+    single = shapes.SHAPES.index(scene.items[0].shape) if len(scene.items) == 1 else -100
+    present = [0.0] * (len(shapes.COLORS) * len(shapes.SHAPES))
+    for it in scene.items:
+        if it.color in shapes.COLORS:
+            present[list(shapes.COLORS).index(it.color) * len(shapes.SHAPES) + shapes.SHAPES.index(it.shape)] = 1.0
+    return len(scene.items) - 1, single, present
 
 
 def answer(model: Any, processor: Any, pixels: Any, questions: list[str], batch_size: int = 64) -> list[tuple[str, float]]:
@@ -145,10 +160,16 @@ def answer(model: Any, processor: Any, pixels: Any, questions: list[str], batch_
     return out
 
 
-def build_tiny(out_dir: Path, seed: int = 0, steps: int = 1400, batch_size: int = 64, train_examples: int = 12000,
-               heldout_examples: int = 600, lr: float = 2e-3,
+def build_tiny(out_dir: Path, seed: int = 0, steps: int = 900, warm_steps: int = 300, scenes_per_batch: int = 32,
+               train_scenes: int = 4000, heldout_examples: int = 600, lr: float = 3e-3,
                progress: Progress | None = None) -> dict[str, Any]:
-    """Train the world BLIP on the shapes world; write it to ``out_dir``; return its scores."""
+    """Train the world BLIP on the shapes world; write it to ``out_dir``; return its scores.
+
+    Two phases: ``warm_steps`` train the vision encoder alone on what each scene holds
+    (how many shapes, which colour-shape pairs) through a linear head that is thrown away;
+    then the whole model learns to answer, with that head's loss kept as an auxiliary term.
+    A ViT trained from scratch with only the answer loss takes far longer to see shapes.
+    """
     import torch
 
     from services.world import shapes
@@ -162,55 +183,66 @@ def build_tiny(out_dir: Path, seed: int = 0, steps: int = 1400, batch_size: int 
     with torch.no_grad():
         bank = edge_colour_bank(conv.kernel_size[0], conv.out_channels)
         conv.weight[: len(bank)] = bank
-    train = shapes.examples(seed, train_examples)
-    held = shapes.examples(seed + 10_000, heldout_examples)
-    tok = processor.tokenizer
-
-    def encode(exs: list[Any]) -> dict[str, Any]:
-        scenes: dict[int, int] = {}
-        images = []
-        index = []
-        for ex in exs:
-            key = id(ex.scene)
-            if key not in scenes:
-                scenes[key] = len(images)
-                images.append(shapes.render(ex.scene, side))
-            index.append(scenes[key])
-        return {"pixels": pixel_batch(processor, images), "index": torch.tensor(index),
-                "questions": [ex.question for ex in exs], "answers": [ex.answer for ex in exs]}
-
-    data = encode(train)
-    if progress:
-        progress("data", 0, steps, {"scenes": int(data["pixels"].shape[0]), "examples": len(train)})
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    warmup = max(1, steps // 20)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
     rng = random.Random(seed)
+    scenes = [shapes.sample_scene(rng, 1 if rng.random() < 0.4 else rng.randint(2, shapes.MAX_SHAPES))
+              for _ in range(train_scenes)]
+    questions = [shapes.questions_for(sc, rng, both_exists=True) for sc in scenes]
+    pixels = pixel_batch(processor, [shapes.render(sc, side) for sc in scenes])
+    targets = [scene_targets(sc) for sc in scenes]
+    counts = torch.tensor([t[0] for t in targets])
+    single = torch.tensor([t[1] for t in targets])
+    present = torch.tensor([t[2] for t in targets])
+    if progress:
+        progress("data", 0, steps, {"scenes": len(scenes), "questions": sum(map(len, questions))})
+    hidden = SIZES["world"]["vision"]["hidden_size"]
+    n_count, n_shape = shapes.MAX_SHAPES, len(shapes.SHAPES)
+    head = torch.nn.Linear(hidden, n_count + n_shape + present.shape[1])
+
+    def aux_loss(embeds: Any, idx: Any) -> Any:
+        import torch.nn.functional as F
+
+        logits = head(embeds[:, 1:].mean(1))
+        loss = F.cross_entropy(logits[:, :n_count], counts[idx])
+        if bool((single[idx] >= 0).any()):
+            loss = loss + F.cross_entropy(logits[:, n_count:n_count + n_shape], single[idx], ignore_index=-100)
+        return loss + 4 * F.binary_cross_entropy_with_logits(logits[:, n_count + n_shape:], present[idx])
+
+    tok = processor.tokenizer
+    params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
+    total = warm_steps + steps
+    optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    warmup = max(1, total // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
     model.train()
     loss_avg = None
-    for step in range(1, steps + 1):
-        pick = rng.sample(range(len(train)), batch_size)
-        q = tok([data["questions"][i] for i in pick], padding="longest", return_tensors="pt")
-        a = tok([data["answers"][i] for i in pick], padding="longest", return_tensors="pt")
-        loss = _loss(model, data["pixels"][data["index"][pick]], q["input_ids"], q["attention_mask"],
-                     a["input_ids"], a["attention_mask"])
+    for step in range(1, total + 1):
+        idx = torch.tensor(rng.sample(range(len(scenes)), scenes_per_batch if step > warm_steps else 64))
+        embeds = model.vision_model(pixel_values=pixels[idx])[0]
+        loss = aux_loss(embeds, idx)
+        if step > warm_steps:
+            rows = [(j, ex) for j, i in enumerate(idx.tolist()) for ex in questions[i]]
+            q = tok([ex.question for _, ex in rows], padding="longest", return_tensors="pt")
+            a = tok([ex.answer for _, ex in rows], padding="longest", return_tensors="pt")
+            answer_loss = _loss(model, None, q["input_ids"], q["attention_mask"], a["input_ids"], a["attention_mask"],
+                                image_embeds=embeds[torch.tensor([j for j, _ in rows])])
+            loss = answer_loss + 0.5 * loss
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimiser.step()
         schedule.step()
         value = float(loss.detach())
-        loss_avg = value if loss_avg is None else 0.95 * loss_avg + 0.05 * value
-        if progress and (step % 50 == 0 or step == steps):
-            progress("train", step, steps, {"loss": round(loss_avg, 4)})
+        loss_avg = value if loss_avg is None or step == warm_steps + 1 else 0.95 * loss_avg + 0.05 * value
+        if progress and (step % 50 == 0 or step == total):
+            progress("vision" if step <= warm_steps else "answer", step, total, {"loss": round(loss_avg, 4)})
     model.eval()
-    held_data = encode(held)
-    got = answer(model, processor, held_data["pixels"][held_data["index"]], held_data["questions"])
+    held = shapes.examples(seed + 10_000, heldout_examples)
+    held_pixels = pixel_batch(processor, [shapes.render(ex.scene, side) for ex in held])
+    got = answer(model, processor, held_pixels, [ex.question for ex in held])
     metrics = score(got, held)
     metrics["train_seconds"] = round(time.monotonic() - started, 1)
-    metrics["steps"] = steps
+    metrics["steps"] = {"vision": warm_steps, "answer": steps}
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return metrics

@@ -61,8 +61,12 @@ class QAItem:
         return self.context.index(self.answer)
 
 
+YEARS = (1700, 2030)
+
+
 def vocabulary() -> list[str]:
-    words: set[str] = set()
+    """Every word of the world, years included (a year is one token, as a name is)."""
+    words: set[str] = {str(y) for y in range(YEARS[0], YEARS[1] + 1)}
     for country, (continent, capital, marks) in COUNTRIES.items():
         words.update(f"{country} {continent} {capital} {' '.join(marks)}".lower().split())
     for group in (PEOPLE, CITIES, OBJECTS, COLORS, LANGUAGES.values(), PROJECTS):
@@ -73,7 +77,7 @@ def vocabulary() -> list[str]:
 
 
 def _year(rng: random.Random) -> str:
-    return str(rng.randint(1700, 2030))
+    return str(rng.randint(*YEARS))
 
 
 # Each fact: (sentence, [(question, answer), ...]); a paragraph draws a few and asks one question.

@@ -124,8 +124,9 @@ def render(scene: Scene, side: int | None = None) -> Any:
     return img
 
 
-def questions_for(scene: Scene, rng: random.Random) -> list[Example]:
-    """Every question kind that has one right answer in this scene (one paraphrase each)."""
+def questions_for(scene: Scene, rng: random.Random, both_exists: bool = False) -> list[Example]:
+    """Every question kind that has one right answer in this scene (one paraphrase each);
+    ``both_exists`` asks the existence question twice, once with each answer (training)."""
     out = []
     if len(scene.items) == 1:
         it = scene.items[0]
@@ -133,16 +134,17 @@ def questions_for(scene: Scene, rng: random.Random) -> list[Example]:
         out.append(Example(scene, rng.choice(SHAPE_QUESTIONS), it.shape, "shape"))
     out.append(Example(scene, rng.choice(COUNT_QUESTIONS), NUMBERS[len(scene.items)], "count"))
     present = {(it.color, it.shape) for it in scene.items}
-    if rng.random() < 0.5:
-        color, shape = rng.choice(sorted(present))
-        answer = "yes"
-    else:
-        absent = [(c, s) for c in COLORS for s in SHAPES if (c, s) not in present]
-        # near misses (right colour or right shape) teach binding, not just "is red there"
-        near = [(c, s) for c, s in absent if any(c == pc or s == ps for pc, ps in present)]
-        color, shape = rng.choice(near if near and rng.random() < 0.7 else absent)
-        answer = "no"
-    out.append(Example(scene, rng.choice(EXIST_QUESTIONS).format(color=color, shape=shape), answer, "exists"))
+    first_yes = rng.random() < 0.5
+    for yes in ((True, False) if both_exists else (first_yes,)):
+        if yes:
+            color, shape = rng.choice(sorted(present))
+        else:
+            absent = [(c, s) for c in COLORS for s in SHAPES if (c, s) not in present]
+            # near misses (right colour or right shape) teach binding, not just "is red there"
+            near = [(c, s) for c, s in absent if any(c == pc or s == ps for pc, ps in present)]
+            color, shape = rng.choice(near if near and rng.random() < 0.7 else absent)
+        out.append(Example(scene, rng.choice(EXIST_QUESTIONS).format(color=color, shape=shape),
+                           "yes" if yes else "no", "exists"))
     return out
 
 
