@@ -32,16 +32,16 @@ def best(fn: Any, repeats: int = 3) -> float:
 
 
 def runtime(task: str, **overrides: Any) -> Any:
-    from services.common.settings import serving_settings
+    from services.common.tasks import task_settings
     from services.qa.runtime import QaRuntime
     from services.style.runtime import StyleRuntime
     from services.vqa.runtime import VqaRuntime
 
     cls = {"vqa": VqaRuntime, "qa": QaRuntime, "style": StyleRuntime}[task]
     model = {"vqa": "vqa-blip", "qa": "qa-extractive", "style": "style-mosaic"}[task]
-    rt = cls(serving_settings(task, warmup=False, **overrides), Path("data"))
+    rt = cls(task_settings(task, warmup=False, **overrides), Path("data"))
     cls.configure_threads(rt.settings)
-    rt.load(REG / model / "1")
+    rt.load(REG / model / "1", rt.read_manifest(REG / model / "1"))
     return rt
 
 

@@ -8,19 +8,20 @@ from pydantic_settings import BaseSettings
 
 
 def settings_classes() -> list[tuple[str, type[BaseSettings]]]:
-    from services.common.settings import CommonSettings, serving_settings
+    """(env prefix, settings class) of every service; inference services from the task table."""
+    from services.common.events import EventsSettings
+    from services.common.settings import CommonSettings
+    from services.common.tasks import TASKS
+    from services.finetune.settings import FinetuneSettings
     from services.gateway.settings import GatewaySettings
     from services.watchdog.settings import WatchdogSettings
 
-    out: list[tuple[str, type[BaseSettings]]] = [("LOOPLINE_", CommonSettings), ("LOOPLINE_GATEWAY_", GatewaySettings)]
-    for task in ("vqa", "qa", "style"):
-        out.append((f"LOOPLINE_{task.upper()}_", type(serving_settings(task))))
+    out: list[tuple[str, type[BaseSettings]]] = [("LOOPLINE_", CommonSettings), ("LOOPLINE_EVENTS_", EventsSettings),
+                                                 ("LOOPLINE_GATEWAY_", GatewaySettings)]
+    for name, task in TASKS.items():
+        out.append((f"LOOPLINE_{name.upper()}_", task.runtime_class().settings_class))
     out.append(("LOOPLINE_WATCHDOG_", WatchdogSettings))
-    try:
-        from services.finetune.settings import FinetuneSettings
-        out.append(("LOOPLINE_FINETUNE_", FinetuneSettings))
-    except ImportError:
-        pass
+    out.append(("LOOPLINE_FINETUNE_", FinetuneSettings))
     return out
 
 

@@ -29,7 +29,8 @@ SAMPLES = REPO / "data" / "samples"
 # every file whose content changes what bootstrap_tiny writes
 MODEL_SOURCES = ("services/world/*.py", "services/vqa/build.py", "services/qa/build.py", "services/style/network.py",
                  "services/ops/bootstrap.py", "services/finetune/trainers/style.py", "services/finetune/metrics.py",
-                 "services/vqa/runtime.py", "services/qa/runtime.py", "services/common/registry.py")
+                 "services/vqa/runtime.py", "services/qa/runtime.py", "services/common/registry.py",
+                 "services/common/tasks.py")
 
 
 def registry_cache_key() -> str:

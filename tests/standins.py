@@ -76,10 +76,12 @@ class RecordingHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def serve(handler_factory: Any) -> StandIn:
+def serve(handler_factory: Any, port: int = 0) -> StandIn:
+    """Start a stand-in on 127.0.0.1 (``port`` 0: any free port; a fixed one to restart it where it was)."""
     standin = StandIn(server=None)  # type: ignore[arg-type]
     handler = handler_factory(standin)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    ThreadingHTTPServer.allow_reuse_address = True
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     standin.server = server
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return standin
@@ -113,11 +115,18 @@ def _matches(doc: dict[str, Any], query: dict[str, Any]) -> bool:
     raise AssertionError(f"stand-in does not know query {query}")
 
 
-def elasticsearch_handler(fail_first_bulk: bool = False, canned_aggs: dict[str, Any] | None = None) -> Any:
-    """Elasticsearch 8/9 REST subset: ILM, index templates, _bulk, index, _search."""
+def elasticsearch_handler(fail_first_bulk: bool = False, canned_aggs: dict[str, Any] | None = None,
+                          indices: dict[str, list[dict[str, Any]]] | None = None) -> Any:
+    """Elasticsearch 8/9 REST subset: ILM, index templates, _bulk, index, _search.
+
+    ``indices`` (index -> documents) outlives the server when passed in, so a test can stop
+    and restart "Elasticsearch" with its data; documents with an id are kept once (a second
+    ``create`` of the same id answers 409, as Elasticsearch does)."""
 
     def factory(standin: StandIn) -> type[BaseHTTPRequestHandler]:
-        indices: dict[str, list[dict[str, Any]]] = {}
+        nonlocal indices
+        if indices is None:
+            indices = {}
         state = {"bulk_failures": 1 if fail_first_bulk else 0}
 
         class Handler(RecordingHandler):
@@ -140,11 +149,20 @@ def elasticsearch_handler(fail_first_bulk: bool = False, canned_aggs: dict[str, 
                     items = []
                     for action, source in zip(lines[::2], lines[1::2], strict=True):
                         (op, meta), = action.items()
-                        indices.setdefault(meta["_index"], []).append(source)
+                        docs = indices.setdefault(meta["_index"], [])
+                        if "_id" in meta and any(d.get("_id") == meta["_id"] for d in docs):
+                            items.append({op: {"_index": meta["_index"], "_id": meta["_id"], "status": 409, "error": {
+                                "type": "version_conflict_engine_exception",
+                                "reason": f"[{meta['_id']}]: version conflict, document already exists"}}})
+                            continue
+                        docs.append({**source, **({"_id": meta["_id"]} if "_id" in meta else {})})
                         items.append({op: {"_index": meta["_index"], "status": 201, "result": "created"}})
-                    return self._send(200, {"took": 1, "errors": False, "items": items})
+                    errors = any(next(iter(i.values()))["status"] >= 300 for i in items)
+                    return self._send(200, {"took": 1, "errors": errors, "items": items})
                 if len(parts) == 3 and parts[1] == "_doc" and self.command in ("PUT", "POST"):
-                    indices.setdefault(parts[0], []).append(rec.json())
+                    docs = indices.setdefault(parts[0], [])
+                    docs[:] = [d for d in docs if d.get("_id") != parts[2]]  # index by id replaces
+                    docs.append({**rec.json(), "_id": parts[2]})
                     return self._send(201, {"_index": parts[0], "_id": parts[2], "result": "created",
                                             "_shards": {"total": 1, "successful": 1, "failed": 0}})
                 if len(parts) == 2 and parts[1] == "_search":
@@ -152,10 +170,12 @@ def elasticsearch_handler(fail_first_bulk: bool = False, canned_aggs: dict[str, 
                     docs = [d for d in indices.get(parts[0], []) if _matches(d, body.get("query", {}))]
                     resp: dict[str, Any] = {"took": 1, "timed_out": False,
                                             "hits": {"total": {"value": len(docs), "relation": "eq"},
-                                                     "hits": [{"_index": parts[0], "_source": d}
+                                                     "hits": [{"_index": parts[0], "_source": {k: v for k, v in d.items() if k != "_id"}}
                                                               for d in docs[: body.get("size", 10)]]}}
                     if "aggs" in body or "aggregations" in body:
-                        resp["aggregations"] = (canned_aggs or {}).get(parts[0], {})
+                        # no canned answer: what Elasticsearch answers when nothing matched (empty buckets)
+                        resp["aggregations"] = (canned_aggs or {}).get(parts[0]) or {
+                            name: {"buckets": []} for name in body.get("aggs", body.get("aggregations", {}))}
                     return self._send(200, resp)
                 return self._send(404, {"error": {"type": "stand_in_unknown", "reason": url.path}})
 

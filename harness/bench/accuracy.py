@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from services.common.settings import serving_settings
+from services.common.tasks import task_settings
 
 from .models import MODEL_OF_TASK
 
@@ -36,8 +36,8 @@ def _answers(task: str, version_dir: Path, data_dir: Path, rows: list[dict[str, 
     from services.vqa.runtime import VqaRuntime
 
     cls = QaRuntime if task == "qa" else VqaRuntime
-    runtime = cls(serving_settings(task, warmup=False, num_threads=threads, **overrides), data_dir)
-    runtime.load(version_dir)
+    runtime = cls(task_settings(task, warmup=False, num_threads=threads, **overrides), data_dir)
+    runtime.load(version_dir, runtime.read_manifest(version_dir))
     try:
         out = []
         for row in rows:

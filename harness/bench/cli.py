@@ -40,7 +40,7 @@ def bench(
     accuracy: Annotated[bool, typer.Option(help="bf16/int8 precision cost on the eval sets")] = True,
 ) -> None:
     """Benchmark every service against the naive baseline and the hardware peak; write JSON, Markdown, PNG."""
-    from services.common.settings import TASKS
+    from services.common.tasks import TASKS
 
     from .models import ModelSizes
     from .runner import BenchConfig, BenchRun

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from services.common.settings import ServingSettings, serving_settings
+from services.common.settings import ServingSettings
+from services.common.tasks import get_task
 
 from .models import MODEL_OF_TASK
 from .peak import best_seconds, count_flops, keras_conv_flops
@@ -23,7 +24,7 @@ def task_settings(task: str, env: dict[str, str], threads: int) -> ServingSettin
     prefix = f"LOOPLINE_{task.upper()}_"
     overrides: dict[str, Any] = {k[len(prefix):].lower(): v for k, v in env.items() if k.startswith(prefix)}
     overrides.update(num_threads=threads, warmup=False)
-    return serving_settings(task, **overrides)
+    return get_task(task).settings(**overrides)
 
 
 def precision(settings: ServingSettings) -> str:
@@ -62,7 +63,7 @@ def _vqa(version_dir: Path, settings: ServingSettings, workloads: list[Workload]
     from services.vqa.runtime import VqaRequest, VqaRuntime
 
     runtime = VqaRuntime(settings, Path("."))
-    runtime.load(version_dir)
+    runtime.load(version_dir, runtime.read_manifest(version_dir))
     try:
         prec = precision(settings)
         item = runtime.prepare(VqaRequest(**workloads[0].body))
@@ -85,7 +86,7 @@ def _qa(version_dir: Path, settings: ServingSettings, workloads: list[Workload],
     from services.qa.runtime import QaRuntime
 
     runtime = QaRuntime(settings, Path("."))
-    runtime.load(version_dir)
+    runtime.load(version_dir, runtime.read_manifest(version_dir))
     try:
         prec = precision(settings)
         per_request = {}
@@ -114,7 +115,7 @@ def _style(version_dir: Path, settings: ServingSettings, workloads: list[Workloa
     from services.style.runtime import StyleRuntime
 
     runtime = StyleRuntime(settings, Path("."))
-    runtime.load(version_dir)
+    runtime.load(version_dir, runtime.read_manifest(version_dir))
     image = runtime.prepare(runtime.request_model(**workloads[0].body))
     h, w = image.shape[0], image.shape[1]
     flops = keras_conv_flops(runtime.model, h, w)

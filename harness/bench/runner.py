@@ -21,8 +21,9 @@ from typing import Any
 
 import httpx
 
+from services.common.settings import default_threads
+from services.common.tasks import TASKS
 from services.ops.entrypoints import importable
-from services.common.settings import TASKS, default_threads
 
 from .load import closed_loop
 from .models import MODEL_OF_TASK, ModelSizes, ensure_registry
@@ -48,7 +49,7 @@ class BenchConfig:
     out_dir: Path = Path("bench/results")
     cache_dir: Path = Path("bench/results/cache")
     sizes: ModelSizes = field(default_factory=ModelSizes)
-    tasks: tuple[str, ...] = TASKS
+    tasks: tuple[str, ...] = tuple(TASKS)
     concurrency: tuple[int, ...] = (1, 4, 8)
     naive_concurrency: tuple[int, ...] = (1, 8)
     cell_seconds: float = 12.0

@@ -25,9 +25,9 @@ import httpx
 import psutil
 
 from harness.bench.procs import ServerProcess, child_env, serve_argv, tree_rss
-from services.ops.bootstrap import bootstrap_tiny
 from services.common.events.base import percentile
 from services.common.registry import Registry
+from services.ops.bootstrap import bootstrap_tiny
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "data" / "samples"

@@ -62,10 +62,6 @@ class Invalid(LooplineError):
     status, code = 422, "invalid_input"
 
 
-class TooManyRequests(LooplineError):
-    status, code = 429, "too_many_requests"
-
-
 class Unavailable(LooplineError):
     """Not ready, overloaded or a backend down: the client may retry later."""
 

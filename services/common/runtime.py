@@ -28,12 +28,11 @@ class PredictRequest(BaseModel):
 class ModelRuntime(ABC):
     task: ClassVar[str]
     request_model: ClassVar[type[PredictRequest]]
-    framework: ClassVar[str] = "torch"
+    settings_class: ClassVar[type[ServingSettings]]
 
     def __init__(self, settings: ServingSettings, data_dir: Path) -> None:
         self.settings = settings
         self.data_dir = data_dir
-        self.manifest: dict[str, Any] = {}
 
     @classmethod
     def model_name(cls, request: Any) -> str | None:
@@ -49,7 +48,8 @@ class ModelRuntime(ABC):
         return request
 
     @abstractmethod
-    def load(self, version_dir: Path) -> None: ...
+    def load(self, version_dir: Path, manifest: dict[str, Any]) -> None:
+        """Load one registry version (``manifest`` is its manifest.json, already verified)."""
 
     def warmup(self) -> None:
         """Run one tiny prediction so the first real request does not pay for lazy init."""
@@ -59,6 +59,13 @@ class ModelRuntime(ABC):
 
     def unload(self) -> None:
         """Release what ``load`` took (shared base weights are reference-counted)."""
+
+    @classmethod
+    def from_version(cls, version_dir: Path, settings: ServingSettings, data_dir: Path) -> ModelRuntime:
+        """A runtime with one registry version loaded (tools and trainers; the service uses its pool)."""
+        runtime = cls(settings, data_dir)
+        runtime.load(Path(version_dir), cls.read_manifest(version_dir))
+        return runtime
 
     @staticmethod
     def read_manifest(version_dir: Path) -> dict[str, Any]:

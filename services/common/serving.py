@@ -1,20 +1,22 @@
 """The generic serving app: HTTP, batching, version pool, health, metrics for any runtime.
 
-Endpoints (``POST /v1/predict``, ``/healthz``, ``/readyz``, ``/v1/versions``, ``/metrics``)
-parse and map errors; :class:`VersionPool` keeps the aliased versions loaded and swaps
-them on alias changes; :class:`DynamicBatcher` forms batches per loaded version.
+Three layers per request: the endpoints below parse and map errors; :class:`InferenceHandler`
+picks the version, prepares the input off the event loop, submits it to the batcher and
+measures; the runtime (``load``/``predict``) runs on the one model thread.
 """
 
-
+# no ``from __future__ import annotations``: FastAPI must see the runtime's request model
+# class in the endpoint signature, not the string "request_model"
 import asyncio
 import concurrent.futures
 import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Header, Request
+from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -24,8 +26,8 @@ from .errors import LooplineError
 from .http import base_app
 from .logs import configure_logging, model_var, request_id_var, version_var
 from .registry import Registry
-from .runtime import ModelRuntime
-from .settings import CommonSettings, ServingSettings, serving_settings
+from .runtime import ModelRuntime, PredictRequest
+from .settings import CommonSettings, ServingSettings
 from .versions import LoadedVersion, VersionPool
 
 log = logging.getLogger("loopline.serving")
@@ -55,40 +57,93 @@ class ServingMetrics:
             self.queue_wait.labels(*labels).observe(wait)
 
 
-def create_serving_app(runtime_cls: type[ModelRuntime], settings: ServingSettings | None = None,
-                       common: CommonSettings | None = None) -> FastAPI:
-    """A FastAPI app serving every registry model of ``runtime_cls.task``."""
-    common = common or CommonSettings()
-    settings = settings or serving_settings(runtime_cls.task)
-    configure_logging(runtime_cls.task, common.log_level, common.log_file)
-    runtime_cls.configure_threads(settings)
-    metrics = ServingMetrics()
-    # one model thread: batches run one at a time and use every intra-op thread
-    model_executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"{runtime_cls.task}-model")
-    prep_executor = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix=f"{runtime_cls.task}-prep")
-    pool = VersionPool(Registry(common.registry), runtime_cls, settings, common.data_dir, model_executor)
+class InferenceHandler:
+    """Protocol-free request path: pick a version -> prepare -> batch -> predict, measured once here."""
 
-    def run_batch(key: LoadedVersion, items: list[Any]) -> list[Any]:
+    def __init__(self, runtime_cls: type[ModelRuntime], settings: ServingSettings, registry: Registry,
+                 data_dir: Path) -> None:
+        self.runtime_cls = runtime_cls
+        self.settings = settings
+        self.metrics = ServingMetrics()
+        # one model thread: batches run one at a time and use every intra-op thread
+        self.model_executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"{runtime_cls.task}-model")
+        self.prep_executor = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix=f"{runtime_cls.task}-prep")
+        self.pool = VersionPool(registry, runtime_cls, settings, data_dir, self.model_executor)
+        self.batcher: DynamicBatcher | None = None
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Inside the running loop: asyncio objects are created here, never in ``__init__``."""
+        self.batcher = DynamicBatcher(self._run_batch, max_batch_size=self.settings.max_batch_size,
+                                      max_wait_ms=self.settings.max_wait_ms, max_queue=self.settings.max_queue,
+                                      executor=self.model_executor, observe=self.metrics.observe_batch)
+        self.batcher.start()
+        self._watcher = asyncio.get_running_loop().create_task(self.pool.watch(), name="version-watch")
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if self.batcher is not None:
+            await self.batcher.stop()
+        self.pool.close()
+        self.model_executor.shutdown(wait=False, cancel_futures=True)
+        self.prep_executor.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def queue_depth(self) -> int:
+        return self.batcher.depth if self.batcher is not None else 0
+
+    def _run_batch(self, key: LoadedVersion, items: list[Any]) -> list[Any]:
         model_var.set(key.model)
         version_var.set(key.version)
         return key.runtime.predict(items)
 
+    async def predict(self, body: PredictRequest, header_version: int | None) -> dict[str, Any]:
+        started = time.perf_counter()
+        loaded = self.pool.pick(self.runtime_cls.model_name(body),
+                                body.version if body.version is not None else header_version)
+        labels = (loaded.model, str(loaded.version))
+        model_var.set(loaded.model)
+        version_var.set(loaded.version)
+        loaded.inflight += 1
+        try:
+            item = await asyncio.get_running_loop().run_in_executor(self.prep_executor, loaded.runtime.prepare, body)
+            self.metrics.queue_depth.set(self.queue_depth)
+            assert self.batcher is not None, "the handler is started by the app's lifespan"
+            result = await self.batcher.submit(loaded, item, self.settings.request_timeout_s)
+        except LooplineError as exc:
+            self.metrics.errors.labels(*labels, exc.code).inc()
+            raise
+        except Exception:
+            self.metrics.errors.labels(*labels, "internal_error").inc()
+            raise
+        finally:
+            loaded.inflight -= 1
+        elapsed = time.perf_counter() - started
+        self.metrics.latency.labels(*labels).observe(elapsed)
+        return {**result, "model": loaded.describe(), "latency_ms": round(elapsed * 1000, 2)}
+
+    def prometheus_text(self) -> bytes:
+        self.metrics.queue_depth.set(self.queue_depth)
+        return generate_latest(self.metrics.registry)
+
+
+def create_serving_app(runtime_cls: type[ModelRuntime], settings: ServingSettings | None = None,
+                       common: CommonSettings | None = None) -> FastAPI:
+    """A FastAPI app serving every registry model of ``runtime_cls.task``."""
+    common = common or CommonSettings()
+    settings = settings or runtime_cls.settings_class()
+    configure_logging(runtime_cls.task, common.log_level, common.log_file)
+    runtime_cls.configure_threads(settings)
+    handler = InferenceHandler(runtime_cls, settings, Registry(common.registry), common.data_dir)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        batcher = DynamicBatcher(run_batch, max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_wait_ms,
-                                 max_queue=settings.max_queue, executor=model_executor,
-                                 observe=metrics.observe_batch)
-        batcher.start()
-        app.state.batcher = batcher
-        watcher = asyncio.get_running_loop().create_task(pool.watch(), name="version-watch")
+        await handler.start()
         try:
             yield
         finally:
-            watcher.cancel()
-            await batcher.stop()
-            pool.close()
-            model_executor.shutdown(wait=False, cancel_futures=True)
-            prep_executor.shutdown(wait=False, cancel_futures=True)
+            await handler.stop()
 
     # admitted = being decoded + queued + in the running batch: the queue bound alone would let
     # unbounded decoding work pile up in front of it, so the door sheds before the body is read
@@ -97,35 +152,15 @@ def create_serving_app(runtime_cls: type[ModelRuntime], settings: ServingSetting
     app = base_app(f"Loopline {runtime_cls.task} service", settings.max_body_bytes, lifespan=lifespan,
                    inner_middleware=[admission],
                    description=f"Internal {runtime_cls.task} inference service; the gateway calls POST /v1/predict.")
-    app.state.pool = pool
-    app.state.metrics = metrics
+    app.state.handler = handler
+    app.state.pool = handler.pool
     request_model = runtime_cls.request_model
 
     @app.post("/v1/predict", summary="Run the model on one input (batched with concurrent requests)")
-    async def predict(request: Request, body: request_model,  # type: ignore[valid-type]
+    async def predict(body: request_model,  # type: ignore[valid-type]
                       x_model_version: int | None = Header(None)) -> JSONResponse:
-        started = time.perf_counter()
-        loaded = pool.pick(runtime_cls.model_name(body), body.version if body.version is not None else x_model_version)
-        labels = (loaded.model, str(loaded.version))
-        model_var.set(loaded.model)
-        version_var.set(loaded.version)
-        loaded.inflight += 1
-        try:
-            item = await asyncio.get_running_loop().run_in_executor(prep_executor, loaded.runtime.prepare, body)
-            metrics.queue_depth.set(request.app.state.batcher.depth)
-            result = await request.app.state.batcher.submit(loaded, item, settings.request_timeout_s)
-        except LooplineError as exc:
-            metrics.errors.labels(*labels, exc.code).inc()
-            raise
-        except Exception:
-            metrics.errors.labels(*labels, "internal_error").inc()
-            raise
-        finally:
-            loaded.inflight -= 1
-        elapsed = time.perf_counter() - started
-        metrics.latency.labels(*labels).observe(elapsed)
-        return JSONResponse({**result, "model": loaded.describe(), "latency_ms": round(elapsed * 1000, 2),
-                             "request_id": request_id_var.get()})
+        result = await handler.predict(body, x_model_version)
+        return JSONResponse({**result, "request_id": request_id_var.get()})
 
     @app.get("/healthz", summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:
@@ -133,25 +168,24 @@ def create_serving_app(runtime_cls: type[ModelRuntime], settings: ServingSetting
 
     @app.get("/readyz", summary="Readiness: production versions loaded and warmed up")
     async def readyz() -> JSONResponse:
-        missing = pool.not_ready()
+        missing = handler.pool.not_ready()
         if missing:
             return JSONResponse({"status": "not ready", "not_ready": missing,
                                  "error": {"code": "not_ready", "message": "; ".join(missing)}},
                                 status_code=503, headers={"Retry-After": "2"})
-        return JSONResponse({"status": "ready", "models": pool.snapshot()})
+        return JSONResponse({"status": "ready", "models": handler.pool.snapshot()})
 
     @app.get("/v1/versions", summary="What is loaded: models, versions, aliases")
     async def versions() -> dict[str, Any]:
-        return {"task": runtime_cls.task, "models": pool.snapshot(), "failed": pool.failures()}
+        return {"task": runtime_cls.task, "models": handler.pool.snapshot(), "failed": handler.pool.failures()}
 
     @app.post("/v1/reload", summary="Re-read the registry now instead of at the next poll")
     async def reload() -> dict[str, Any]:
-        await pool.sync()
-        return {"models": pool.snapshot()}
+        await handler.pool.sync()
+        return {"models": handler.pool.snapshot()}
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def prometheus() -> Response:
-        metrics.queue_depth.set(app.state.batcher.depth if hasattr(app.state, "batcher") else 0)
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(handler.prometheus_text(), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -14,8 +14,8 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-TASKS = ("vqa", "qa", "style")
-SERVICES = ("gateway", "vqa", "qa", "style", "finetune", "watchdog")
+from .tasks import TASKS
+
 DEFAULT_ADMIN_TOKEN = "changeme"
 
 
@@ -36,15 +36,10 @@ class CommonSettings(BaseSettings):
     registry_dir: Path | None = Field(None, description="model registry (default <data_dir>/registry)")
     state_dir: Path | None = Field(None, description="event store, job queue, admin token (default <data_dir>/state)")
     host: str = Field("127.0.0.1", description="interface every service binds to")
-    gateway_port: int = Field(8000, ge=1, le=65535, description="port of each service (the UI and API are on the gateway's)")
-    vqa_port: int = Field(8101, ge=1, le=65535)
-    qa_port: int = Field(8102, ge=1, le=65535)
-    style_port: int = Field(8103, ge=1, le=65535)
+    gateway_port: int = Field(8000, ge=1, le=65535, description="gateway port (the UI and the API); "
+                              "inference services: LOOPLINE_<TASK>_PORT")
     finetune_port: int = Field(8104, ge=1, le=65535)
     watchdog_port: int = Field(8105, ge=1, le=65535)
-    vqa_url: str | None = Field(None, description="VQA service base URL (default http://host:vqa_port)")
-    qa_url: str | None = Field(None, description="QA service base URL")
-    style_url: str | None = Field(None, description="style service base URL")
     finetune_url: str | None = Field(None, description="fine-tune service base URL")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log threshold")
     log_file: Path | None = Field(None, description="also write the JSON log lines here (Filebeat sidecars read it)")
@@ -78,51 +73,73 @@ class CommonSettings(BaseSettings):
         return self.state_dir
 
     def port_of(self, service: str) -> int:
+        if service in TASKS:
+            return ServiceEndpoint.of(service).port or TASKS[service].default_port
+        if f"{service}_port" not in type(self).model_fields:
+            raise ValueError(f"unknown service {service!r}")
         return int(getattr(self, f"{service}_port"))
 
     def url_of(self, service: str) -> str:
-        explicit = getattr(self, f"{service}_url", None)
+        explicit = ServiceEndpoint.of(service).url if service in TASKS else getattr(self, f"{service}_url", None)
         if explicit:
             return str(explicit).rstrip("/")
         return f"http://{self.host}:{self.port_of(service)}"
 
 
+SERVICE_BODY_OVERHEAD = 64 * 1024  # JSON field names, question text, ... beside the base64 image
+
+
 class ServingSettings(BaseSettings):
-    """Knobs of one inference service (``LOOPLINE_VQA_*``, ``LOOPLINE_QA_*``, ``LOOPLINE_STYLE_*``)."""
+    """Knobs every inference service has; each runtime's settings class adds its own and sets the
+    ``LOOPLINE_<TASK>_`` prefix (e.g. ``services/vqa/runtime.py:VqaSettings``)."""
 
     model_config = SettingsConfigDict(extra="ignore")
 
+    port: int = Field(8100, ge=1, le=65535, description="port this service listens on")
+    url: str | None = Field(None, description="base URL the gateway calls (default http://host:port)")
     max_batch_size: int = Field(8, ge=1, le=256, description="largest batch the batcher forms")
     max_wait_ms: float = Field(5.0, ge=0, le=10_000, description="longest a request waits for batch-mates")
     max_queue: int = Field(64, ge=1, le=100_000, description="queued requests before 503 + Retry-After")
     request_timeout_s: float = Field(60.0, gt=0, description="longest a request may wait for its answer")
     num_threads: int = Field(default_factory=default_threads, ge=1, le=256, description="framework intra-op threads")
-    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest request body")
-    max_image_pixels: int = Field(40_000_000, ge=1024, description="decompression-bomb guard")
-    max_question_chars: int = Field(1000, ge=1)
-    max_context_chars: int = Field(100_000, ge=1)
-    max_side: int = Field(1024, ge=16, description="style: output longest side")
+    max_body_bytes: int = Field(
+        21 * 1024 * 1024, ge=1024,
+        description="largest request body; keep >= the gateway's limit x 4/3 + 64 KiB (the gateway base64-encodes uploads)")
     reload_interval_s: float = Field(1.0, gt=0, description="how often aliases.json is checked")
-    model: str | None = Field(None, description="registry model to serve (vqa/qa); style serves every style-* model")
-    doc_stride: int = Field(128, ge=1, description="qa: overlap between context windows")
-    max_answer_tokens: int = Field(30, ge=1, description="qa: longest answer span")
-    max_seq_len: int | None = Field(None, ge=16, description="qa: window length (default: the model's)")
-    max_new_tokens: int = Field(10, ge=1, le=64, description="vqa: longest generated answer")
-    bf16: bool = Field(False, description="torch: bf16 autocast on CPUs that have it")
+    model: str | None = Field(None, description="serve only this registry model (default: every model of the task)")
+    warmup: bool = Field(True, description="run one tiny prediction after each load, before the version serves")
+
+
+class ImageInputSettings(BaseSettings):
+    max_image_pixels: int = Field(40_000_000, ge=1024, description="decompression-bomb guard")
+
+
+class QuestionSettings(BaseSettings):
+    max_question_chars: int = Field(1000, ge=1, description="longest question accepted (422 above)")
+
+
+class TorchSettings(BaseSettings):
+    bf16: bool = Field(False, description="bf16 autocast on CPUs that have it")
     quantize: Literal["none", "int8"] = Field(
-        "none", description="torch: dynamic int8 quantization of Linear layers (opt-in; full versions only, "
+        "none", description="dynamic int8 quantization of Linear layers (opt-in; full versions only, "
                             "not LoRA canaries; accuracy cost in docs/performance.md)")
-    jit_compile: bool = Field(False, description="style: XLA-compile the Keras network (tf.function jit_compile)")
-    warmup: bool = True
 
 
-def serving_settings(task: str, **overrides: object) -> ServingSettings:
-    """Settings of the ``task`` service, read from ``LOOPLINE_<TASK>_*``."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
-    cls = type(
-        f"{task.capitalize()}Settings",
-        (ServingSettings,),
-        {"model_config": SettingsConfigDict(env_prefix=f"LOOPLINE_{task.upper()}_", extra="ignore")},
-    )
-    return cls(**overrides)  # type: ignore[arg-type]
+class ServiceEndpoint(BaseSettings):
+    """How other processes reach an inference service: the same ``LOOPLINE_<TASK>_*`` variables the
+    service reads, without importing the service (the gateway has no torch)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    port: int | None = Field(None, ge=1, le=65535)
+    url: str | None = None
+    max_body_bytes: int | None = Field(None, ge=1024)
+
+    @classmethod
+    def of(cls, task: str) -> ServiceEndpoint:
+        scoped = type(f"{task.capitalize()}Endpoint", (cls,),
+                      {"model_config": SettingsConfigDict(env_prefix=f"LOOPLINE_{task.upper()}_", extra="ignore")})
+        return scoped()
+
+    def body_limit(self) -> int:
+        return self.max_body_bytes or int(ServingSettings.model_fields["max_body_bytes"].default)

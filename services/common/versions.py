@@ -104,7 +104,8 @@ class VersionPool:
             elif state is None or state.aliases.get("production") not in state.versions:
                 # ready while *a* production version serves (a refused new one keeps the old one serving)
                 reason = self._failed.get((name, production))
-                missing.append(f"{name} v{production}: " + (f"failed to load ({reason})" if reason else "loading"))
+                # the reason (an exception's text) stays in the log and /v1/versions, never in readiness
+                missing.append(f"{name} v{production}: " + ("failed to load" if reason else "loading"))
         return missing
 
     def snapshot(self) -> dict[str, Any]:
@@ -222,8 +223,7 @@ class VersionPool:
         started = time.perf_counter()
         runtime = self.runtime_cls(self.settings, self.data_dir)
         try:
-            runtime.manifest = manifest
-            runtime.load(self.registry.version_dir(name, version))
+            runtime.load(self.registry.version_dir(name, version), manifest)
             if self.settings.warmup:
                 runtime.warmup()
         except Exception as exc:

@@ -16,11 +16,12 @@ from fastapi.responses import JSONResponse
 
 from services.common.auth import load_or_create_admin_token, require_admin
 from services.common.errors import BadRequest, NotFound
-from services.common.events import open_event_store
+from services.common.events import EventsSettings, open_event_store
 from services.common.http import base_app
 from services.common.logs import configure_logging
 from services.common.registry import Registry
 from services.common.settings import CommonSettings
+from services.common.tasks import get_task
 
 from .autopromote import AutoPromoter
 from .pipeline import task_of
@@ -32,21 +33,13 @@ from .worker import Worker
 log = logging.getLogger("loopline.finetune")
 
 
-def open_events(settings: FinetuneSettings, common: CommonSettings) -> Any:
-    if settings.event_store == "elasticsearch":
-        return open_event_store("elasticsearch", common.state, url=settings.elasticsearch_url,
-                                username=settings.elasticsearch_username, password=settings.elasticsearch_password,
-                                index=settings.elasticsearch_index)
-    return open_event_store("sqlite", common.state)
-
-
 def create_app(settings: FinetuneSettings | None = None, common: CommonSettings | None = None) -> FastAPI:
     common = common or CommonSettings()
     settings = settings or FinetuneSettings()
     configure_logging("finetune", common.log_level, common.log_file)
     registry = Registry(common.registry)
     store = JobStore(common.state / "finetune.db")
-    events = open_events(settings, common)
+    events = open_event_store(EventsSettings(), common.state, service="finetune")
     worker = Worker(settings=settings, store=store, registry=registry, events=events, data_dir=common.data_dir,
                     state_dir=common.state)
     promoter = AutoPromoter(settings, registry, events) if settings.auto_promote_after_s else None
@@ -92,8 +85,8 @@ def create_app(settings: FinetuneSettings | None = None, common: CommonSettings 
             task = task_of(registry, body.model)
         except NotFound:
             raise NotFound(f"no model named {body.model!r}; a new style model must be named style-<name>") from None
-        if task == "style" and body.use_feedback:
-            raise BadRequest("style feedback is free comments; style jobs train from style_image + content_dir")
+        if body.use_feedback and not get_task(task).learns_from_feedback:
+            raise BadRequest(f"{task} feedback is free comments; {task} jobs train from style_image + content_dir")
         if task != "style" and (body.style_image or body.content_dir):
             raise BadRequest(f"style_image/content_dir are for style models; {body.model} is task {task}")
         job = store.create(model=body.model, task=task, runner=settings.runner, request=body.model_dump())

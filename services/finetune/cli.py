@@ -118,7 +118,7 @@ def run(model: Annotated[str, typer.Argument(help="registry model, e.g. qa-extra
 
 def _run_local(request: dict[str, Any], show: bool, as_json: bool) -> dict[str, Any]:
     """The job goes through the same queue file and worker code as on the service, in this process."""
-    from services.common.events import open_event_store
+    from services.common.events import EventsSettings, open_event_store
     from services.common.registry import Registry
 
     from .pipeline import task_of
@@ -133,7 +133,7 @@ def _run_local(request: dict[str, Any], show: bool, as_json: bool) -> dict[str, 
         _fail(f"bad setting: {exc}", 2)
     registry = Registry(common.registry)
     store = JobStore(common.state / "finetune.db")
-    worker = Worker(settings=settings, store=store, registry=registry, events=open_event_store("sqlite", common.state),
+    worker = Worker(settings=settings, store=store, registry=registry, events=open_event_store(EventsSettings(), common.state, service="finetune-cli"),
                     data_dir=common.data_dir, state_dir=common.state)
     try:
         task = task_of(registry, request["model"])
@@ -225,10 +225,9 @@ def execute(job_id: str) -> None:
     from services.common.logs import configure_logging
     from services.common.registry import Registry, write_json_atomic
 
-    from .kube import FileReporter
+    from .jobfiles import FileReporter, job_dir, read_json
     from .pipeline import run_job
     from .settings import FinetuneSettings
-    from .worker import job_dir, read_json
 
     common = _common()
     configure_logging("finetune-job", common.log_level, common.log_file)

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from services.common.errors import Unavailable
 
+from .jobfiles import job_dir, read_json, write_job_files
 from .settings import FinetuneSettings
 from .store import JobStore
-from .trainers.base import JobCancelled
-from .worker import job_dir, read_json, write_job_files
+from .trainers.base import JobCancelled, Reporter
 
 log = logging.getLogger("loopline.finetune.kube")
 LABELS = {"app.kubernetes.io/part-of": "loopline", "app.kubernetes.io/component": "training",
@@ -92,6 +91,11 @@ def batch_api(settings: FinetuneSettings) -> Any:
 
 
 class KubernetesRunner:
+    """The :class:`~services.finetune.runners.Runner` that trains in a batch/v1 Job per job."""
+
+    name = "kubernetes"
+    survives_restart = True
+
     def __init__(self, settings: FinetuneSettings, store: JobStore, state_dir: Path) -> None:
         self.settings, self.store, self.state_dir = settings, store, Path(state_dir)
         self._api: Any = None
@@ -102,23 +106,23 @@ class KubernetesRunner:
             self._api = batch_api(self.settings)
         return self._api
 
-    def run(self, job_id: str, request: dict[str, Any], feedback: list[dict[str, Any]] | None,
-            cancel: threading.Event, reattach: bool = False) -> dict[str, Any]:
+    def run(self, job_id: str, request: dict[str, Any], feedback: list[dict[str, Any]],
+            cancel: threading.Event, reporter: Reporter) -> dict[str, Any]:
+        """Dispatch the Job and follow it (progress comes from the pod's progress.json, not ``reporter``)."""
         from kubernetes.client.exceptions import ApiException
 
         name = k8s_name(job_id)
-        if not reattach:
-            write_job_files(self.state_dir, job_id, request, feedback or [])
-            manifest = build_job_manifest(self.settings, job_id, request["model"])
-            try:
-                self.api.create_namespaced_job(self.settings.kube_namespace, manifest)
-            except ApiException as exc:
-                raise Unavailable(f"could not create Kubernetes Job {name}: {exc.status} {exc.reason}") from None
-            self.store.update(job_id, external=name)
-            log.info("created Job %s/%s for %s", self.settings.kube_namespace, name, job_id)
-        return self.follow(job_id, cancel)
+        write_job_files(self.state_dir, job_id, request, feedback)
+        manifest = build_job_manifest(self.settings, job_id, request["model"])
+        try:
+            self.api.create_namespaced_job(self.settings.kube_namespace, manifest)
+        except ApiException as exc:
+            raise Unavailable(f"could not create Kubernetes Job {name}: {exc.status} {exc.reason}") from None
+        self.store.update(job_id, external=name)
+        log.info("created Job %s/%s for %s", self.settings.kube_namespace, name, job_id)
+        return self.reattach(job_id, cancel)
 
-    def follow(self, job_id: str, cancel: threading.Event) -> dict[str, Any]:
+    def reattach(self, job_id: str, cancel: threading.Event) -> dict[str, Any]:
         from kubernetes.client.exceptions import ApiException
 
         name, folder = k8s_name(job_id), job_dir(self.state_dir, job_id)
@@ -166,19 +170,3 @@ def failure_reason(job: Any) -> str:
             return f"{cond.reason}: {cond.message}" if cond.message else str(cond.reason)
     return "pod failed"
 
-
-class FileReporter:
-    """Inside the training pod: progress into ``progress.json`` for the service to read."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self._progress: dict[str, Any] = {}
-
-    def report(self, progress: dict[str, Any]) -> None:
-        from services.common.registry import write_json_atomic
-
-        self._progress = {**self._progress, **progress, "ts": time.time()}
-        write_json_atomic(self.folder / "progress.json", self._progress)
-
-    def cancelled(self) -> bool:
-        return False

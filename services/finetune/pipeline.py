@@ -14,6 +14,7 @@ from typing import Any
 
 from services.common.errors import NotFound
 from services.common.registry import Registry
+from services.common.tasks import task_claiming
 
 from .data import Dataset, feedback_dataset, list_images, load_dataset, merge, resolve_dir, split_holdout
 from .gate import GatePolicy, decide
@@ -23,15 +24,15 @@ from .trainers import trainer_for
 from .trainers.base import Reporter, TrainContext, TrainingError, resolve_hyper
 
 log = logging.getLogger("loopline.finetune.pipeline")
-STYLE_PREFIX = "style-"
 
 
 def task_of(registry: Registry, model: str) -> str:
     try:
         return registry.task_of(model)
     except NotFound:
-        if model.startswith(STYLE_PREFIX) and len(model) > len(STYLE_PREFIX):
-            return "style"  # a new style becomes a new model
+        claimed = task_claiming(model)  # e.g. a new style-<name> becomes a new model
+        if claimed is not None:
+            return claimed.name
         raise
 
 

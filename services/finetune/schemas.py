@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.common.tasks import TASKS
+
 JobStatus = Literal["queued", "running", "succeeded", "rejected", "failed", "cancelled"]
 TERMINAL: tuple[str, ...] = ("succeeded", "rejected", "failed", "cancelled")
 
@@ -47,7 +49,7 @@ class JobRequest(BaseModel):
 
     @model_validator(mode="after")
     def _has_data(self) -> JobRequest:
-        if self.model.startswith("style-"):
+        if TASKS["style"].claims(self.model):
             if not self.style_image or not self.content_dir:
                 raise ValueError("a style job needs style_image and content_dir")
         elif not self.dataset and not self.use_feedback:

@@ -22,11 +22,6 @@ class FinetuneSettings(BaseSettings):
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
 
     # -- data ------------------------------------------------------------------------------
-    event_store: Literal["sqlite", "elasticsearch"] = "sqlite"
-    elasticsearch_url: str = "http://127.0.0.1:9200"
-    elasticsearch_username: str | None = None
-    elasticsearch_password: str | None = None
-    elasticsearch_index: str = "loopline-events"
     feedback_limit: int = Field(10_000, ge=1, description="most feedback corrections one job reads")
 
     # -- evaluation gate -------------------------------------------------------------------

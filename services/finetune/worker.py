@@ -1,24 +1,23 @@
-"""The one worker: takes queued jobs in order and runs each where the runner setting says.
+"""The one worker: takes queued jobs in order and hands each to its runner (``runners.py``).
 
-Embedded runner: the job runs in this thread (training never overlaps another job).
-Kubernetes runner: the job runs in a batch/v1 Job; this thread follows it to the end.
-Both record job events in the event store; neither holds the event loop.
+Jobs never overlap; the worker records job events in the event store and never holds the
+event loop. Whether training runs here or in a Kubernetes Job is the runner's business.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from services.common.errors import LooplineError
+from services.common.errors import LooplineError, Unavailable
 from services.common.events import EventStore
-from services.common.registry import Registry, write_json_atomic
+from services.common.registry import Registry
 
-from .pipeline import run_job, task_of
+from .pipeline import task_of
+from .runners import Runner, make_runner
 from .settings import FinetuneSettings
 from .store import JobStore
 from .trainers.base import JobCancelled
@@ -48,13 +47,9 @@ class StoreReporter:
         return self.cancel.is_set()
 
 
-def job_dir(state: Path, job_id: str) -> Path:
-    return Path(state) / "finetune" / "jobs" / job_id
-
-
 class Worker:
     def __init__(self, *, settings: FinetuneSettings, store: JobStore, registry: Registry, events: EventStore,
-                 data_dir: Path, state_dir: Path) -> None:
+                 data_dir: Path, state_dir: Path, runner: Runner | None = None) -> None:
         self.settings = settings
         self.store = store
         self.registry = registry
@@ -66,19 +61,15 @@ class Worker:
         self.current: str | None = None
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
-        self.kube: Any = None
-        if settings.runner == "kubernetes":
-            from .kube import KubernetesRunner
-
-            self.kube = KubernetesRunner(settings, store, self.state_dir)
+        self.runner = runner or make_runner(settings, store, registry, self.data_dir, self.state_dir)
 
     # -- lifecycle -------------------------------------------------------------------------
     def recover(self) -> list[str]:
-        """Jobs left running by a previous process: failed (embedded) or followed again (Kubernetes)."""
+        """Jobs left running by a previous process: failed, unless their runner kept them running."""
         failed = []
         for job in self.store.interrupted():
-            if job.runner == "kubernetes" and self.kube is not None and self.store.external(job.id):
-                continue  # the cluster kept running it; the worker re-attaches first
+            if self._reattachable(job.runner, job.id):
+                continue  # it kept running elsewhere; the worker re-attaches first
             self.store.finish(job.id, "failed", error=INTERRUPTED)
             self._event(job.id, "failed", {"error": INTERRUPTED})
             log.warning("job %s marked failed: %s", job.id, INTERRUPTED)
@@ -102,17 +93,19 @@ class Worker:
     def cancel(self, job_id: str) -> None:
         if self.current == job_id:
             self._cancel.set()
-            if self.kube is not None:
-                self.kube.cancel(job_id)
+            self.runner.cancel(job_id)
 
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
     # -- the loop ----------------------------------------------------------------------------
+    def _reattachable(self, runner_name: str, job_id: str) -> bool:
+        return self.runner.survives_restart and runner_name == self.runner.name and bool(self.store.external(job_id))
+
     def _loop(self) -> None:
-        if self.kube is not None:
-            for job in self.store.interrupted():
+        for job in self.store.interrupted():
+            if self._reattachable(job.runner, job.id):
                 self._run_guarded(job.id, job.request, reattach=True)
         while not self.stopping.is_set():
             job = self.store.claim_next()
@@ -128,13 +121,11 @@ class Worker:
         self._event(job_id, "started", {"model": request.get("model"), "trigger": request.get("trigger"),
                                         "reason": request.get("reason")})
         try:
-            if self.kube is not None:
-                outcome = self.kube.run(job_id, request, self._feedback_for(request) if not reattach else None,
-                                        self._cancel, reattach=reattach)
+            if reattach:
+                outcome = self.runner.reattach(job_id, self._cancel)
             else:
-                outcome = run_job(job_id, request, settings=self.settings, registry=self.registry,
-                                  data_dir=self.data_dir, feedback_rows=self._feedback_for(request),
-                                  reporter=StoreReporter(self.store, job_id, self._cancel))
+                outcome = self.runner.run(job_id, request, self._feedback_for(request), self._cancel,
+                                          StoreReporter(self.store, job_id, self._cancel))
             self._record(job_id, outcome)
         except JobCancelled as exc:
             self.store.finish(job_id, "cancelled", error=str(exc))
@@ -164,8 +155,13 @@ class Worker:
         if not request.get("use_feedback"):
             return []
         task = task_of(self.registry, request["model"])
-        rows = self.events.feedback(task=task, since=request.get("feedback_since"), with_correction=True,
-                                    limit=self.settings.feedback_limit)
+        try:
+            rows = self.events.feedback(task=task, since=request.get("feedback_since"), with_correction=True,
+                                        limit=self.settings.feedback_limit)
+        except Unavailable:
+            raise Unavailable("this job learns from feedback, and the event store that holds it cannot be reached "
+                              "right now; start the job again once the store is back", code="event_store_unavailable",
+                              retry_after=30) from None
         return [r for r in rows if r.get("model") in (None, request["model"])]
 
     def _event(self, job_id: str, action: str, doc: dict[str, Any]) -> None:
@@ -174,18 +170,3 @@ class Worker:
         except Exception:  # the event store being down must not fail a training job
             log.warning("could not record finetune event %s for %s", action, job_id, exc_info=True)
 
-
-def write_job_files(state: Path, job_id: str, request: dict[str, Any], feedback: list[dict[str, Any]]) -> Path:
-    """What a training pod needs: the request and the feedback rows, frozen at dispatch."""
-    folder = job_dir(state, job_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(folder / "request.json", request)
-    write_json_atomic(folder / "feedback.json", feedback)
-    return folder
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None

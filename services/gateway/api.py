@@ -10,11 +10,11 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.common.auth import check_bearer
 from services.common.errors import BadRequest, Invalid, Unavailable
 
 from .core import GatewayCore
-from .inputs import image_payload, json_body, openapi_body, read_input
+from .deps import admin, core_of
+from .inputs import IMAGE_FIELDS, image_payload, json_body, openapi_body, read_input
 from .schemas import (
     FeedbackIn,
     FeedbackOut,
@@ -28,18 +28,7 @@ from .schemas import (
 )
 
 router = APIRouter()
-IMAGE_FIELDS = ("image", "file", "content_image", "content")
 WINDOW = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
-
-
-def core_of(request: Request) -> GatewayCore:
-    return request.app.state.core
-
-
-def admin(request: Request) -> GatewayCore:
-    core = core_of(request)
-    check_bearer(request, request.app.state.admin_token)
-    return core
 
 
 @router.get("/healthz", tags=["health"], summary="Liveness")
@@ -55,7 +44,8 @@ async def readyz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "not ready", "not_ready": missing,
                              "error": {"code": "not_ready", "message": f"not ready: {names}"}},
                             status_code=503, headers={"Retry-After": "2"})
-    return JSONResponse({"status": "ready"})
+    # inference does not need the event store: a store outage is reported, not a reason to stop serving
+    return JSONResponse({"status": "ready", "event_store": core_of(request).store.health()})
 
 
 @router.post("/v1/vqa", tags=["inference"], response_model=VqaResponse, summary="Ask a question about an image",

@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from services.common.admission import AdmissionMiddleware
 from services.common.auth import load_or_create_admin_token
-from services.common.events import InferenceEvent
+from services.common.events import EventsSettings, InferenceEvent, open_event_store
 from services.common.http import base_app
 from services.common.logs import configure_logging
 from services.common.settings import CommonSettings
@@ -33,13 +33,14 @@ UI_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; scr
 def create_app(common: CommonSettings | None = None, settings: GatewaySettings | None = None) -> FastAPI:
     common = common or CommonSettings()
     settings = settings or GatewaySettings()
+    settings.check_backend_limits()
     configure_logging("gateway", common.log_level, common.log_file)
     common.state.mkdir(parents=True, exist_ok=True)
     admin_token = load_or_create_admin_token(common)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = settings.open_event_store(common.state)
+        store = open_event_store(EventsSettings(), common.state)
         app.state.core = GatewayCore(common, settings, store)
         try:
             yield

@@ -16,11 +16,12 @@ from pydantic import BaseModel, Field
 
 from services.common.errors import Invalid, NotFound
 from services.common.logs import request_id_var
+from services.common.tasks import TASKS
 from services.common.text import Text
 
-from .api import IMAGE_FIELDS, core_of
-from .core import STYLE_PREFIX, GatewayCore
-from .inputs import image_payload, openapi_body, read_input
+from .core import GatewayCore
+from .deps import core_of
+from .inputs import IMAGE_FIELDS, image_payload, openapi_body, read_input
 from .schemas import LegacyAnswerIn, LegacyAnswerOut, LegacyPredictIn, LegacyPredictOut
 
 router = APIRouter(tags=["compatibility"])
@@ -72,7 +73,7 @@ def resolve_style_choice(core: GatewayCore, choice: str | None) -> str:
         if not 0 <= index < len(styles):
             raise NotFound(f"there is no {choice}: {len(styles)} styles are available")
         return styles[index]
-    return value if value.startswith(STYLE_PREFIX) else STYLE_PREFIX + value
+    return TASKS["style"].model_name(value)
 
 
 @router.post("/stylize", summary="Style seed: multipart content image + model choice",
@@ -81,7 +82,7 @@ async def stylize(request: Request) -> dict[str, Any]:
     core = core_of(request)
     form, upload = await read_input(request, StylizeForm, IMAGE_FIELDS, core.settings.max_body_bytes)
     model = resolve_style_choice(core, form.choice())
-    payload = {"style": model.removeprefix(STYLE_PREFIX), **image_payload(form.image_b64, form.image_path, upload)}
+    payload = {"style": TASKS["style"].short_name(model), **image_payload(form.image_b64, form.image_path, upload)}
     result = await core.infer("style", model, payload, explicit_version=None, client_id=None, route_name="/stylize",
                               inputs={"style": payload["style"], "image_path": payload.get("image_path")})
     rid = request_id_var.get()

@@ -14,9 +14,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.common.errors import LooplineError, NotFound
 from services.common.events import EventStore, FeedbackRecord, InferenceEvent
+from services.common.events.resilient import ResilientEventStore, StoreCollector
 from services.common.logs import model_var, request_id_var, version_var
 from services.common.registry import Registry
-from services.common.settings import TASKS, CommonSettings
+from services.common.settings import CommonSettings
+from services.common.tasks import TASKS, get_task
 
 from .backends import Backend, BackendError
 from .breaker import CircuitBreaker
@@ -24,7 +26,6 @@ from .routing import Route, Router
 from .settings import GatewaySettings
 
 log = logging.getLogger("loopline.gateway")
-STYLE_PREFIX = "style-"
 UPLOADS = Path("state") / "uploads"
 
 
@@ -52,11 +53,12 @@ class GatewayCore:
         self._model_tasks: dict[str, str] = {}
         self._models_read_at = float("-inf")
         self.metrics = GatewayMetrics()
+        if isinstance(store, ResilientEventStore):
+            self.metrics.registry.register(StoreCollector(store))  # type: ignore[arg-type]
         # SQLite and file writes run here, never on the event loop
         self.io = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="gateway-io")
-        timeouts = {"vqa": settings.timeout_vqa_s, "qa": settings.timeout_qa_s, "style": settings.timeout_style_s}
         self.backends = {
-            task: Backend(task, common.url_of(task), timeouts[task],
+            task: Backend(task, common.url_of(task), settings.timeout_of(task),
                           CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s))
             for task in TASKS
         }
@@ -75,20 +77,20 @@ class GatewayCore:
         return await asyncio.get_running_loop().run_in_executor(self.io, fn, *args)
 
     # -- models ---------------------------------------------------------------------------
-    def default_model(self, task: str, style: str | None = None) -> str:
-        if task == "vqa":
-            return self.settings.default_vqa_model
-        if task == "qa":
-            return self.settings.default_qa_model
-        name = (style or self.settings.default_style).strip().lower()
-        return name if name.startswith(STYLE_PREFIX) else STYLE_PREFIX + name
+    def default_model(self, task: str, variant: str | None = None) -> str:
+        """The model a request gets: a task with one model per variant (style) maps the variant's name."""
+        spec = get_task(task)
+        if spec.model_prefix:
+            return spec.model_name(variant or self.settings.default_style)
+        return self.settings.default_model_of(task) or str(spec.default_model)
 
     def styles(self) -> list[dict[str, Any]]:
+        spec = TASKS["style"]
         out = []
-        for model in self.registry.models_for_task("style"):
+        for model in self.registry.models_for_task(spec.name):
             aliases = self.router.aliases(model)
-            out.append({"style": model[len(STYLE_PREFIX):] if model.startswith(STYLE_PREFIX) else model,
-                        "model": model, "production": aliases.get("production"), "canary": aliases.get("canary")})
+            out.append({"style": spec.short_name(model), "model": model, "production": aliases.get("production"),
+                        "canary": aliases.get("canary")})
         return out
 
     def model_tasks(self) -> dict[str, str]:
@@ -102,10 +104,10 @@ class GatewayCore:
 
     def check_model(self, task: str, model: str) -> None:
         if self.model_tasks().get(model) != task:
-            known = [m["style"] for m in self.styles()] if task == "style" else self.registry.models_for_task(task)
-            what = "style" if task == "style" else f"{task} model"
-            raise NotFound(f"unknown {what} {model.removeprefix(STYLE_PREFIX) if task == 'style' else model!r}; "
-                           f"available: {', '.join(map(str, known)) or 'none'}")
+            spec = get_task(task)
+            known = [spec.short_name(m) for m in self.registry.models_for_task(task)]
+            what = task if spec.model_prefix else f"{task} model"
+            raise NotFound(f"unknown {what} {spec.short_name(model)!r}; available: {', '.join(known) or 'none'}")
 
     # -- inference --------------------------------------------------------------------------
     async def infer(self, task: str, model: str, payload: dict[str, Any], *, explicit_version: str | None,
@@ -139,7 +141,7 @@ class GatewayCore:
                 version=served.get("version") if served else (route.version if route else None),
                 latency_ms=round(elapsed * 1000, 3), confidence=(result or {}).get("confidence"), status=status,
                 error_code=error_code, client_id=client_id, route=route_name, inputs=inputs,
-                output=_event_output(task, result))
+                output=get_task(task).event_output_of(result))
             self.store.record_inference(event)  # queues without blocking
             model_var.set(event.model)
             version_var.set(event.version)
@@ -191,8 +193,8 @@ class GatewayCore:
         async def probe(task: str, backend: Backend) -> tuple[str, str | None]:
             try:
                 status, body = await backend.get_json("/readyz", timeout_s=2.0)
-            except Exception as exc:  # any transport failure means not ready
-                return task, f"unreachable ({type(exc).__name__})"
+            except Exception:  # any transport failure means not ready (details stay out of a public body)
+                return task, "unreachable"
             if status == 200:
                 return task, None
             return task, "; ".join(body.get("not_ready", [])) or f"readyz answered {status}"
@@ -200,12 +202,3 @@ class GatewayCore:
         results = await asyncio.gather(*(probe(t, b) for t, b in self.backends.items()))
         return {task: reason for task, reason in results if reason}
 
-
-def _event_output(task: str, result: dict[str, Any] | None) -> dict[str, Any]:
-    if not result:
-        return {}
-    if task == "qa":
-        return {k: result.get(k) for k in ("answer", "start", "end")}
-    if task == "vqa":
-        return {"answer": result.get("answer")}
-    return {"style": result.get("style"), "width": result.get("width"), "height": result.get("height")}

@@ -13,6 +13,8 @@ from starlette.datastructures import UploadFile
 from services.common.errors import Invalid, PayloadTooLarge, UnsupportedMedia, describe_validation
 
 M = TypeVar("M", bound=BaseModel)
+# multipart field names an image may arrive under (the seeds' clients used all of these)
+IMAGE_FIELDS = ("image", "file", "content_image", "content")
 
 
 async def json_body(request: Request) -> dict[str, Any]:

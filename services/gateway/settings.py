@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Literal
-
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.common.events import EventStore, open_event_store
+from services.common.settings import SERVICE_BODY_OVERHEAD, ServiceEndpoint
+from services.common.tasks import TASKS
+
+DEFAULT_BACKEND_TIMEOUT_S = 60.0
 
 
 class GatewaySettings(BaseSettings):
@@ -16,12 +16,9 @@ class GatewaySettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LOOPLINE_GATEWAY_", extra="ignore")
 
-    event_store: Literal["sqlite", "elasticsearch"] = Field("sqlite", description="where events go: SQLite under state_dir, or Elasticsearch")
-    elasticsearch_url: str = Field("http://127.0.0.1:9200", description="Elasticsearch endpoint")
-    elasticsearch_username: str | None = Field(None, description="basic-auth user (from a Secret)")
-    elasticsearch_password: str | None = Field(None, description="basic-auth password (from a Secret; never logged)")
-    elasticsearch_index: str = Field("loopline-events", description="data stream name; feedback goes to <name>-feedback")
-    max_body_bytes: int = Field(15 * 1024 * 1024, ge=1024, description="largest request body (413 above)")
+    max_body_bytes: int = Field(
+        15 * 1024 * 1024, ge=1024,
+        description="largest request body (413 above); each inference service's limit must be >= this x 4/3 + 64 KiB")
     timeout_vqa_s: float = Field(60.0, gt=0, description="backend timeout per task (504 after)")
     timeout_qa_s: float = Field(30.0, gt=0)
     timeout_style_s: float = Field(60.0, gt=0)
@@ -29,14 +26,22 @@ class GatewaySettings(BaseSettings):
     breaker_failures: int = Field(3, ge=1, description="consecutive failures that open a backend's breaker")
     breaker_reset_s: float = Field(2.0, gt=0, description="open breaker lets one probe through after this")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS (JSON list); off when empty")
-    default_vqa_model: str = "vqa-blip"
-    default_qa_model: str = "qa-extractive"
+    default_vqa_model: str | None = Field(None, description="VQA model when a request names none (default: the task table's)")
+    default_qa_model: str | None = Field(None, description="QA model when a request names none (default: the task table's)")
     default_style: str = Field("mosaic", description="style used when /stylize names none")
 
-    def open_event_store(self, state_dir: Path) -> EventStore:
-        """The configured event store (the watchdog reads the same one)."""
-        options: dict[str, object] = {}
-        if self.event_store == "elasticsearch":
-            options = {"url": self.elasticsearch_url, "username": self.elasticsearch_username,
-                       "password": self.elasticsearch_password, "index": self.elasticsearch_index}
-        return open_event_store(self.event_store, state_dir, **options)
+    def timeout_of(self, task: str) -> float:
+        return float(getattr(self, f"timeout_{task}_s", DEFAULT_BACKEND_TIMEOUT_S))
+
+    def default_model_of(self, task: str) -> str | None:
+        return getattr(self, f"default_{task}_model", None)
+
+    def check_backend_limits(self) -> None:
+        """The gateway base64-encodes uploads (+33 %): a body it accepts must fit the service's limit."""
+        needed = self.max_body_bytes * 4 // 3 + SERVICE_BODY_OVERHEAD
+        for task in TASKS:
+            limit = ServiceEndpoint.of(task).body_limit()
+            if limit < needed:
+                raise ValueError(
+                    f"LOOPLINE_GATEWAY_MAX_BODY_BYTES={self.max_body_bytes} needs LOOPLINE_{task.upper()}_MAX_BODY_BYTES "
+                    f">= {needed} (x 4/3 for base64 + 64 KiB), but it is {limit}: lower the gateway's or raise the service's")

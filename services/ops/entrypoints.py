@@ -10,11 +10,12 @@ import importlib
 import importlib.util
 from typing import Any
 
+from services.common.tasks import TASKS
+
 ENTRYPOINTS: dict[str, str] = {
     "gateway": "services.gateway.app:create_app",
-    "vqa": "services.vqa.runtime:create_app",
-    "qa": "services.qa.runtime:create_app",
-    "style": "services.style.runtime:create_app",
+    # each inference service is its runtime module's create_app (the task table names the runtime)
+    **{name: task.runtime.split(":")[0] + ":create_app" for name, task in TASKS.items()},
     "finetune": "services.finetune.app:create_app",
     "watchdog": "services.watchdog.app:create_app",
 }

@@ -16,8 +16,9 @@ import httpx
 from filelock import FileLock, Timeout
 
 from services.common.settings import CommonSettings
+from services.common.tasks import TASKS
 
-STACK_SERVICES = ("vqa", "qa", "style", "finetune", "gateway", "watchdog")
+STACK_SERVICES = (*TASKS, "finetune", "gateway", "watchdog")
 COLORS = {"gateway": 36, "vqa": 35, "qa": 33, "style": 32, "finetune": 34, "watchdog": 31}
 
 

@@ -16,14 +16,29 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI
 from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from services.common.errors import Invalid
 from services.common.runtime import ModelRuntime, PredictRequest
 from services.common.serving import create_serving_app
+from services.common.settings import QuestionSettings, ServingSettings, TorchSettings
+from services.common.tasks import TASKS
 from services.common.text import Text
 from services.common.torch_shared import TorchRuntimeMixin
 
 MAX_WINDOWS_PER_CALL = 32  # bounds memory for very long contexts
+
+
+class QaSettings(TorchSettings, QuestionSettings, ServingSettings):
+    """The QA service (``LOOPLINE_QA_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_QA_", extra="ignore")
+
+    port: int = Field(TASKS["qa"].default_port, ge=1, le=65535, description="port this service listens on")
+    max_context_chars: int = Field(100_000, ge=1, description="longest context accepted (422 above)")
+    doc_stride: int = Field(128, ge=1, description="overlap between context windows (tokens)")
+    max_answer_tokens: int = Field(30, ge=1, description="longest answer span (tokens)")
+    max_seq_len: int | None = Field(None, ge=16, description="window length (default: the model's)")
 
 
 class QaRequest(PredictRequest):
@@ -31,11 +46,17 @@ class QaRequest(PredictRequest):
     context: Text = Field(..., min_length=1, description="text that contains the answer; any length")
 
 
-def _load_base(path: Path) -> tuple[Any, Any]:
+def _load_base(path: Path | str) -> tuple[Any, Any]:
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     model = AutoModelForQuestionAnswering.from_pretrained(path).eval()
     return model, AutoTokenizer.from_pretrained(path)
+
+
+def save_from_hub(hub_id: str, out_dir: Path) -> None:
+    """``loopline models pull``: a real extractive-QA checkpoint from the Hugging Face hub, saved as a version."""
+    for part in _load_base(hub_id):
+        part.save_pretrained(out_dir)
 
 
 def best_span(start_logits: np.ndarray, end_logits: np.ndarray, context_mask: np.ndarray,
@@ -67,10 +88,11 @@ def best_span(start_logits: np.ndarray, end_logits: np.ndarray, context_mask: np
 class QaRuntime(TorchRuntimeMixin, ModelRuntime):
     task = "qa"
     request_model = QaRequest
+    settings_class = QaSettings
+    settings: QaSettings
 
-    def load(self, version_dir: Path) -> None:
-        shared = self._load_shared(version_dir, self.manifest or self.read_manifest(version_dir),
-                                   _load_base)
+    def load(self, version_dir: Path, manifest: dict[str, Any]) -> None:
+        shared = self._load_shared(version_dir, manifest, _load_base)
         self.tokenizer = shared.extra
         # a fast tokenizer keeps truncation/padding state in its Rust object: prepare() runs on
         # the prep threads while predict() tokenizes with truncation on the model thread, so

@@ -74,8 +74,40 @@ def build_style(out_dir: Path, style: str, size: str = "tiny", seed: int = 0) ->
     save_style_model(model, out_dir, {**spec, "style": style})
 
 
+def gram(features: Any) -> Any:
+    import tensorflow as tf
+
+    shape = tf.shape(features)
+    flat = tf.reshape(features, (shape[0], -1, shape[3]))
+    size = tf.cast(shape[1] * shape[2] * shape[3], tf.float32)
+    return tf.matmul(flat, flat, transpose_a=True) / size
+
+
+class PerceptualLoss:
+    def __init__(self, net: Any, style_image: np.ndarray, content_weight: float, style_weight: float) -> None:
+        self.net, self.cw, self.sw = net, content_weight, style_weight
+        self.style_grams = [gram(f) for f in self.net(style_image[None])[1:]]
+
+    def parts(self, stylized: Any, content: Any) -> tuple[Any, Any]:
+        """Per-image (content loss, style loss)."""
+        import tensorflow as tf
+
+        out, ref = self.net(stylized), self.net(content)
+        content_loss = tf.reduce_mean(tf.square(out[0] - ref[0]), axis=[1, 2, 3])
+        style_loss = tf.add_n([tf.reduce_mean(tf.square(gram(f) - g), axis=[1, 2])
+                               for f, g in zip(out[1:], self.style_grams, strict=True)])
+        return content_loss, style_loss
+
+    def total(self, stylized: Any, content: Any) -> Any:
+        import tensorflow as tf
+
+        c, s = self.parts(stylized, content)
+        return tf.reduce_mean(self.cw * c + self.sw * s)
+
+
+
 def build_tiny(out_dir: Path, style: str, seed: int = 0, steps: int = 160, batch_size: int = 4, side: int = 64,
-               content_weight: float = 1.0, style_weight: float = 10.0,
+               content_weight: float = 1.0, style_weight: float = 3000.0,
                progress: Callable[[str, int, int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train a small TransformerNet for a world style (:mod:`services.world.styles`) with the
     offline random-feature loss network; write it to ``out_dir``; return held-out losses of
@@ -84,7 +116,6 @@ def build_tiny(out_dir: Path, style: str, seed: int = 0, steps: int = 160, batch
     import numpy as np
     import tensorflow as tf
 
-    from services.finetune.trainers.style import PerceptualLoss
     from services.world import styles
 
     started = time.monotonic()

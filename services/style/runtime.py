@@ -13,14 +13,26 @@ import numpy as np
 from fastapi import FastAPI
 from PIL import Image
 from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from services.common.errors import Invalid
 from services.common.images import b64_bytes, decode_image, encode_png, read_image_path
 from services.common.runtime import ModelRuntime, PredictRequest
 from services.common.serving import create_serving_app
-from services.common.settings import ServingSettings
+from services.common.settings import ImageInputSettings, ServingSettings
+from services.common.tasks import TASKS
 
-STYLE_PREFIX = "style-"
+TASK = TASKS["style"]
+
+
+class StyleSettings(ImageInputSettings, ServingSettings):
+    """The style service (``LOOPLINE_STYLE_*``); it serves every ``style-<name>`` model."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_STYLE_", extra="ignore")
+
+    port: int = Field(TASK.default_port, ge=1, le=65535, description="port this service listens on")
+    max_side: int = Field(1024, ge=16, description="output longest side (larger inputs are scaled down)")
+    jit_compile: bool = Field(False, description="XLA-compile the Keras network (tf.function jit_compile)")
 
 
 class StyleRequest(PredictRequest):
@@ -46,11 +58,12 @@ def fit_within(size: tuple[int, int], max_side: int) -> tuple[int, int]:
 class StyleRuntime(ModelRuntime):
     task = "style"
     request_model = StyleRequest
-    framework = "tensorflow"
+    settings_class = StyleSettings
+    settings: StyleSettings
 
     @classmethod
     def model_name(cls, request: Any) -> str | None:
-        return request.model or f"{STYLE_PREFIX}{request.style}"
+        return request.model or TASK.model_name(request.style)
 
     @staticmethod
     def configure_threads(settings: ServingSettings) -> None:
@@ -62,7 +75,7 @@ class StyleRuntime(ModelRuntime):
         except RuntimeError:  # already initialised in this process (tests run several apps)
             pass
 
-    def load(self, version_dir: Path) -> None:
+    def load(self, version_dir: Path, manifest: dict[str, Any]) -> None:
         import tensorflow as tf
 
         from services.style.network import load_style_model
@@ -112,7 +125,6 @@ def create_app() -> FastAPI:
     @app.get("/v1/styles", summary="Styles served here, with their loaded versions")
     async def styles() -> dict[str, Any]:
         snap = app.state.pool.snapshot()
-        return {"styles": [{"style": name[len(STYLE_PREFIX):], "model": name, **info}
-                           for name, info in snap.items() if name.startswith(STYLE_PREFIX)]}
+        return {"styles": [{"style": TASK.short_name(name), "model": name, **info} for name, info in snap.items()]}
 
     return app

@@ -12,13 +12,25 @@ from typing import Any
 
 from fastapi import FastAPI
 from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from services.common.errors import Invalid
 from services.common.images import b64_bytes, decode_image, read_image_path
 from services.common.runtime import ModelRuntime, PredictRequest
 from services.common.serving import create_serving_app
+from services.common.settings import ImageInputSettings, QuestionSettings, ServingSettings, TorchSettings
+from services.common.tasks import TASKS
 from services.common.text import Text
 from services.common.torch_shared import TorchRuntimeMixin
+
+
+class VqaSettings(TorchSettings, QuestionSettings, ImageInputSettings, ServingSettings):
+    """The VQA service (``LOOPLINE_VQA_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_VQA_", extra="ignore")
+
+    port: int = Field(TASKS["vqa"].default_port, ge=1, le=65535, description="port this service listens on")
+    max_new_tokens: int = Field(10, ge=1, le=64, description="longest generated answer (tokens)")
 
 
 class VqaRequest(PredictRequest):
@@ -33,11 +45,17 @@ class VqaRequest(PredictRequest):
         return self
 
 
-def _load_base(path: Path) -> tuple[Any, Any]:
+def _load_base(path: Path | str) -> tuple[Any, Any]:
     from transformers import BlipForQuestionAnswering, BlipProcessor
 
     model = BlipForQuestionAnswering.from_pretrained(path).eval()
     return model, BlipProcessor.from_pretrained(path)
+
+
+def save_from_hub(hub_id: str, out_dir: Path) -> None:
+    """``loopline models pull``: a real BLIP VQA checkpoint from the Hugging Face hub, saved as a version."""
+    for part in _load_base(hub_id):
+        part.save_pretrained(out_dir)
 
 
 def answer_confidence(step_logprobs: list[list[float]]) -> list[float]:
@@ -50,10 +68,11 @@ def answer_confidence(step_logprobs: list[list[float]]) -> list[float]:
 class VqaRuntime(TorchRuntimeMixin, ModelRuntime):
     task = "vqa"
     request_model = VqaRequest
+    settings_class = VqaSettings
+    settings: VqaSettings
 
-    def load(self, version_dir: Path) -> None:
-        shared = self._load_shared(version_dir, self.manifest or self.read_manifest(version_dir),
-                                   _load_base)
+    def load(self, version_dir: Path, manifest: dict[str, Any]) -> None:
+        shared = self._load_shared(version_dir, manifest, _load_base)
         self.processor = shared.extra
         self.image_side = int(shared.model.config.vision_config.image_size)
         self.eos_id = self.processor.tokenizer.sep_token_id

@@ -11,10 +11,10 @@ from typing import Any
 from fastapi import FastAPI
 
 from services.common.auth import load_or_create_admin_token
+from services.common.events import EventsSettings, open_event_store
 from services.common.http import base_app
 from services.common.logs import configure_logging
 from services.common.settings import CommonSettings
-from services.gateway.settings import GatewaySettings
 
 from .service import Watchdog
 from .settings import WatchdogSettings
@@ -26,7 +26,7 @@ log = logging.getLogger("loopline.watchdog")
 def build_watchdog(common: CommonSettings | None = None, settings: WatchdogSettings | None = None) -> Watchdog:
     common = common or CommonSettings()
     settings = settings or WatchdogSettings()
-    store = GatewaySettings().open_event_store(common.state)
+    store = open_event_store(EventsSettings(), common.state, service="watchdog")
     token = load_or_create_admin_token(common) if settings.trigger == "finetune" else ""
     return Watchdog(common, settings, store, make_trigger(common, settings, token))
 

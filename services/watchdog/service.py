@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from services.common.errors import Unavailable
 from services.common.events import EventStore
 from services.common.registry import Registry, write_json_atomic
 from services.common.settings import CommonSettings
@@ -44,7 +45,14 @@ class Watchdog:
 
     def run_once(self, now: float | None = None) -> list[dict[str, Any]]:
         now = now or time.time()
-        rows = self.store.summary(window_s=self.settings.window_s)
+        try:
+            rows = self.store.summary(window_s=self.settings.window_s)
+        except Unavailable as exc:
+            # judging on a partial picture could fire a retraining nobody needs: skip, say so, try next pass
+            log.warning("pass skipped: %s", exc.message, extra={"event_action": "watchdog-decision",
+                                                                 "event_outcome": "skipped"})
+            self.last = [{"ts": now, "action": "skipped", "reasons": ["the event store cannot be read"]}]
+            return self.last
         models = self.settings.models or sorted({r["model"] for r in rows if r["model"] != "-"})
         decisions = []
         for model in models:

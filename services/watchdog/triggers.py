@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import httpx
 
 from services.common.settings import CommonSettings
+from services.common.tasks import task_claiming
 
 from .settings import WatchdogSettings
 
@@ -74,9 +75,10 @@ class FinetuneTrigger:
         self.token = token
 
     def fire(self, model: str, reason: str) -> dict[str, Any]:
-        if model.startswith("style-"):
-            raise TriggerFailed("style models learn from a style image and content images, not feedback "
-                                "corrections: start their job by hand or through Jenkins")
+        spec = task_claiming(model)
+        if spec is not None and not spec.learns_from_feedback:
+            raise TriggerFailed(f"{spec.name} models do not learn from feedback corrections: start their job "
+                                "by hand or through Jenkins")
         body = {"model": model, "use_feedback": True, "reason": reason[:500], "trigger": "watchdog"}
         try:
             r = httpx.post(self.url, json=body, headers={"Authorization": f"Bearer {self.token}"}, timeout=self.timeout)

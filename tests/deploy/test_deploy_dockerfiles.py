@@ -16,8 +16,8 @@ from deploy_helpers import (
     tool,
 )
 
-from services.ops.entrypoints import ENTRYPOINTS
 from services.common.settings import CommonSettings
+from services.ops.entrypoints import ENTRYPOINTS
 
 pytestmark = pytest.mark.deploy
 

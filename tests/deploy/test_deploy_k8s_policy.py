@@ -7,8 +7,9 @@ import re
 import pytest
 from deploy_helpers import K8S, REPO, load_docs, of_kind, pod_templates, selects
 
+from services.common.settings import CommonSettings
+from services.common.tasks import TASKS
 from services.ops.entrypoints import ENTRYPOINTS
-from services.common.settings import TASKS, CommonSettings
 
 pytestmark = pytest.mark.deploy
 
@@ -86,7 +87,7 @@ def test_configmap_urls_match_the_settings_ports() -> None:
     for backend in ("vqa", "qa", "style", "finetune"):
         assert re.fullmatch(rf"http://{backend}\.[a-z-]+\.svc\.cluster\.local:{settings.port_of(backend)}",
                             config[f"LOOPLINE_{backend.upper()}_URL"])
-    assert config["LOOPLINE_GATEWAY_EVENT_STORE"] == "elasticsearch"
+    assert config["LOOPLINE_EVENTS_STORE"] == "elasticsearch"
 
 
 def test_every_hpa_targets_an_existing_deployment() -> None:

@@ -55,7 +55,7 @@ def test_install_bulk_retry_feedback_and_summary(es) -> None:
     last = bulks[-1]
     assert "x-ndjson" in last.headers["content-type"]
     action, doc = last.ndjson()
-    assert action == {"create": {"_index": "loopline-events"}}
+    assert action == {"create": {"_index": "loopline-events", "_id": "r1"}}, "the request id makes a resend a no-op"
     assert doc["http"]["request"]["id"] == "r1" and doc["event"]["action"] == "inference"
     assert doc["@timestamp"].endswith("Z") and doc["loopline"]["latency_ms"] == 12.0
 
@@ -78,9 +78,9 @@ def test_install_bulk_retry_feedback_and_summary(es) -> None:
 
 def test_gateway_writes_events_to_elasticsearch(es, stack) -> None:
     gw = start_service("gateway", stack.data, stack.logs, **stack.gateway_env,
-                       LOOPLINE_GATEWAY_EVENT_STORE="elasticsearch", LOOPLINE_GATEWAY_ELASTICSEARCH_URL=es.url,
-                       LOOPLINE_GATEWAY_ELASTICSEARCH_USERNAME="elastic",
-                       LOOPLINE_GATEWAY_ELASTICSEARCH_PASSWORD="es-secret-password-123").wait_ready()
+                       LOOPLINE_EVENTS_STORE="elasticsearch", LOOPLINE_EVENTS_ELASTICSEARCH_URL=es.url,
+                       LOOPLINE_EVENTS_ELASTICSEARCH_USERNAME="elastic",
+                       LOOPLINE_EVENTS_ELASTICSEARCH_PASSWORD="es-secret-password-123").wait_ready()
     try:
         r = httpx.post(gw.url + "/v1/qa", json={"question": "Who?", "context": "Ada wrote it."}, timeout=30)
         assert r.status_code == 200
@@ -97,4 +97,52 @@ def test_gateway_writes_events_to_elasticsearch(es, stack) -> None:
         assert auth.startswith("Basic "), "credentials come from settings"
         assert "es-secret-password-123" not in gw.log_text()
     finally:
+        gw.stop()
+
+
+def test_finetune_reads_the_corrections_the_gateway_stored_in_elasticsearch(es, stack) -> None:
+    """One LOOPLINE_EVENTS_* configuration for gateway and fine-tune: a use_feedback job finds the feedback."""
+    from tests.integration.conftest import ADMIN_TOKEN
+
+    events_env = {"LOOPLINE_EVENTS_STORE": "elasticsearch", "LOOPLINE_EVENTS_ELASTICSEARCH_URL": es.url}
+    gw = start_service("gateway", stack.data, stack.logs, **{**stack.gateway_env, **events_env}).wait_ready()
+    ft = start_service("finetune", stack.data, stack.logs, LOOPLINE_ADMIN_TOKEN=ADMIN_TOKEN,
+                       LOOPLINE_FINETUNE_NUM_THREADS="1", LOOPLINE_FINETUNE_MIN_STEPS="4",
+                       LOOPLINE_FINETUNE_GATE_MIN_TRAIN_FIT="0", **events_env).wait_ready(60)
+    try:
+        corrected: list[str] = []
+        request_ids: list[str] = []
+        for i, (question, context, answer) in enumerate([
+                ("Who wrote it?", "Ada wrote it in London.", "Ada"),
+                ("Where was it written?", "Ada wrote it in London.", "London"),
+                ("Who painted it?", "Bruno painted it in Rome.", "Bruno")]):
+            r = httpx.post(gw.url + "/v1/qa", json={"question": question, "context": context}, timeout=30)
+            assert r.status_code == 200, r.text
+            fb = httpx.post(gw.url + "/v1/feedback", json={"request_id": r.json()["request_id"], "rating": "bad",
+                                                             "correction": answer, "comment": f"fix {i}"})
+            assert fb.status_code == 201, fb.text
+            corrected.append(fb.json()["feedback_id"])
+            request_ids.append(r.json()["request_id"])
+        # inference events reach Elasticsearch through buffered _bulk writes (the first one is refused
+        # by the stand-in and retried): the job reads them from there, so let them land first
+        reader = ElasticEventStore(es.url, flush_interval_s=60)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not all(reader.get_request(rid) for rid in request_ids):
+            time.sleep(0.2)
+        reader.close()
+        with httpx.Client(base_url=ft.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30) as c:
+            job = c.post("/v1/jobs", json={"model": "qa-extractive", "use_feedback": True, "promote": False}).json()
+            deadline = time.monotonic() + 300
+            while job["status"] in ("queued", "running") and time.monotonic() < deadline:
+                time.sleep(0.5)
+                job = c.get(f"/v1/jobs/{job['id']}").json()
+        assert job["status"] in ("succeeded", "rejected"), (job["status"], job["error"], job["data"])
+        assert job["data"]["feedback"] == len(corrected), "every correction stored through the gateway was read"
+        searched = [r for r in es.matching("POST", "/loopline-events-feedback/_search")]
+        assert searched, "fine-tune read the feedback from Elasticsearch, not from a local SQLite file"
+        assert not (stack.data / "state" / "events.db").exists() or all(
+            fid not in (stack.data / "state" / "events.db").read_bytes().decode(errors="replace")
+            for fid in corrected), "no correction went to SQLite"
+    finally:
+        ft.stop()
         gw.stop()

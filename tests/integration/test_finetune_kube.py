@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from services.common.events import open_event_store
+from services.common.events import EventsSettings, open_event_store
 from services.common.registry import Registry
 from services.finetune.settings import FinetuneSettings
 from services.finetune.store import JobStore
@@ -100,7 +100,7 @@ def make_worker(data_dir: Path, api: FakeApiServer) -> tuple[Worker, JobStore]:
                                 kube_namespace="loopline-training", kube_image="registry.local/loopline/finetune:1.2")
     store = JobStore(data_dir / "state" / "finetune.db")
     worker = Worker(settings=settings, store=store, registry=Registry(data_dir / "registry"),
-                    events=open_event_store("sqlite", data_dir / "state"), data_dir=data_dir,
+                    events=open_event_store(EventsSettings(store="sqlite"), data_dir / "state"), data_dir=data_dir,
                     state_dir=data_dir / "state")
     return worker, store
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from services.common.settings import serving_settings
+from services.common.tasks import task_settings
 from services.common.tiny_tokenizer import build_bert_tokenizer
 from services.common.torch_shared import SharedModel
 from services.qa.runtime import QaRuntime, best_span
@@ -34,7 +34,7 @@ class PointAtToken:
 
 def _runtime(model: PointAtToken) -> QaRuntime:
     tok = build_bert_tokenizer(model_max_length=64)
-    rt = QaRuntime(serving_settings("qa", doc_stride=16), Path("."))
+    rt = QaRuntime(task_settings("qa", doc_stride=16), Path("."))
     rt.shared = SharedModel("fake", model, tok)
     rt.tokenizer = tok
     rt.max_len, rt.stride, rt.max_question_tokens = 64, 16, 32

@@ -6,7 +6,6 @@ import math
 import time
 import uuid
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -48,12 +47,29 @@ class EventStore(ABC):
         """Queue the event without blocking (the gateway calls this on its event loop);
         ``get_request`` finds it at once, a background writer makes it durable."""
 
+    def write_inference(self, events: list[InferenceEvent]) -> None:
+        """Write these events now (one batch), or raise. Idempotent by request id: a resend after a
+        crash or a lost answer keeps one copy."""
+        for event in events:
+            self.record_inference(event)
+        self.flush()
+
+    def flush(self) -> None:
+        """Make queued inference events durable now."""
+
+    def ping(self) -> None:
+        """Raise when the store cannot be reached."""
+
+    def health(self) -> dict[str, Any]:
+        """For readiness bodies: ``status`` ok or degraded, and how many events wait locally."""
+        return {"status": "ok", "waiting": 0}
+
     @abstractmethod
     def get_request(self, request_id: str) -> dict[str, Any] | None: ...
 
     @abstractmethod
     def record_feedback(self, feedback: FeedbackRecord) -> str:
-        """Durable when this returns (the 201 is sent after)."""
+        """Durable when this returns (the 201 is sent after); idempotent by feedback id."""
 
     @abstractmethod
     def get_feedback(self, feedback_id: str) -> dict[str, Any] | None: ...
@@ -69,7 +85,8 @@ class EventStore(ABC):
         """Raw inference events in a window (ts, task, model, version, latency_ms, confidence, status)."""
 
     @abstractmethod
-    def record_event(self, kind: str, doc: dict[str, Any]) -> str: ...
+    def record_event(self, kind: str, doc: dict[str, Any], event_id: str | None = None) -> str:
+        """A decision event (watchdog, jobs); idempotent by ``event_id`` when given."""
 
     @abstractmethod
     def events(self, kind: str, since: float | None = None, limit: int = 1000) -> list[dict[str, Any]]: ...
@@ -118,15 +135,3 @@ def percentile(values: list[float], q: float) -> float | None:
     ordered = sorted(values)
     rank = max(1, math.ceil(q / 100.0 * len(ordered)))
     return round(ordered[rank - 1], 3)
-
-
-def open_event_store(kind: str, state_dir: Path, **options: Any) -> EventStore:
-    if kind == "sqlite":
-        from .sqlite import SqliteEventStore
-
-        return SqliteEventStore(Path(state_dir) / "events.db")
-    if kind == "elasticsearch":
-        from .elastic import ElasticEventStore
-
-        return ElasticEventStore(**options)
-    raise ValueError(f"unknown event store {kind!r}; expected sqlite or elasticsearch")

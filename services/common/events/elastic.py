@@ -22,6 +22,9 @@ from tenacity import retry, stop_after_attempt, wait_exponential
 from .base import EventStore, FeedbackRecord, InferenceEvent
 
 log = logging.getLogger("loopline.events.elastic")
+# the client logs every retry with a stack trace; while the cluster is down that floods the log,
+# and the resilient store already says once that it is down and when it is back
+logging.getLogger("elastic_transport").setLevel(logging.ERROR)
 RECENT_REQUESTS = 20_000
 
 
@@ -59,6 +62,22 @@ ILM_POLICY: dict[str, Any] = {
 }
 
 
+def inference_doc(event: InferenceEvent) -> dict[str, Any]:
+    """One inference event as an ECS document."""
+    return {
+        "@timestamp": iso(event.ts), "service": {"name": "loopline-gateway"},
+        "event": {"kind": "event", "action": "inference", "dataset": "loopline.inference",
+                  "outcome": "success" if event.status < 400 else "failure",
+                  "duration": int(event.latency_ms * 1e6)},
+        "http": {"request": {"id": event.request_id}, "response": {"status_code": event.status}},
+        "url": {"path": event.route}, "error": {"code": event.error_code},
+        "client": {"user": {"id": event.client_id}},
+        "loopline": {"task": event.task, "model": event.model, "version": event.version,
+                     "latency_ms": event.latency_ms, "confidence": event.confidence,
+                     "inputs": event.inputs, "output": event.output},
+    }
+
+
 class ElasticEventStore(EventStore):
     def __init__(self, url: str, index: str = "loopline-events", username: str | None = None,
                  password: str | None = None, client: Any = None, flush_interval_s: float = 1.0,
@@ -72,7 +91,7 @@ class ElasticEventStore(EventStore):
             max_retries=3, retry_on_timeout=True, retry_on_status=(429, 502, 503, 504))
         self.flush_interval_s = flush_interval_s
         self.bulk_size = bulk_size
-        self._buffer: list[dict[str, Any]] = []
+        self._buffer: list[tuple[str, dict[str, Any]]] = []
         self._lock = threading.Lock()
         self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._stop = threading.Event()
@@ -94,26 +113,21 @@ class ElasticEventStore(EventStore):
 
     # -- writes -----------------------------------------------------------------------
     def record_inference(self, event: InferenceEvent) -> None:
-        doc = {
-            "@timestamp": iso(event.ts), "service": {"name": "loopline-gateway"},
-            "event": {"kind": "event", "action": "inference", "dataset": "loopline.inference",
-                      "outcome": "success" if event.status < 400 else "failure",
-                      "duration": int(event.latency_ms * 1e6)},
-            "http": {"request": {"id": event.request_id}, "response": {"status_code": event.status}},
-            "url": {"path": event.route}, "error": {"code": event.error_code},
-            "client": {"user": {"id": event.client_id}},
-            "loopline": {"task": event.task, "model": event.model, "version": event.version,
-                         "latency_ms": event.latency_ms, "confidence": event.confidence,
-                         "inputs": event.inputs, "output": event.output},
-        }
+        doc = inference_doc(event)
         with self._lock:
-            self._buffer.append(doc)
+            self._buffer.append((event.request_id, doc))
             self._recent[event.request_id] = doc
             while len(self._recent) > RECENT_REQUESTS:
                 self._recent.popitem(last=False)
             full = len(self._buffer) >= self.bulk_size
         if full:
             self._wake.set()  # the flusher thread sends it; never block the caller on a bulk request
+
+    def write_inference(self, events: list[InferenceEvent]) -> None:
+        self._create([(e.request_id, inference_doc(e)) for e in events])
+
+    def ping(self) -> None:
+        self.es.info()
 
     def record_feedback(self, feedback: FeedbackRecord) -> str:
         f = feedback
@@ -129,14 +143,12 @@ class ElasticEventStore(EventStore):
     def _index_durably(self, doc_id: str, doc: dict[str, Any]) -> None:
         self.es.index(index=self.feedback_index, id=doc_id, document=doc, refresh="wait_for")
 
-    def record_event(self, kind: str, doc: dict[str, Any]) -> str:
-        event_id = uuid.uuid4().hex
+    def record_event(self, kind: str, doc: dict[str, Any], event_id: str | None = None) -> str:
+        event_id = event_id or uuid.uuid4().hex
         ts = float(doc.get("ts", time.time()))
-        with self._lock:
-            self._buffer.append({"@timestamp": iso(ts), "service": {"name": "loopline"},
-                                 "event": {"kind": "event", "action": kind, "dataset": "loopline.decision"},
-                                 "loopline": {"kind": kind, "doc": {**doc, "event_id": event_id, "ts": ts}}})
-        self.flush()
+        self._create([(event_id, {"@timestamp": iso(ts), "service": {"name": "loopline"},
+                                  "event": {"kind": "event", "action": kind, "dataset": "loopline.decision"},
+                                  "loopline": {"kind": kind, "doc": {**doc, "event_id": event_id, "ts": ts}}})])
         return event_id
 
     def flush(self) -> None:
@@ -144,19 +156,25 @@ class ElasticEventStore(EventStore):
             batch, self._buffer = self._buffer, []
         if batch:
             try:
-                self._bulk(batch)
+                self._create(batch)
             except Exception:
                 log.exception("bulk write of %d events failed; keeping them for the next flush", len(batch))
                 with self._lock:
                     self._buffer[:0] = batch
 
-    @retry(stop=stop_after_attempt(4), wait=wait_exponential(multiplier=0.2, max=3), reraise=True)
-    def _bulk(self, docs: list[dict[str, Any]]) -> None:
+    @retry(stop=stop_after_attempt(3), wait=wait_exponential(multiplier=0.2, max=2), reraise=True)
+    def _create(self, docs: list[tuple[str, dict[str, Any]]]) -> None:
+        """Bulk ``create`` with our ids (data streams accept only create): a document already there
+        answers 409, which means a resend, not a failure."""
         from elasticsearch import helpers
 
-        # data streams accept only op_type create
-        helpers.bulk(self.es, ({"_op_type": "create", "_index": self.index, "_source": d} for d in docs),
-                     raise_on_error=True)
+        if not docs:
+            return
+        _, errors = helpers.bulk(self.es, ({"_op_type": "create", "_index": self.index, "_id": doc_id, "_source": d}
+                                           for doc_id, d in docs), raise_on_error=False, stats_only=False)
+        failed = [e for e in errors if next(iter(e.values())).get("status") != 409]  # type: ignore[union-attr]
+        if failed:
+            raise RuntimeError(f"Elasticsearch refused {len(failed)} of {len(docs)} documents: {failed[:1]}")
 
     def _flush_loop(self) -> None:
         while not self._stop.is_set():

@@ -96,6 +96,14 @@ class SqliteEventStore(EventStore):
                     if self._pending.get(row[0]) is row:
                         del self._pending[row[0]]
 
+    def write_inference(self, events: list[InferenceEvent]) -> None:
+        for event in events:
+            self.record_inference(event)
+        self.flush()
+
+    def ping(self) -> None:
+        self._conn().execute("SELECT 1 FROM inference LIMIT 1").fetchall()
+
     def get_request(self, request_id: str) -> dict[str, Any] | None:
         with self._lock:
             pending = self._pending.get(request_id)
@@ -110,7 +118,7 @@ class SqliteEventStore(EventStore):
         conn = self._conn()
         conn.execute("PRAGMA synchronous=FULL")
         try:
-            conn.execute("INSERT INTO feedback VALUES (?,?,?,?,?,?,?,?,?)",
+            conn.execute("INSERT OR IGNORE INTO feedback VALUES (?,?,?,?,?,?,?,?,?)",
                          (f.feedback_id, f.request_id, f.ts, f.rating, f.correction, f.comment, f.task, f.model,
                           f.version))
         finally:
@@ -161,9 +169,9 @@ class SqliteEventStore(EventStore):
             f"WHERE {' AND '.join(where)} ORDER BY ts LIMIT ?", (*args, limit)).fetchall()
         return [dict(r) for r in rows]
 
-    def record_event(self, kind: str, doc: dict[str, Any]) -> str:
-        event_id = uuid.uuid4().hex
-        self._conn().execute("INSERT INTO events VALUES (?,?,?,?)",
+    def record_event(self, kind: str, doc: dict[str, Any], event_id: str | None = None) -> str:
+        event_id = event_id or uuid.uuid4().hex
+        self._conn().execute("INSERT OR IGNORE INTO events VALUES (?,?,?,?)",
                              (event_id, float(doc.get("ts", time.time())), kind, json.dumps(doc, default=str)))
         return event_id
 

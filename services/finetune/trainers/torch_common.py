@@ -99,21 +99,13 @@ def attach_lora(base_model: Any, ctx: TrainContext, targets: list[str], continue
 def runtime_predict(task: str, registry: Registry, data_dir: Path, model: str, version: int,
                     requests: list[dict[str, Any]], batch_size: int = 8) -> list[dict[str, Any]]:
     """Answers of a registry version through the serving runtime (same pre/post-processing as users get)."""
-    from services.common.settings import serving_settings
+    from services.common.tasks import get_task
 
-    if task == "vqa":
-        from services.vqa.runtime import VqaRequest as Request
-        from services.vqa.runtime import VqaRuntime as Runtime
-    else:
-        from services.qa.runtime import QaRequest as Request  # type: ignore[assignment]
-        from services.qa.runtime import QaRuntime as Runtime  # type: ignore[assignment]
-    settings = serving_settings(task, warmup=False)
-    runtime = Runtime(settings, data_dir)
-    version_dir = registry.version_dir(model, version)
-    runtime.manifest = runtime.read_manifest(version_dir)
-    runtime.load(version_dir)
+    spec = get_task(task)
+    runtime_cls = spec.runtime_class()
+    runtime = runtime_cls.from_version(registry.version_dir(model, version), spec.settings(warmup=False), data_dir)
     try:
-        prepared = [runtime.prepare(Request(**r)) for r in requests]
+        prepared = [runtime.prepare(runtime_cls.request_model(**r)) for r in requests]
         out: list[dict[str, Any]] = []
         for lo in range(0, len(prepared), batch_size):
             out.extend(runtime.predict(prepared[lo:lo + batch_size]))
