@@ -34,14 +34,17 @@ MODEL_SOURCES = ("services/world/*.py", "services/vqa/build.py", "services/qa/bu
 
 
 def registry_cache_key() -> str:
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
     digest = hashlib.sha256()
     for pattern in MODEL_SOURCES:
         for path in sorted(REPO.glob(pattern)):
             digest.update(path.relative_to(REPO).as_posix().encode() + b"\0" + path.read_bytes())
-    for package in ("torch", "transformers", "tokenizers", "keras", "tensorflow"):
-        digest.update(f"{package}={version(package)}".encode())
+    for package in ("torch", "transformers", "tokenizers", "peft", "keras", "tensorflow", "tensorflow-cpu"):
+        try:
+            digest.update(f"{package}={version(package)}".encode())
+        except PackageNotFoundError:
+            continue
     return digest.hexdigest()[:16]
 
 

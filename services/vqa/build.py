@@ -208,6 +208,13 @@ def build_tiny(out_dir: Path, seed: int = 0, steps: int = 900, warm_steps: int =
         return loss + 4 * F.binary_cross_entropy_with_logits(logits[:, n_count + n_shape:], present[idx])
 
     tok = processor.tokenizer
+    # tokenized once: tokenizing every step costs as much as the text side of the model
+    flat = [ex for qs in questions for ex in qs]
+    q_all = tok([ex.question for ex in flat], padding="longest", return_tensors="pt")
+    a_all = tok([ex.answer for ex in flat], padding="longest", return_tensors="pt")
+    first = [0]
+    for qs in questions:
+        first.append(first[-1] + len(qs))
     params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
     total = warm_steps + steps
     optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
@@ -217,14 +224,16 @@ def build_tiny(out_dir: Path, seed: int = 0, steps: int = 900, warm_steps: int =
     model.train()
     loss_avg = None
     for step in range(1, total + 1):
-        idx = torch.tensor(rng.sample(range(len(scenes)), scenes_per_batch if step > warm_steps else 64))
+        idx = torch.tensor(rng.sample(range(len(scenes)), min(len(scenes), scenes_per_batch if step > warm_steps else 64)))
         embeds = model.vision_model(pixel_values=pixels[idx])[0]
         loss = aux_loss(embeds, idx)
         if step > warm_steps:
-            rows = [(j, ex) for j, i in enumerate(idx.tolist()) for ex in questions[i]]
-            q = tok([ex.question for _, ex in rows], padding="longest", return_tensors="pt")
-            a = tok([ex.answer for _, ex in rows], padding="longest", return_tensors="pt")
-            answer_loss = _loss(model, None, q["input_ids"], q["attention_mask"], a["input_ids"], a["attention_mask"],
+            rows = [(j, k) for j, i in enumerate(idx.tolist()) for k in range(first[i], first[i + 1])]
+            pick = torch.tensor([k for _, k in rows])
+            qw = int(q_all["attention_mask"][pick].sum(dim=1).max())
+            aw = int(a_all["attention_mask"][pick].sum(dim=1).max())
+            answer_loss = _loss(model, None, q_all["input_ids"][pick, :qw], q_all["attention_mask"][pick, :qw],
+                                a_all["input_ids"][pick, :aw], a_all["attention_mask"][pick, :aw],
                                 image_embeds=embeds[torch.tensor([j for j, _ in rows])])
             loss = answer_loss + 0.5 * loss
         optimiser.zero_grad(set_to_none=True)
