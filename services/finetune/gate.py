@@ -34,7 +34,7 @@ class GatePolicy:
     min_improvement: float | None = None
     min_train_fit: float = 0.6
     z: float = 1.645
-    world_tolerance: float = 0.03
+    world_tolerance: float = 0.05  # issue 14: the original world may drop at most 5 points
 
 
 @dataclass
