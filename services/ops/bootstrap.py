@@ -39,7 +39,7 @@ def bootstrap_tiny(registry: Registry, if_empty: bool = False, show_progress: bo
         with _progress_for(name, show_progress) as progress:
             ref = registry.create_version(
                 name, task=task.name, framework=task.framework, kind="full",
-                write=lambda out, n=name, t=task, p=progress: metrics.update(t.build_tiny(n, out, progress=p) or {}),
+                write=lambda out, n=name, t=task, p=progress, m=metrics: m.update(t.build_tiny(n, out, progress=p) or {}),
                 lineage={"job": "bootstrap-tiny"},
                 extra={"source": "tiny-offline", "world": {"name": WORLDS.get(task.name), "seed": seed,
                                                            "doc": "docs/world.md"}})

@@ -84,7 +84,7 @@ def gram(features: Any) -> Any:
 
 
 class PerceptualLoss:
-    def __init__(self, net: Any, style_image: np.ndarray, content_weight: float, style_weight: float) -> None:
+    def __init__(self, net: Any, style_image: Any, content_weight: float, style_weight: float) -> None:
         self.net, self.cw, self.sw = net, content_weight, style_weight
         self.style_grams = [gram(f) for f in self.net(style_image[None])[1:]]
 

@@ -168,7 +168,7 @@ def test_bootstrap_registers_every_world_model_and_skips_what_exists(tmp_path: P
     assert first.models() == ["qa-extractive", "style-mosaic", "style-sketch", "vqa-blip"]
     for m in first.models():
         manifest = first.manifest(m, 1)
-        assert first.resolve(m) == 1 and manifest["world"]["seed"] == 0 and manifest["metrics"]["heldout"], m
+        assert first.resolve(m) == 1 and manifest["world"]["seed"] in (0, 1) and manifest["metrics"]["heldout"], m
     shutil.copytree(tiny_registry_template, tmp_path / "registry")
     assert bootstrap_tiny(Registry(tmp_path / "registry"), if_empty=True, show_progress=False) == []
 
