@@ -24,9 +24,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install Loopline with every extra
 
-sysdeps: ## Debian packages the checks need (chromium, docker-compose, groovy); skipped when present
-	@missing=""; for p in chromium:chromium docker-compose:docker-compose groovy:groovy; do \
-	  command -v $${p%%:*} >/dev/null || missing="$$missing $${p##*:}"; done; \
+SYSDEPS := chromium docker-compose groovy podman runc debootstrap netavark aardvark-dns fuse-overlayfs
+sysdeps: ## Debian packages the checks need (chromium, docker-compose, groovy, podman, runc, debootstrap); skipped when present
+	@missing=""; for p in $(SYSDEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -38,7 +38,7 @@ models: install ## build the tiny offline models into the registry when it is em
 up: install models ## install, build models if needed, start the whole embedded stack
 	$(LOOPLINE) up
 
-test: install sysdeps ## install, then run the whole test suite
+test: install sysdeps images ## install, build the images, then run the whole test suite (the compose stack included)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: install ## unit tests only
@@ -67,5 +67,6 @@ soak: install ## bounded soak (5 min) + schemathesis with thousands of cases (se
 
 clean: ## remove the venv and run-time data (registry, state)
 	rm -rf $(VENV) data/registry data/state bench/results test-output
+	@if [ -d .containers ]; then scripts/container_engine.sh stop; scripts/container_engine.sh podman system reset -f >/dev/null 2>&1 || true; rm -rf .containers; fi
 
 -include mk/*.mk

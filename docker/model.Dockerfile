@@ -10,7 +10,9 @@ ARG MODEL
 ARG VERSION
 LABEL org.opencontainers.image.title="loopline model ${MODEL} v${VERSION}"
 ENV LOOPLINE_MODEL=${MODEL} LOOPLINE_MODEL_VERSION=${VERSION} LOOPLINE_REGISTRY_DIR=/data/registry
-COPY ${MODEL}/${VERSION} /models/${MODEL}/${VERSION}
+# owned by the uid that runs the copy: the registry writes its files 0600, so a root-owned copy
+# would be unreadable to the uid-10001 init container
+COPY --chown=10001:0 ${MODEL}/${VERSION} /models/${MODEL}/${VERSION}
 USER 10001
 HEALTHCHECK NONE
 # Copy under a temporary name and rename (a reader never sees half a version); an existing

@@ -1,32 +1,44 @@
 # syntax=docker/dockerfile:1
 # Loopline vqa: visual question answering runtime (torch).
-# Build from the repository root:  docker build -f docker/vqa.Dockerfile -t loopline/vqa .
+# Build from the repository root (make images does this with podman or docker):
+#   docker build -f docker/vqa.Dockerfile -t loopline/vqa .
 # Models are not baked in: they come from the registry on the shared /data volume
 # (or from a model image, see docker/model.Dockerfile).
-
-FROM python:3.11.13-slim-bookworm AS build
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-RUN python -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
-# torch first and pinned, as in the Makefile: any other spec resolves to a multi-GB CUDA build
-RUN pip install --no-cache-dir torch==2.13.0
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY services ./services
-# only this service's extras
-RUN pip install --no-cache-dir "/src[vqa]"
+#
+# Every service Dockerfile starts with the same lines (tests/deploy checks it), so the images
+# share those layers: base + user + venv for all, + CPU torch for the torch images, + the
+# service's dependencies, and the code last, so a code change rebuilds one small layer.
 
 FROM python:3.11.13-slim-bookworm
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
     HOME=/tmp HF_HOME=/tmp/hf MPLCONFIGDIR=/tmp/mpl \
     LOOPLINE_HOST=0.0.0.0 LOOPLINE_DATA_DIR=/data
 # a fixed numeric uid so Kubernetes can prove runAsNonRoot; /data and the log dir are
 # owned by it, so a fresh named volume mounted there is writable without chmod tricks
 RUN useradd --system --uid 10001 --gid 0 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin loopline \
  && mkdir -p /data /var/log/loopline \
- && chown 10001:0 /data /var/log/loopline
-COPY --from=build /opt/venv /opt/venv
+ && chown 10001:0 /data /var/log/loopline \
+ && python -m venv /opt/venv
+# PyTorch's CPU build, pinned with its +cpu label: a plain torch==2.13.0 from PyPI is the CUDA
+# build with gigabytes of NVIDIA libraries. Default source: PyTorch's CPU wheel index. Offline,
+# a wheel folder bind-mounted at build time instead (scripts/deploy_images.sh does this):
+#   --build-arg TORCH_INDEX_URL= --build-arg TORCH_WHEELS=/wheels --volume /path/to/wheels:/wheels:ro
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG TORCH_WHEELS=
+# C++ headers (62 MB) serve only extension builds, and the images have no compiler
+RUN PIP_EXTRA_INDEX_URL="$TORCH_INDEX_URL" PIP_FIND_LINKS="$TORCH_WHEELS" pip install "torch==2.13.0+cpu" \
+ && rm -rf /opt/venv/lib/python3.11/site-packages/torch/include
+# the dependencies of the extras only (a stub package stands for the code), so a code change
+# does not reinstall them; the vqa extra is exactly the torch extra, and naming it so gives vqa,
+# qa and finetune one shared layer (tests/deploy checks the extras still agree)
+COPY pyproject.toml /src/pyproject.toml
+RUN mkdir -p /src/services && touch /src/services/__init__.py /src/README.md \
+ && pip install "/src[torch]" && pip uninstall -y loopline && rm -rf /src
+COPY pyproject.toml README.md /src/
+COPY services /src/services
+RUN pip install --no-deps /src && rm -rf /src
 COPY scripts/deploy_healthcheck.py /usr/local/bin/loopline-healthcheck
 USER 10001
 EXPOSE 8101

@@ -1,30 +1,34 @@
 # syntax=docker/dockerfile:1
 # Loopline watchdog: live quality policy and retraining triggers (Jenkins / fine-tune service).
-# Build from the repository root:  docker build -f docker/watchdog.Dockerfile -t loopline/watchdog .
+# Build from the repository root (make images does this with podman or docker):
+#   docker build -f docker/watchdog.Dockerfile -t loopline/watchdog .
 # Models are not baked in: they come from the registry on the shared /data volume
 # (or from a model image, see docker/model.Dockerfile).
-
-FROM python:3.11.13-slim-bookworm AS build
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-RUN python -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY services ./services
-# only this service's extras
-RUN pip install --no-cache-dir "/src[watchdog]"
+#
+# Every service Dockerfile starts with the same lines (tests/deploy checks it), so the images
+# share those layers: base + user + venv for all, + CPU torch for the torch images, + the
+# service's dependencies, and the code last, so a code change rebuilds one small layer.
 
 FROM python:3.11.13-slim-bookworm
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
     HOME=/tmp HF_HOME=/tmp/hf MPLCONFIGDIR=/tmp/mpl \
     LOOPLINE_HOST=0.0.0.0 LOOPLINE_DATA_DIR=/data
 # a fixed numeric uid so Kubernetes can prove runAsNonRoot; /data and the log dir are
 # owned by it, so a fresh named volume mounted there is writable without chmod tricks
 RUN useradd --system --uid 10001 --gid 0 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin loopline \
  && mkdir -p /data /var/log/loopline \
- && chown 10001:0 /data /var/log/loopline
-COPY --from=build /opt/venv /opt/venv
+ && chown 10001:0 /data /var/log/loopline \
+ && python -m venv /opt/venv
+# the dependencies of the extras only (a stub package stands for the code), so a code change
+# does not reinstall them
+COPY pyproject.toml /src/pyproject.toml
+RUN mkdir -p /src/services && touch /src/services/__init__.py /src/README.md \
+ && pip install "/src[watchdog]" && pip uninstall -y loopline && rm -rf /src
+COPY pyproject.toml README.md /src/
+COPY services /src/services
+RUN pip install --no-deps /src && rm -rf /src
 COPY scripts/deploy_healthcheck.py /usr/local/bin/loopline-healthcheck
 USER 10001
 EXPOSE 8105

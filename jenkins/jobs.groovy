@@ -7,7 +7,19 @@ pipelineJob('Loopline') {
     properties {
         pipelineTriggers {
             triggers {
-                // a git push notifies Jenkins; polling is the fallback
+                // a git push to main calls <jenkins>/generic-webhook-trigger/invoke with the token
+                // (the git server's push webhook, docs/deploy.md); polling is the fallback
+                genericTrigger {
+                    genericVariables {
+                        genericVariable { key('ref'); value('$.ref') }
+                    }
+                    tokenCredentialId('git-webhook-token')
+                    regexpFilterText('$ref')
+                    regexpFilterExpression('^refs/heads/main$')
+                    causeString('git push to $ref')
+                    printContributedVariables(false)
+                    printPostContent(false)
+                }
                 pollSCM { scmpoll_spec('H/15 * * * *') }
             }
         }
@@ -28,6 +40,17 @@ pipelineJob('Loopline') {
 
 pipelineJob('FineTuneModels') {
     description('Fine-tune one model, gate it, then trigger the main pipeline (started by the watchdog)')
+    // declared here, not only in the Jenkinsfile: the watchdog's first buildWithParameters
+    // must find them before any build has run. MODEL is free text: every registry model
+    // the watchdog can name (new style-<name> models too) is legal; the service validates it.
+    parameters {
+        stringParam('MODEL', 'qa-extractive', 'registry model to fine-tune (qa-extractive, vqa-blip, style-<name>)')
+        stringParam('DATASET', 'feedback', 'dataset path relative to the data root, or "feedback" (the corrections)')
+        stringParam('EPOCHS', '3', 'training epochs')
+        stringParam('BATCH_SIZE', '8', 'batch size')
+        stringParam('LEARNING_RATE', '0.0002', 'learning rate')
+        stringParam('REASON', 'manual', 'why (the watchdog fills in its policy verdict)')
+    }
     definition {
         cpsScm {
             scm {

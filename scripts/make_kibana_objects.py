@@ -1,4 +1,5 @@
-"""Regenerate services/gateway/kibana/saved_objects.ndjson (data view + dashboard).
+"""Regenerate services/gateway/kibana/saved_objects.ndjson: the events data view and dashboard,
+and the logs data view (Filebeat's ``loopline-logs-*``) with a saved search of warnings and errors.
 
 Legacy aggregation-based visualizations: they import unchanged into Kibana 8.x and 9.x.
 Import with scripts/deploy_kibana_import.py (compose and Kubernetes run it once), or:
@@ -13,6 +14,8 @@ from pathlib import Path
 
 OUT = Path(__file__).resolve().parent.parent / "services" / "gateway" / "kibana" / "saved_objects.ndjson"
 DATA_VIEW = "loopline-events-dv"
+LOGS_VIEW = "loopline-logs-dv"
+LOG_COLUMNS = ["service.name", "log.level", "message", "trace.id", "ml.model.name", "event.action"]
 VERSION = "8.11.0"
 
 
@@ -77,6 +80,24 @@ def main() -> None:
                        "kibanaSavedObjectMeta": {"searchSourceJSON": json.dumps(
                            {"query": {"query": "", "language": "kuery"}, "filter": []})}},
         "references": refs,
+    })
+    objects.append({
+        "type": "index-pattern", "id": LOGS_VIEW, "coreMigrationVersion": VERSION,
+        "attributes": {"title": "loopline-logs-*", "name": "Loopline service logs", "timeFieldName": "@timestamp"},
+        "references": [],
+    })
+    objects.append({
+        "type": "search", "id": "loopline-logs-problems", "coreMigrationVersion": VERSION,
+        "attributes": {
+            "title": "Loopline: service warnings and errors", "description": "JSON logs shipped by Filebeat; "
+            "trace.id is the request id, so one request's lines across services line up",
+            "columns": LOG_COLUMNS, "sort": [["@timestamp", "desc"]], "version": 1,
+            "kibanaSavedObjectMeta": {"searchSourceJSON": json.dumps({
+                "query": {"query": "log.level : (\"warning\" or \"error\" or \"critical\")", "language": "kuery"},
+                "filter": [], "indexRefName": "kibanaSavedObjectMeta.searchSourceJSON.index"})},
+        },
+        "references": [{"name": "kibanaSavedObjectMeta.searchSourceJSON.index", "type": "index-pattern",
+                        "id": LOGS_VIEW}],
     })
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("".join(json.dumps(o, sort_keys=True) + "\n" for o in objects), encoding="utf-8")

@@ -1,12 +1,20 @@
 """Stand-in HTTP servers for protocols with no local implementation (Elasticsearch, Jenkins).
 
 They implement just enough of the documented REST API and record every request so tests
-can check what the official clients sent.
+can check what the official clients sent, and refuse what the real server refuses (an
+Elasticsearch 8.x answers a client that asks for ``compatible-with=9`` with a 400).
+
+Standard library only: the compose stack runs the Elasticsearch stand-in as a container
+where the real image cannot be pulled (docker-compose.standins.yml):
+    python standins.py elasticsearch --host 0.0.0.0 --port 9200
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
+import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -76,12 +84,12 @@ class RecordingHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def serve(handler_factory: Any, port: int = 0) -> StandIn:
-    """Start a stand-in on 127.0.0.1 (``port`` 0: any free port; a fixed one to restart it where it was)."""
+def serve(handler_factory: Any, port: int = 0, host: str = "127.0.0.1") -> StandIn:
+    """Start a stand-in on ``host`` (``port`` 0: any free port; a fixed one to restart it where it was)."""
     standin = StandIn(server=None)  # type: ignore[arg-type]
     handler = handler_factory(standin)
     ThreadingHTTPServer.allow_reuse_address = True
-    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server = ThreadingHTTPServer((host, port), handler)
     standin.server = server
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return standin
@@ -115,13 +123,36 @@ def _matches(doc: dict[str, Any], query: dict[str, Any]) -> bool:
     raise AssertionError(f"stand-in does not know query {query}")
 
 
-def elasticsearch_handler(fail_first_bulk: bool = False, canned_aggs: dict[str, Any] | None = None,
-                          indices: dict[str, list[dict[str, Any]]] | None = None) -> Any:
-    """Elasticsearch 8/9 REST subset: ILM, index templates, _bulk, index, _search.
+ES_VERSIONS = {8: "8.15.3", 9: "9.1.0"}
+COMPAT = re.compile(r"compatible-with=(\d+)")
 
-    ``indices`` (index -> documents) outlives the server when passed in, so a test can stop
-    and restart "Elasticsearch" with its data; documents with an id are kept once (a second
-    ``create`` of the same id answers 409, as Elasticsearch does)."""
+
+def compat_error(headers: dict[str, str], major: int) -> dict[str, Any] | None:
+    """What Elasticsearch ``major`` answers to compatibility headers it cannot serve.
+
+    A server accepts ``compatible-with`` equal to its own major or the one before; the 9.x
+    Python client sends ``compatible-with=9``, which an 8.x server refuses.
+    """
+    for name in ("accept", "content-type"):
+        found = COMPAT.search(headers.get(name, ""))
+        if found and int(found.group(1)) not in (major, major - 1):
+            reason = (f"{'Accept' if name == 'accept' else 'Content-Type'} version must be either version "
+                      f"{major} or {major - 1}, but found {found.group(1)}. "
+                      f"{'Accept' if name == 'accept' else 'Content-Type'}={headers[name]}")
+            cause = {"type": "media_type_header_exception", "reason": "Invalid media-type value on headers [Accept, Content-Type]"}
+            return {"error": {"root_cause": [cause], **cause, "caused_by": {"type": "status_exception", "reason": reason}},
+                    "status": 400}
+    return None
+
+
+def elasticsearch_handler(fail_first_bulk: bool = False, canned_aggs: dict[str, Any] | None = None,
+                          indices: dict[str, list[dict[str, Any]]] | None = None, major: int = 8) -> Any:
+    """Elasticsearch REST subset (default: an 8.15 server): ILM, index templates, _bulk, index, _search.
+
+    Requests with compatibility headers for another major get the real 400
+    ``media_type_header_exception``. ``indices`` (index -> documents) outlives the server when
+    passed in, so a test can stop and restart "Elasticsearch" with its data; documents with an
+    id are kept once (a second ``create`` of the same id answers 409, as Elasticsearch does)."""
 
     def factory(standin: StandIn) -> type[BaseHTTPRequestHandler]:
         nonlocal indices
@@ -131,14 +162,18 @@ def elasticsearch_handler(fail_first_bulk: bool = False, canned_aggs: dict[str, 
 
         class Handler(RecordingHandler):
             extra_headers = {"X-Elastic-Product": "Elasticsearch"}  # the client's product check
-            content_type = "application/vnd.elasticsearch+json;compatible-with=9"
+            content_type = f"application/vnd.elasticsearch+json;compatible-with={major}"
 
             def _handle(self) -> None:
                 rec = self.record()
                 url = urlparse(self.path)
                 parts = [p for p in url.path.split("/") if p]
+                refused = compat_error(rec.headers, major)
+                if refused:
+                    return self._send(400, refused)
                 if url.path == "/":
-                    return self._send(200, {"version": {"number": "9.1.0"}, "tagline": "You Know, for Search"})
+                    return self._send(200, {"version": {"number": ES_VERSIONS.get(major, f"{major}.0.0")},
+                                            "tagline": "You Know, for Search"})
                 if parts[:2] == ["_ilm", "policy"] or parts[0] == "_index_template":
                     return self._send(200, {"acknowledged": True})
                 if parts == ["_bulk"]:
@@ -219,3 +254,31 @@ def jenkins_handler(mode: str = "ok", user: str = "watchdog", token: str = "jenk
         return Handler
 
     return factory
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="run a stand-in server in the foreground, or check one")
+    parser.add_argument("kind", choices=["elasticsearch", "health"])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9200)
+    parser.add_argument("--major", type=int, default=8, help="the Elasticsearch major to behave like")
+    args = parser.parse_args(argv)
+    if args.kind == "health":  # a container health check (one word per argument: podman's API splits them)
+        from urllib.request import urlopen
+
+        try:
+            with urlopen(f"http://{args.host}:{args.port}/", timeout=3) as response:  # noqa: S310 - loopback
+                return 0 if response.status == 200 else 1
+        except OSError:
+            return 1
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # PID 1 in a container: stop on SIGTERM
+    standin = serve(elasticsearch_handler(major=args.major), port=args.port, host=args.host)
+    print(f"elasticsearch {ES_VERSIONS.get(args.major)} stand-in on {standin.url}", flush=True)
+    threading.Event().wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -37,6 +37,7 @@ class Task:
     event_output: tuple[str, ...]
     default_model: str | None = None  # the model a request gets when it names none
     model_prefix: str = ""  # e.g. "style-": a request names "mosaic", the registry holds "style-mosaic"
+    sample_dataset: str | None = None  # shipped under data/samples: the release gate scores production on it
     learns_from_feedback: bool = True  # corrections in /v1/feedback are training rows (style: free comments)
     hub_id: str | None = None  # real checkpoint fetched by ``loopline models pull``
     hub_loader: str | None = None  # "module:function(hub_id, out_dir)" that saves it
@@ -81,12 +82,14 @@ TASKS: dict[str, Task] = {
         runtime="services.vqa.runtime:VqaRuntime", trainer="services.finetune.trainers.vqa:VqaTrainer",
         framework="torch", tiny_builder="services.vqa.build:build_tiny",
         tiny_models={"vqa-blip": {"seed": 0}}, event_output=("answer",),
+        sample_dataset="samples/vqa.csv",
         default_model="vqa-blip", hub_id="Salesforce/blip-vqa-base", hub_loader="services.vqa.runtime:save_from_hub"),
     "qa": Task(
         name="qa", summary="extractive question answering (BERT family)", default_port=8102,
         runtime="services.qa.runtime:QaRuntime", trainer="services.finetune.trainers.qa:QaTrainer",
         framework="torch", tiny_builder="services.qa.build:build_tiny",
         tiny_models={"qa-extractive": {"seed": 0}}, event_output=("answer", "start", "end"),
+        sample_dataset="samples/qa.json",
         default_model="qa-extractive", hub_id="distilbert-base-cased-distilled-squad",
         hub_loader="services.qa.runtime:save_from_hub"),
     "style": Task(

@@ -79,7 +79,7 @@ def run(model: Annotated[str, typer.Argument(help="registry model, e.g. qa-extra
         steps: Annotated[int | None, typer.Option(help="minimum optimiser steps", min=1)] = None,
         max_steps: Annotated[int | None, typer.Option(min=1)] = None,
         batch_size: Annotated[int | None, typer.Option(min=1)] = None,
-        lr: Annotated[float | None, typer.Option(help="learning rate")] = None,
+        lr: Annotated[float | None, typer.Option("--learning-rate", "--lr", help="learning rate")] = None,
         seed: Annotated[int | None, typer.Option()] = None,
         repeat: Annotated[int, typer.Option(help="use the rows this many times", min=1)] = 1,
         image_size: Annotated[int | None, typer.Option(help="style: training image side")] = None,
@@ -216,6 +216,41 @@ def cancel(job_id: str) -> None:
     """Cancel a queued or running job."""
     job = Client().call("POST", f"/v1/jobs/{job_id}/cancel")
     console.print(f"job {job_id}: {job['status']}" + (" (stopping at the next step)" if job["status"] == "running" else ""))
+
+
+@finetune_app.command("gate")
+def gate(dataset_dir: Annotated[str, typer.Option(help="folder under the data root holding each task's sample "
+                                                      "dataset (vqa.csv, qa.json)")] = "samples",
+         min_score: Annotated[float, typer.Option(min=0.0, max=1.0, help="lowest primary score (VQA accuracy, "
+                                                                          "QA F1) a served version may have")] = 0.5,
+         as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Release gate: score every production and canary version on the sample data; exit 1 if one is below."""
+    from services.common.errors import LooplineError
+    from services.common.registry import Registry
+
+    from .release_gate import release_gate
+    from .settings import FinetuneSettings
+
+    common = _common()
+    try:
+        rows = release_gate(Registry(common.registry), common.data_dir, dataset_dir, min_score,
+                            FinetuneSettings(runner="embedded"))
+    except (LooplineError, ValueError, OSError) as exc:  # a missing or bad dataset: one sentence, no traceback
+        _fail(f"cannot run the release gate: {exc}", 2)
+    if not rows:
+        _fail(f"nothing to gate: no served model has a sample dataset under {dataset_dir}", 2)
+    if as_json:
+        console.print_json(json.dumps([r.as_dict() for r in rows]))
+    else:
+        table = Table("model", "alias", "version", "metric", "score", "minimum", "rows", "passed")
+        for r in rows:
+            table.add_row(r.model, r.alias, str(r.version), r.metric, f"{r.score:.4f}", f"{r.minimum:.2f}",
+                          str(r.rows), "yes" if r.passed else "[red]NO[/red]")
+        console.print(table)
+    failed = [r for r in rows if not r.passed]
+    if failed:
+        _fail("release blocked: " + "; ".join(f"{r.model} v{r.version} ({r.alias}) {r.metric} {r.score:.3f} "
+                                              f"< {r.minimum}" for r in failed))
 
 
 @finetune_app.command("execute", hidden=True)

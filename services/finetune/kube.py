@@ -58,6 +58,8 @@ def build_job_manifest(settings: FinetuneSettings, job_id: str, model: str) -> d
     }
     if settings.kube_service_account:
         pod_spec["serviceAccountName"] = settings.kube_service_account
+    if settings.kube_image_pull_secret:
+        pod_spec["imagePullSecrets"] = [{"name": settings.kube_image_pull_secret}]
     if settings.kube_node_selector:
         pod_spec["nodeSelector"] = dict(settings.kube_node_selector)
     labels = {**LABELS, "loopline.io/finetune-job": job_id, "loopline.io/model": model}

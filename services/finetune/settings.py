@@ -89,6 +89,8 @@ class FinetuneSettings(BaseSettings):
     kube_memory_request: str = "2Gi"
     kube_memory_limit: str = "6Gi"
     kube_node_selector: dict[str, str] = Field(default_factory=dict)
+    kube_image_pull_secret: str | None = Field(
+        None, description="docker-registry Secret in the training namespace for a private registry (unset: none)")
     kube_active_deadline_s: int = Field(6 * 3600, ge=60)
     kube_ttl_after_finished_s: int = Field(24 * 3600, ge=0)
     kube_poll_s: float = Field(5.0, gt=0, description="how often a running Job is checked")

@@ -18,7 +18,7 @@ DOCKER = REPO / "docker"
 K8S = REPO / "k8s"
 ANSIBLE = REPO / "ansible"
 INVENTORIES = sorted(p.name for p in (ANSIBLE / "inventories").iterdir())
-SERVICE_DOCKERFILES = sorted(p for p in DOCKER.glob("*.Dockerfile") if p.stem not in ("model", "filebeat"))
+SERVICE_DOCKERFILES = sorted(p for p in DOCKER.glob("*.Dockerfile") if p.stem not in ("model", "filebeat", "ci-tools"))
 ALL_DOCKERFILES = sorted(DOCKER.glob("*.Dockerfile"))
 JENKINSFILES = [REPO / "Jenkinsfile", REPO / "jenkins" / "FineTuneModels.Jenkinsfile"]
 

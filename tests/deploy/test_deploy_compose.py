@@ -46,8 +46,11 @@ def test_backend_urls_match_the_ports_in_settings(compose: dict) -> None:
     settings = CommonSettings()
     for backend in ("vqa", "qa", "style", "finetune"):
         assert env[f"LOOPLINE_{backend.upper()}_URL"] == f"http://{backend}:{settings.port_of(backend)}"
-    assert env["LOOPLINE_EVENTS_STORE"] == "elasticsearch"
-    assert env["LOOPLINE_EVENTS_ELASTICSEARCH_URL"] == "http://elasticsearch:9200"
+    # one event store for every service that reads or writes events (shared settings)
+    for service in ("gateway", "finetune", "watchdog"):
+        env = compose["services"][service]["environment"]
+        assert env["LOOPLINE_EVENTS_STORE"] == "elasticsearch", service
+        assert env["LOOPLINE_EVENTS_ELASTICSEARCH_URL"] == "http://elasticsearch:9200", service
 
 
 def test_startup_order_waits_for_health(compose: dict) -> None:

@@ -84,18 +84,48 @@ def test_service_image_runs_its_entry_point_as_non_root(dockerfile) -> None:
     users = [args for i, args in ins if i == "USER"]
     assert users and users[-1].isdigit() and int(users[-1]) != 0, "last USER must be a numeric non-root uid"
     assert any(i == "HEALTHCHECK" and "loopline-healthcheck" in a and service in a for i, a in ins)
-    exposed = [int(a) for i, a in ins if i == "EXPOSE"]
-    assert exposed == [CommonSettings().port_of(service)], "EXPOSE must be the port from settings.py"
+    exposed = {int(a) for i, a in ins if i == "EXPOSE"}
+    assert exposed == {CommonSettings().port_of(service)}, "EXPOSE must be the port from settings.py"
 
 
 @pytest.mark.parametrize("dockerfile", SERVICE_DOCKERFILES, ids=lambda p: p.name)
 def test_pinned_base_and_only_the_service_extras(dockerfile) -> None:
     ins = dockerfile_instructions(dockerfile)
+    stages = {a.split()[-1] for i, a in ins if i == "FROM" and " AS " in a.upper()}
     bases = [a.split()[0] for i, a in ins if i == "FROM"]
-    assert len(bases) >= 2, "multi-stage: a build stage and a runtime stage"
-    assert all(re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", b) for b in bases), bases
-    extras = re.findall(r'/src\[([\w,]+)\]', " ".join(a for i, a in ins if i == "RUN"))
-    assert extras == [dockerfile.stem]
+    assert all(re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", b) or b in stages for b in bases), bases
+    extras = re.findall(r'/src\[([\w,-]+)\]', " ".join(a for i, a in ins if i == "RUN"))
+    expected = {"vqa": ["torch"], "qa": ["torch"], "finetune": ["torch", "finetune", "finetune-full"]}
+    assert extras == expected.get(dockerfile.stem, [dockerfile.stem])
+    # torch only as the pinned CPU build
+    torch_runs = [a for i, a in ins if i == "RUN" and "torch==" in a]
+    assert all('"torch==2.13.0+cpu"' in a for a in torch_runs)
+    assert bool(torch_runs) == (dockerfile.stem in ("vqa", "qa", "finetune"))
+
+
+def test_vqa_and_qa_extras_are_the_torch_extra_so_the_shared_layer_is_right() -> None:
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extras["vqa"] == extras["qa"] == ["loopline[torch]"]
+    assert not any("tensorflow" in d for d in extras["finetune"]), "the finetune image carries one framework"
+    assert any(d.startswith("elasticsearch") and "<9" in d for d in extras["events"])
+
+
+def _prefix(path, upto: str) -> str:
+    text = path.read_text()
+    start = text.index("FROM python:")
+    lines = text[start:text.index(upto, start)].replace(" AS finetune-deps", "").splitlines()
+    return "\n".join(line for line in lines if not line.startswith("#"))  # comments make no layer
+
+
+def test_service_dockerfiles_share_their_leading_lines() -> None:
+    """Identical leading instructions are what lets podman/docker reuse the layers across images."""
+    venv = "python -m venv /opt/venv\n"
+    base = {p.stem: _prefix(p, venv) for p in SERVICE_DOCKERFILES}
+    assert len(set(base.values())) == 1, "the base + user + venv lines differ between Dockerfiles"
+    torch = {stem: _prefix(REPO / "docker" / f"{stem}.Dockerfile", '"/src[torch]"') for stem in ("vqa", "qa", "finetune")}
+    assert len(set(torch.values())) == 1, "the torch lines differ between vqa, qa and finetune"
 
 
 def test_model_image_copies_one_registry_version() -> None:
@@ -103,7 +133,8 @@ def test_model_image_copies_one_registry_version() -> None:
     args = {a.split("=")[0] for i, a in ins if i == "ARG"}
     assert {"MODEL", "VERSION"} <= args
     copies = [a for i, a in ins if i == "COPY"]
-    assert copies == ["${MODEL}/${VERSION} /models/${MODEL}/${VERSION}"]
+    # owned by the init container's uid: registry files are 0600
+    assert copies == ["--chown=10001:0 ${MODEL}/${VERSION} /models/${MODEL}/${VERSION}"]
     users = [a for i, a in ins if i == "USER"]
     assert users and users[-1] != "0"
     # its build context is the registry (make model-image)

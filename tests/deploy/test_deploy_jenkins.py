@@ -85,3 +85,27 @@ def test_push_and_deploy_default_to_dry_run() -> None:
         assert result.returncode == 0, result.stderr
     deploy = run(["make", "deploy", "IMAGE_TAG=abc123"])
     assert deploy.returncode == 0 and "[dry-run]" in deploy.stdout and "image_tag=abc123" in deploy.stdout
+
+
+def test_job_dsl_declares_every_finetune_parameter_and_models_are_free_text() -> None:
+    """The watchdog's first buildWithParameters must find every parameter; any model is legal."""
+    pipeline = (REPO / "jenkins" / "FineTuneModels.Jenkinsfile").read_text()
+    dsl = (REPO / "jenkins" / "jobs.groovy").read_text()
+    declared = set(re.findall(r"(?:string|choice|booleanParam)\(name: '(\w+)'", pipeline))
+    in_dsl = set(re.findall(r"stringParam\('(\w+)'", dsl))
+    assert {"MODEL", "DATASET", "REASON", "LEARNING_RATE"} <= declared == in_dsl
+    assert "choice(name: 'MODEL'" not in pipeline, "a choice list refuses models the watchdog can name (style-<name>)"
+    assert 'REASON="$REASON"' in pipeline
+
+
+def test_every_credential_id_used_is_defined_in_casc() -> None:
+    used = set()
+    for path in (REPO / "Jenkinsfile", REPO / "jenkins" / "FineTuneModels.Jenkinsfile", REPO / "jenkins" / "jobs.groovy"):
+        text = path.read_text()
+        used |= set(re.findall(r"credentials\('([\w-]+)'\)", text))
+        used |= set(re.findall(r"credentialsId: '([\w-]+)'", text))
+        used |= set(re.findall(r"tokenCredentialId\('([\w-]+)'\)", text))
+    defined = set(re.findall(r"^\s+id: ([\w-]+)$", (REPO / "jenkins" / "casc.yaml").read_text(), re.M))
+    assert used and used <= defined, f"undefined credential ids: {used - defined}"
+    plugins = (REPO / "jenkins" / "plugins.txt").read_text().split()
+    assert "matrix-auth" in plugins and "generic-webhook-trigger" in plugins

@@ -87,7 +87,9 @@ def test_configmap_urls_match_the_settings_ports() -> None:
     for backend in ("vqa", "qa", "style", "finetune"):
         assert re.fullmatch(rf"http://{backend}\.[a-z-]+\.svc\.cluster\.local:{settings.port_of(backend)}",
                             config[f"LOOPLINE_{backend.upper()}_URL"])
+    # one event store shared by gateway, fine-tune and watchdog
     assert config["LOOPLINE_EVENTS_STORE"] == "elasticsearch"
+    assert config["LOOPLINE_EVENTS_ELASTICSEARCH_URL"].startswith("http://elasticsearch.")
 
 
 def test_every_hpa_targets_an_existing_deployment() -> None:
@@ -208,3 +210,18 @@ def test_every_namespace_used_is_declared() -> None:
 
 def test_k8s_folder_has_only_rendered_yaml() -> None:
     assert all(p.suffix == ".yaml" for p in K8S.rglob("*") if p.is_file())
+
+
+def test_the_finetune_jenkins_agent_may_reach_the_finetune_service() -> None:
+    """FineTuneModels runs `make finetune-job` in an agent pod of the training namespace, which
+    follows the job through the fine-tune API: the serving namespace's deny-all must admit it."""
+    import yaml
+
+    agent = yaml.safe_load((REPO / "jenkins" / "agent-pod.yaml").read_text(encoding="utf-8"))
+    agent_name = agent["metadata"]["labels"]["app.kubernetes.io/name"]
+    (policy,) = [p for p in of_kind(DOCS, "NetworkPolicy") if p["metadata"]["name"] == "finetune-ingress"]
+    admitted = [src for rule in policy["spec"]["ingress"] for src in rule["from"]
+                if src.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+                == "loopline-training"]
+    assert admitted and admitted[0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == agent_name
+    assert all("podSelector" in src for src in admitted), "only the agent, not every pod of the namespace"

@@ -106,7 +106,10 @@ def test_every_inventory_runs_finetune_jobs_on_the_cluster_with_the_deploy_image
     finetune = _finetune(docs)
     settings = _settings(finetune)
     assert settings.runner == "kubernetes"
-    assert settings.kube_image == _main_container(finetune)["image"], "Jobs must run the image this deploy rolled out"
+    # the same build and tag as the service, in its full variant (TensorFlow for style training)
+    service_image = _main_container(finetune)["image"]
+    assert settings.kube_image == service_image.replace("/finetune:", "/finetune-full:"), \
+        "Jobs must run the image this deploy rolled out (finetune-full of the same tag)"
     assert settings.kube_image_pull_policy == _main_container(finetune)["imagePullPolicy"]
 
 

@@ -136,9 +136,12 @@ def test_auto_promotion_needs_traffic_and_no_worse_quality() -> None:
 def test_kubernetes_job_spec_passes_strict_validation(tmp_path: Path) -> None:
     from services.finetune.kube import build_job_manifest
 
-    settings = FinetuneSettings(kube_node_selector={"pool": "training"}, kube_service_account="trainer")
+    assert "imagePullSecrets" not in build_job_manifest(FinetuneSettings(), "ft-1", "m")["spec"]["template"]["spec"]
+    settings = FinetuneSettings(kube_node_selector={"pool": "training"}, kube_service_account="trainer",
+                                kube_image_pull_secret="registry-credentials")
     manifest = build_job_manifest(settings, "ft-0123456789ab", "qa-extractive")
     spec = manifest["spec"]["template"]["spec"]
+    assert spec["imagePullSecrets"] == [{"name": "registry-credentials"}], "a private registry's Secret reaches Jobs"
     assert manifest["metadata"]["namespace"] == "loopline-training"
     assert spec["containers"][0]["command"] == ["loopline", "finetune", "execute", "ft-0123456789ab"]
     assert spec["volumes"][0]["persistentVolumeClaim"]["claimName"] == "loopline-data"

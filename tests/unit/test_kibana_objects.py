@@ -42,3 +42,20 @@ def test_saved_objects_reference_each_other_and_mapped_fields() -> None:
     assert charted and charted <= fields, charted - fields
     dashboard = next(o for o in objects if o["type"] == "dashboard")
     assert len(json.loads(dashboard["attributes"]["panelsJSON"])) == 4
+
+
+def test_the_filebeat_logs_have_a_data_view_and_a_saved_search() -> None:
+    import re
+
+    import yaml
+
+    objects = [json.loads(line) for line in NDJSON.read_text().splitlines()]
+    filebeat = yaml.safe_load((NDJSON.parents[3] / "docker" / "filebeat" / "filebeat.yml").read_text())
+    index = filebeat["output.elasticsearch"]["index"] if "output.elasticsearch" in filebeat else \
+        filebeat["output"]["elasticsearch"]["index"]
+    prefix = re.sub(r"%\{.*\}$", "", index)  # loopline-logs-%{+yyyy.MM.dd} -> loopline-logs-
+    (logs_view,) = [o for o in objects if o["type"] == "index-pattern" and o["attributes"]["title"] == prefix + "*"]
+    (search,) = [o for o in objects if o["type"] == "search"]
+    assert search["references"][0]["id"] == logs_view["id"], "the saved search reads the logs, not the events"
+    source = json.loads(search["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
+    assert "log.level" in source["query"]["query"] and "trace.id" in search["attributes"]["columns"]

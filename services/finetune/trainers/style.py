@@ -31,7 +31,11 @@ def load_image(path: Path, side: int) -> np.ndarray:
 
 
 def loss_network(settings: Any) -> Any:
-    import keras
+    try:
+        import keras
+    except ImportError as exc:
+        raise TrainingError("style training needs TensorFlow, which this image does not carry: run it in the "
+                            "finetune-full image (or install loopline[style])") from exc
 
     if settings.style_loss_model is not None:
         if not Path(settings.style_loss_model).is_file():
@@ -39,7 +43,9 @@ def loss_network(settings: Any) -> Any:
         net = keras.models.load_model(settings.style_loss_model, compile=False)
     elif settings.vgg19_weights is not None:
         if not Path(settings.vgg19_weights).is_file():
-            raise TrainingError(f"VGG19 weights file {settings.vgg19_weights} does not exist")
+            raise TrainingError(f"style training needs the VGG19 no-top weights at {settings.vgg19_weights}, and that file "
+                                "does not exist: copy vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 there "
+                                "(docs/deploy.md, Style fine-tuning)")
         vgg = keras.applications.VGG19(include_top=False, weights=str(settings.vgg19_weights))
         outputs = [vgg.get_layer(VGG_CONTENT).output] + [vgg.get_layer(n).output for n in VGG_STYLE]
         inputs = keras.Input((None, None, 3))
