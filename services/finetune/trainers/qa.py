@@ -68,9 +68,9 @@ class QaTrainer(Trainer):
         max_len = min(ctx.settings.max_seq_len, int(getattr(model.config, "max_position_embeddings", 512)),
                       int(tokenizer.model_max_length))
         replay = qa_replay(max(MIN_REPLAY, 4 * len(rows)), REPLAY_SEED + ctx.hyper.seed) if world else []
-        # a handful of rows next to many replayed ones: repeat them to a third of the mix, so the
+        # a handful of rows next to many replayed ones: repeat them to half of the mix, so the
         # gentle world learning rate still fits them
-        own = rows * max(1, -(-len(replay) // (2 * len(rows))))
+        own = rows * max(1, -(-len(replay) // len(rows)))
         windows = encode_windows(tokenizer, own + replay, max_len, min(128, max_len // 4))
         input_names = [k for k in ("input_ids", "attention_mask", "token_type_ids")
                        if k in windows[0] and k in tokenizer.model_input_names]
