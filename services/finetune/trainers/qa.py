@@ -84,7 +84,8 @@ class QaTrainer(Trainer):
                         end_positions=torch.tensor([w["end_positions"] for w in batch]))
             return out.loss
 
-        losses = optimise(ctx, model, windows, loss_of, (WORLD_LR if world else DEFAULT_LR)[mode])
+        losses = optimise(ctx, model, windows, loss_of, (WORLD_LR if world else DEFAULT_LR)[mode],
+                          steps_rows=len(rows) if world else None)
         scores = {"final_loss": losses[-1], "first_loss": losses[0], "steps": len(losses),
                   "world_replay_rows": len(replay)}
         if mode == "lora":

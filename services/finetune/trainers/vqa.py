@@ -49,6 +49,7 @@ class VqaTrainer(Trainer):
         pixels = self._pixels(ctx.data_dir, processor, {r["image_path"] for r in rows})
         for r in replay:
             pixels[r["image_key"]] = pixel_batch(processor, [r["image"]])
+        own_rows = len(rows)
         rows = [{**r, "image_key": r["image_path"]} for r in rows] + replay
         tokenizer = processor.tokenizer
 
@@ -58,7 +59,8 @@ class VqaTrainer(Trainer):
             return _loss(model, torch.cat([pixels[r["image_key"]] for r in batch]), q.input_ids, q.attention_mask,
                          a.input_ids, a.attention_mask)
 
-        losses = optimise(ctx, model, rows, loss_of, WORLD_LR if world else DEFAULT_LR)
+        losses = optimise(ctx, model, rows, loss_of, WORLD_LR if world else DEFAULT_LR,
+                          steps_rows=own_rows if world else None)
         return Trained(write=lambda out: model.save_pretrained(str(out)), kind="lora-adapter", framework="torch",
                        base=base, parent_version=production,
                        train_scores={"final_loss": losses[-1], "first_loss": losses[0], "steps": len(losses),
