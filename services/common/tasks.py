@@ -82,14 +82,14 @@ TASKS: dict[str, Task] = {
         runtime="services.vqa.runtime:VqaRuntime", trainer="services.finetune.trainers.vqa:VqaTrainer",
         framework="torch", tiny_builder="services.vqa.build:build_tiny",
         tiny_models={"vqa-blip": {"seed": 0}}, event_output=("answer",),
-        sample_dataset="samples/vqa.csv",
+        sample_dataset="samples/world-vqa.csv",
         default_model="vqa-blip", hub_id="Salesforce/blip-vqa-base", hub_loader="services.vqa.runtime:save_from_hub"),
     "qa": Task(
         name="qa", summary="extractive question answering (BERT family)", default_port=8102,
         runtime="services.qa.runtime:QaRuntime", trainer="services.finetune.trainers.qa:QaTrainer",
         framework="torch", tiny_builder="services.qa.build:build_tiny",
         tiny_models={"qa-extractive": {"seed": 0}}, event_output=("answer", "start", "end"),
-        sample_dataset="samples/qa.json",
+        sample_dataset="samples/world-qa.json",
         default_model="qa-extractive", hub_id="distilbert-base-cased-distilled-squad",
         hub_loader="services.qa.runtime:save_from_hub"),
     "style": Task(
