@@ -1,1 +1,0 @@
-"""The drift scenario: the closed loop recovering accuracy on shifted traffic, measured."""
