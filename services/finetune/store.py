@@ -63,21 +63,12 @@ class JobStore:
 
     def claim_next(self) -> JobView | None:
         """The oldest queued job, now running (one atomic step, so one worker never races another)."""
-        with self._write_lock:
-            conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = conn.execute("SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at LIMIT 1").fetchone()
-                if row is None:
-                    conn.execute("COMMIT")
-                    return None
+        with self._write_lock, self._connections.transaction() as conn:
+            row = conn.execute("SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at LIMIT 1").fetchone()
+            if row is not None:
                 conn.execute("UPDATE jobs SET status = 'running', started_at = ?, progress = ? WHERE id = ?",
                              (time.time(), json.dumps(Progress(phase="starting").model_dump()), row["id"]))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        return self.get(row["id"])
+        return self.get(row["id"]) if row is not None else None
 
     def finish(self, job_id: str, status: str, *, error: str | None = None, **fields: Any) -> None:
         assert status in TERMINAL

@@ -64,15 +64,8 @@ class Spool:
         return self._connections.get()
 
     def _transaction(self, work: Any) -> Any:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = work(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return result
+        with self._connections.transaction() as conn:
+            return work(conn)
 
     def add(self, items: list[tuple[str, str, dict[str, Any]]]) -> int:
         """Append (kind, key, doc) items in one durable transaction; returns inference events dropped."""

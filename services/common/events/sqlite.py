@@ -82,15 +82,9 @@ class SqliteEventStore(EventStore):
                 rows = list(self._pending.values())
             if not rows:
                 return
-            conn = self._conn()
-            conn.execute("BEGIN")
-            try:
+            with self._connections.transaction("DEFERRED") as conn:
                 conn.executemany(f"INSERT OR REPLACE INTO inference VALUES ({','.join('?' * len(INFERENCE_COLUMNS))})",
                                  rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
             with self._lock:
                 for row in rows:
                     if self._pending.get(row[0]) is row:
