@@ -75,5 +75,35 @@ def main() -> None:
     (OUT / "qa.json").write_text(json.dumps({"version": "1.1", "data": data}, indent=2) + "\n", encoding="utf-8")
 
 
+def world_samples() -> None:
+    """A few items of each synthetic world (docs/world.md), drawn by the same code the models train on."""
+    import sys
+
+    sys.path.insert(0, str(OUT.parent.parent))
+    from services.world import facts, shapes, styles
+
+    folder = OUT / "world"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows, names = [], {}
+    for ex in shapes.examples(seed=2026, count=24):
+        if id(ex.scene) not in names:  # a scene answers several questions
+            names[id(ex.scene)] = f"scene_{len(names):02d}.png"
+            shapes.render(ex.scene).save(folder / names[id(ex.scene)])
+        rows.append({"image_path": f"samples/world/{names[id(ex.scene)]}", "question": ex.question, "answer": ex.answer})
+    with (OUT / "world-vqa.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["image_path", "question", "answer"])
+        writer.writeheader()
+        writer.writerows(rows)
+    items = facts.qa_items(seed=2026, count=20)
+    data = [{"title": f"world-{i}", "paragraphs": [{"context": it.context, "qas": [
+        {"id": f"w{i}", "question": it.question, "answers": [{"text": it.answer, "answer_start": it.answer_start}]}]}]}
+        for i, it in enumerate(items)]
+    (OUT / "world-qa.json").write_text(json.dumps({"version": "1.1", "data": data}, indent=2) + "\n", encoding="utf-8")
+    (OUT / "styles").mkdir(exist_ok=True)
+    for name in styles.STYLE_NAMES:
+        styles.style_image(name).save(OUT / "styles" / f"{name}.png")
+
+
 if __name__ == "__main__":
     main()
+    world_samples()

@@ -1,10 +1,19 @@
-"""Shared pytest fixtures: a tiny-model registry built once per session (never ./data)."""
+"""Shared pytest fixtures: a tiny-model registry built once per session (never ./data).
+
+The tiny models are *trained* on their synthetic worlds (a few minutes), so the built
+registry is cached across sessions under ``$LOOPLINE_TEST_CACHE_DIR`` (default
+``~/.cache/loopline/test-registry``), keyed by a digest of every source file that shapes
+the models and of the framework versions: edit a builder or a world and the next session
+trains again; a clean clone (CI) trains once. ``LOOPLINE_TEST_CACHE_DIR=off`` disables it.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +26,63 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "data" / "samples"
 
 
+# every file whose content changes what bootstrap_tiny writes
+MODEL_SOURCES = ("services/world/*.py", "services/vqa/build.py", "services/qa/build.py", "services/style/network.py",
+                 "services/ops/bootstrap.py", "services/finetune/trainers/style.py", "services/finetune/metrics.py",
+                 "services/vqa/runtime.py", "services/qa/runtime.py", "services/common/registry.py",
+                 "services/common/tasks.py")
+
+
+def registry_cache_key() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    digest = hashlib.sha256()
+    for pattern in MODEL_SOURCES:
+        for path in sorted(REPO.glob(pattern)):
+            digest.update(path.relative_to(REPO).as_posix().encode() + b"\0" + path.read_bytes())
+    for package in ("torch", "transformers", "tokenizers", "peft", "keras", "tensorflow", "tensorflow-cpu"):
+        try:
+            digest.update(f"{package}={version(package)}".encode())
+        except PackageNotFoundError:
+            continue
+    return digest.hexdigest()[:16]
+
+
+def cached_registry(build: Callable[[Path], None]) -> Path | None:
+    """The cached registry for the current sources, built with ``build`` when missing."""
+    setting = os.environ.get("LOOPLINE_TEST_CACHE_DIR", "")
+    if setting.lower() in ("off", "0", "none"):
+        return None
+    root = Path(setting) if setting else Path.home() / ".cache" / "loopline" / "test-registry"
+    cached = root / registry_cache_key()
+    if not (cached / "complete").is_file():
+        partial = root / f".partial-{uuid.uuid4().hex}"
+        partial.mkdir(parents=True)
+        build(partial)
+        (partial / "complete").write_text("built by tests/conftest.py\n")
+        try:
+            os.rename(partial, cached)  # atomic; another session may have won the race
+        except OSError:
+            shutil.rmtree(partial, ignore_errors=True)
+    return cached
+
+
 @pytest.fixture(scope="session")
 def tiny_registry_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Tiny models built once; tests copy it so each gets a private registry."""
+    """Tiny trained models, built once (or taken from the cache); tests copy it so each gets
+    a private registry."""
     from services.common.registry import Registry
     from services.ops.bootstrap import bootstrap_tiny
 
+    def build(path: Path) -> None:
+        bootstrap_tiny(Registry(path), show_progress=False)
+
     root = tmp_path_factory.mktemp("tiny-registry")
-    bootstrap_tiny(Registry(root))
+    cached = cached_registry(build)
+    if cached is None:
+        build(root)
+    else:
+        shutil.copytree(cached, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("complete"))
     return root
 
 

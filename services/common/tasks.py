@@ -68,8 +68,9 @@ class Task:
     def trainer_class(self) -> Any:
         return load_object(self.trainer)
 
-    def build_tiny(self, model: str, out_dir: Any) -> None:
-        load_object(self.tiny_builder)(out_dir, **dict(self.tiny_models[model]))
+    def build_tiny(self, model: str, out_dir: Any, **extra: Any) -> Any:
+        """Build a tiny model into ``out_dir``; returns what the builder returns (its held-out scores)."""
+        return load_object(self.tiny_builder)(out_dir, **dict(self.tiny_models[model]), **extra)
 
     def event_output_of(self, result: Mapping[str, Any] | None) -> dict[str, Any]:
         return {k: result.get(k) for k in self.event_output} if result else {}
@@ -79,25 +80,25 @@ TASKS: dict[str, Task] = {
     "vqa": Task(
         name="vqa", summary="visual question answering (BLIP)", default_port=8101,
         runtime="services.vqa.runtime:VqaRuntime", trainer="services.finetune.trainers.vqa:VqaTrainer",
-        framework="torch", tiny_builder="services.vqa.build:build_blip",
-        tiny_models={"vqa-blip": {"size": "tiny", "seed": 0}}, event_output=("answer",),
-        sample_dataset="samples/vqa.csv",
+        framework="torch", tiny_builder="services.vqa.build:build_tiny",
+        tiny_models={"vqa-blip": {"seed": 0}}, event_output=("answer",),
+        sample_dataset="samples/world-vqa.csv",
         default_model="vqa-blip", hub_id="Salesforce/blip-vqa-base", hub_loader="services.vqa.runtime:save_from_hub"),
     "qa": Task(
         name="qa", summary="extractive question answering (BERT family)", default_port=8102,
         runtime="services.qa.runtime:QaRuntime", trainer="services.finetune.trainers.qa:QaTrainer",
-        framework="torch", tiny_builder="services.qa.build:build_qa",
-        tiny_models={"qa-extractive": {"size": "tiny", "seed": 0}}, event_output=("answer", "start", "end"),
-        sample_dataset="samples/qa.json",
+        framework="torch", tiny_builder="services.qa.build:build_tiny",
+        tiny_models={"qa-extractive": {"seed": 0}}, event_output=("answer", "start", "end"),
+        sample_dataset="samples/world-qa.json",
         default_model="qa-extractive", hub_id="distilbert-base-cased-distilled-squad",
         hub_loader="services.qa.runtime:save_from_hub"),
     "style": Task(
         name="style", summary="neural style transfer (Keras TransformerNet), one model per style",
         default_port=8103, runtime="services.style.runtime:StyleRuntime",
         trainer="services.finetune.trainers.style:StyleTrainer", framework="tensorflow",
-        tiny_builder="services.style.network:build_style",
-        tiny_models={"style-mosaic": {"style": "mosaic", "size": "tiny", "seed": 0},
-                     "style-sketch": {"style": "sketch", "size": "tiny", "seed": 1}},
+        tiny_builder="services.style.network:build_tiny",
+        tiny_models={"style-mosaic": {"style": "mosaic", "seed": 0},
+                     "style-sketch": {"style": "sketch", "seed": 1}},
         event_output=("style", "width", "height"), model_prefix="style-", learns_from_feedback=False),
 }
 

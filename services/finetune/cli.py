@@ -219,8 +219,8 @@ def cancel(job_id: str) -> None:
 
 
 @finetune_app.command("gate")
-def gate(dataset_dir: Annotated[str, typer.Option(help="folder under the data root holding each task's sample "
-                                                      "dataset (vqa.csv, qa.json)")] = "samples",
+def gate(dataset_dir: Annotated[str, typer.Option(help="folder under the data root holding each task's world sample "
+                                                      "dataset (world-vqa.csv, world-qa.json)")] = "samples",
          min_score: Annotated[float, typer.Option(min=0.0, max=1.0, help="lowest primary score (VQA accuracy, "
                                                                           "QA F1) a served version may have")] = 0.5,
          as_json: Annotated[bool, typer.Option("--json")] = False) -> None:

@@ -14,7 +14,10 @@ policy (settings ``gate_*``):
   answers (VQA accuracy, QA F1). Contradictory data, such as a dataset whose answers were
   shuffled, cannot be fitted, so a poisoned job is refused even when production is weak
   on the held-out split too. For style the trained network must have lowered its
-  training loss below the starting network's.
+  training loss below the starting network's;
+* **keeps its world**: for a model trained on a synthetic world (docs/world.md) both
+  versions are also scored on a fixed held-out world set; the new version may lose at
+  most ``world_tolerance`` of production's world score (no catastrophic forgetting).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class GatePolicy:
     min_improvement: float | None = None
     min_train_fit: float = 0.6
     z: float = 1.645
+    world_tolerance: float = 0.05  # issue 14: the original world may drop at most 5 points
 
 
 @dataclass
@@ -62,6 +66,12 @@ def decide(task: str, new: dict[str, Any], production: dict[str, Any] | None, po
             checks.append(_check("improvement", mean_diff >= policy.min_improvement,
                                  f"held-out {metric} must beat production by {policy.min_improvement}{unit}: "
                                  f"difference {mean_diff:+.4f}"))
+    new_world, prod_world = new["heldout"].get("world"), (production or {}).get("heldout", {}).get("world")
+    if new_world is not None and prod_world is not None:
+        nw, pw = float(new_world[metric]), float(prod_world[metric])
+        checks.append(_check("keeps_world", nw >= pw - policy.world_tolerance,
+                             f"world {metric} {nw:.4f} vs production {pw:.4f} over {new_world['count']} held-out "
+                             f"world items (tolerance {policy.world_tolerance})"))
     if task == "style":
         start, end = float(new["train"]["initial_loss"]), float(new["train"]["final_loss"])
         checks.append(_check("fits_data", end < start,

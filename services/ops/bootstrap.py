@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from services.common.registry import Registry, VersionRef
 from services.common.tasks import TASKS, Task, load_object
 
 log = logging.getLogger("loopline.bootstrap")
+
+# each task's tiny builder trains on its synthetic world (docs/world.md) and returns its
+# held-out scores, which go into the manifest's metrics
+WORLDS = {"vqa": "shapes", "qa": "facts", "style": "styles"}
+Progress = Callable[[str, int, int, dict[str, Any]], None]
 
 
 def tiny_models() -> dict[str, Task]:
@@ -16,8 +24,9 @@ def tiny_models() -> dict[str, Task]:
     return {name: task for task in TASKS.values() for name in task.tiny_models}
 
 
-def bootstrap_tiny(registry: Registry, if_empty: bool = False) -> list[VersionRef]:
-    """Build every tiny model and register it as a new version with alias production.
+def bootstrap_tiny(registry: Registry, if_empty: bool = False, show_progress: bool = True) -> list[VersionRef]:
+    """Train every tiny model on its world and register it as a new version with alias
+    production; held-out scores go into the manifest's metrics.
 
     With ``if_empty`` only models the registry does not hold yet are built.
     """
@@ -25,13 +34,62 @@ def bootstrap_tiny(registry: Registry, if_empty: bool = False) -> list[VersionRe
     for name, task in tiny_models().items():
         if if_empty and registry.versions(name):
             continue
-        ref = registry.create_version(name, task=task.name, framework=task.framework, kind="full",
-                                      write=lambda out, n=name, t=task: t.build_tiny(n, out),
-                                      lineage={"job": "bootstrap-tiny"}, extra={"source": "tiny-offline"})
+        metrics: dict[str, Any] = {}
+        seed = task.tiny_models[name].get("seed", 0)
+        with _progress_for(name, show_progress) as progress:
+            ref = registry.create_version(
+                name, task=task.name, framework=task.framework, kind="full",
+                write=lambda out, n=name, t=task, p=progress, m=metrics: m.update(t.build_tiny(n, out, progress=p) or {}),
+                lineage={"job": "bootstrap-tiny"},
+                extra={"source": "tiny-offline", "world": {"name": WORLDS.get(task.name), "seed": seed,
+                                                           "doc": "docs/world.md"}})
+        registry.update_metrics(name, ref.version, metrics)
         registry.promote(name, ref.version, "production", actor="bootstrap", reason="tiny offline build")
-        log.info("registered %s v%d", name, ref.version)
+        log.info("registered %s v%d: %s", name, ref.version, headline(metrics))
+        if show_progress:
+            _console().print(f"[bold]{name}[/bold] v{ref.version}: {headline(metrics)}")
         made.append(ref)
     return made
+
+
+def headline(metrics: dict[str, Any]) -> str:
+    held = metrics.get("heldout", {})
+    if "accuracy" in held:
+        return (f"held-out accuracy {held['accuracy']:.1%} on {held['count']} items, "
+                f"median confidence {held['median_confidence']:.2f} ({metrics.get('train_seconds')} s)")
+    if "exact_match" in held:
+        return (f"held-out exact match {held['exact_match']:.1%}, F1 {held['f1']:.1%} on {held['count']} items, "
+                f"median confidence {held['median_confidence']:.2f} ({metrics.get('train_seconds')} s)")
+    before = metrics.get("untrained", {})
+    return (f"held-out content loss {held.get('content_loss')} (untrained {before.get('content_loss')}), "
+            f"style loss {held.get('style_loss')} (untrained {before.get('style_loss')}) "
+            f"({metrics.get('train_seconds')} s)")
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@contextlib.contextmanager
+def _progress_for(name: str, show: bool) -> Iterator[Progress | None]:
+    if not show:
+        yield None
+        return
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as Bar
+
+    with Bar(TextColumn(f"{name:<16}"), TextColumn("{task.description:<6}"), BarColumn(),
+             TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+             console=_console()) as bar:
+        task = bar.add_task("data", total=None, info="")
+
+        def report(phase: str, step: int, total: int, info: dict[str, Any]) -> None:
+            bar.update(task, description=phase, completed=step, total=total,
+                       info=" ".join(f"{k} {v}" for k, v in info.items()))
+
+        yield report
 
 
 def hub_models() -> dict[str, Task]:

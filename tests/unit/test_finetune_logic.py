@@ -39,6 +39,22 @@ def test_gate_refuses_a_version_that_cannot_fit_its_data() -> None:
     assert "fits_data" in decision.reason and "0.3000" in decision.reason
 
 
+def test_gate_holds_the_world_of_a_world_model() -> None:
+    """A fine-tune that learns its new rows but forgets its world (beyond the tolerance) is refused."""
+    def held(new_rows: list[float], world: float) -> dict:
+        return {**_scores("accuracy", new_rows), "world": {"accuracy": world, "count": 240}}
+
+    prod = {"heldout": held([0.0] * 8, world=0.85)}
+    learnt = {"heldout": held([1.0] * 8, world=0.82), "train": {"accuracy": 1.0}}
+    assert decide("vqa", learnt, prod, GatePolicy()).passed
+    forgot = {"heldout": held([1.0] * 8, world=0.78), "train": {"accuracy": 1.0}}
+    decision = decide("vqa", forgot, prod, GatePolicy())
+    assert not decision.passed and "keeps_world" in decision.reason and "0.7800" in decision.reason
+    no_world = {"heldout": _scores("accuracy", [1.0] * 8), "train": {"accuracy": 1.0}}
+    assert [c["name"] for c in decide("vqa", no_world, {"heldout": _scores("accuracy", [0.0] * 8)},
+                                      GatePolicy()).checks] == ["no_worse", "fits_data"]
+
+
 def test_gate_refuses_a_version_clearly_worse_than_production() -> None:
     new = {"heldout": _scores("f1", [0.0] * 10), "train": {"f1": 1.0}}
     prod = {"heldout": _scores("f1", [1.0] * 10)}

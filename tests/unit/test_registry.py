@@ -158,17 +158,43 @@ def test_verify_catches_a_changed_byte(tmp_path: Path) -> None:
     assert len(problems) == 1 and "model.bin" in problems[0]
 
 
-def test_bootstrap_is_reproducible(tmp_path: Path, tiny_registry_template: Path) -> None:
+def test_bootstrap_registers_every_world_model_and_skips_what_exists(tmp_path: Path,
+                                                                     tiny_registry_template: Path) -> None:
+    import shutil
+
     from services.ops.bootstrap import bootstrap_tiny
 
-    reg = Registry(tmp_path)
-    bootstrap_tiny(reg)
     first = Registry(tiny_registry_template)
-    assert reg.models() == first.models() == ["qa-extractive", "style-mosaic", "style-sketch", "vqa-blip"]
-    for m in reg.models():
-        assert reg.manifest(m, 1)["files"] == first.manifest(m, 1)["files"], m
-        assert reg.resolve(m) == 1
-    assert bootstrap_tiny(reg, if_empty=True) == []
+    assert first.models() == ["qa-extractive", "style-mosaic", "style-sketch", "vqa-blip"]
+    for m in first.models():
+        manifest = first.manifest(m, 1)
+        assert first.resolve(m) == 1 and manifest["world"]["seed"] in (0, 1) and manifest["metrics"]["heldout"], m
+    shutil.copytree(tiny_registry_template, tmp_path / "registry")
+    assert bootstrap_tiny(Registry(tmp_path / "registry"), if_empty=True, show_progress=False) == []
+
+
+@pytest.mark.parametrize("task", ["vqa", "qa", "style"])
+def test_world_training_is_deterministic_under_its_seed(tmp_path: Path, task: str) -> None:
+    """The same seed writes byte-identical weights (a few steps; the full run is the same code)."""
+    from services.common.registry import sha256_file
+
+    def build(out: Path) -> dict:
+        out.mkdir()
+        if task == "vqa":
+            from services.vqa.build import build_tiny
+            return build_tiny(out, seed=3, steps=3, warm_steps=2, train_scenes=40, heldout_examples=8)
+        if task == "qa":
+            from services.qa.build import build_tiny
+            return build_tiny(out, seed=3, steps=3, train_examples=40, heldout_examples=8)
+        from services.style.network import build_tiny
+        return build_tiny(out, "sketch", seed=3, steps=2)
+
+    a, b = build(tmp_path / "a"), build(tmp_path / "b")
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert files and files == sorted(p.name for p in (tmp_path / "b").iterdir())
+    for name in files:
+        assert sha256_file(tmp_path / "a" / name) == sha256_file(tmp_path / "b" / name), name
+    assert a["heldout"] == b["heldout"]
 
 
 def test_cli_models_commands(tmp_path: Path, tiny_registry_template: Path) -> None:

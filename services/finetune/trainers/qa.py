@@ -12,8 +12,10 @@ from typing import Any
 from ..metrics import qa_scores
 from .base import TrainContext, Trained, Trainer
 from .torch_common import attach_lora, lora_start, optimise, runtime_predict, seed_everything
+from .world import MIN_REPLAY, REPLAY_SEED, WorldScorer, qa_replay, world_of
 
 DEFAULT_LR = {"lora": 1e-2, "full": 5e-4}
+WORLD_LR = {"lora": 1e-3, "full": 1e-4}  # over a world model: gentler, next to 4x replayed world rows
 SPAN_HEAD = ["qa_outputs"]  # random on a fresh model, so always trained in full
 
 
@@ -41,6 +43,9 @@ def encode_windows(tokenizer: Any, rows: list[dict[str, Any]], max_len: int, str
 class QaTrainer(Trainer):
     task = "qa"
 
+    def __init__(self) -> None:
+        self.world = WorldScorer()
+
     def train(self, ctx: TrainContext, rows: list[dict[str, Any]]) -> Trained:
         import torch
         from transformers import AutoModelForQuestionAnswering, AutoTokenizer
@@ -51,15 +56,22 @@ class QaTrainer(Trainer):
         ctx.reporter.report({"phase": "loading"})
         tokenizer = AutoTokenizer.from_pretrained(base_dir)
         model = AutoModelForQuestionAnswering.from_pretrained(base_dir)
+        world = world_of(ctx.registry, ctx.model, production) is not None
+        # a world model's span head is trained already: retraining it in full forgets the world
+        head = None if world else SPAN_HEAD
         if mode == "lora":
-            model = attach_lora(model, ctx, ctx.settings.qa_lora_targets, continue_from, modules_to_save=SPAN_HEAD)
+            model = attach_lora(model, ctx, ctx.settings.qa_lora_targets, continue_from, modules_to_save=head)
         elif continue_from is not None:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, str(continue_from)).merge_and_unload()
         max_len = min(ctx.settings.max_seq_len, int(getattr(model.config, "max_position_embeddings", 512)),
                       int(tokenizer.model_max_length))
-        windows = encode_windows(tokenizer, rows, max_len, min(128, max_len // 4))
+        replay = qa_replay(max(MIN_REPLAY, 4 * len(rows)), REPLAY_SEED + ctx.hyper.seed) if world else []
+        # a handful of rows next to many replayed ones: repeat them to half of the mix, so the
+        # gentle world learning rate still fits them
+        own = rows * max(1, -(-len(replay) // len(rows)))
+        windows = encode_windows(tokenizer, own + replay, max_len, min(128, max_len // 4))
         input_names = [k for k in ("input_ids", "attention_mask", "token_type_ids")
                        if k in windows[0] and k in tokenizer.model_input_names]
 
@@ -72,12 +84,14 @@ class QaTrainer(Trainer):
                         end_positions=torch.tensor([w["end_positions"] for w in batch]))
             return out.loss
 
-        losses = optimise(ctx, model, windows, loss_of, DEFAULT_LR[mode])
-        scores = {"final_loss": losses[-1], "first_loss": losses[0], "steps": len(losses)}
+        losses = optimise(ctx, model, windows, loss_of, (WORLD_LR if world else DEFAULT_LR)[mode],
+                          steps_rows=len(rows) if world else None)
+        scores = {"final_loss": losses[-1], "first_loss": losses[0], "steps": len(losses),
+                  "world_replay_rows": len(replay)}
         if mode == "lora":
             return Trained(write=lambda out: model.save_pretrained(str(out)), kind="lora-adapter", framework="torch",
                            base=base, parent_version=production, train_scores=scores,
-                           extra={"lora": {"targets": ctx.settings.qa_lora_targets, "modules_to_save": SPAN_HEAD,
+                           extra={"lora": {"targets": ctx.settings.qa_lora_targets, "modules_to_save": head,
                                            "continued_from": production if continue_from else None}})
 
         def write_full(out: Any) -> None:
@@ -90,4 +104,6 @@ class QaTrainer(Trainer):
     def evaluate(self, ctx: TrainContext, version: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
         answers = runtime_predict("qa", ctx.registry, ctx.data_dir, ctx.model, version,
                                   [{"question": r["question"], "context": r["context"]} for r in rows])
-        return qa_scores([a["answer"] for a in answers], [r["answer"] for r in rows])
+        scores = qa_scores([a["answer"] for a in answers], [r["answer"] for r in rows])
+        world = self.world.score("qa", ctx.registry, ctx.data_dir, ctx.model, version)
+        return {**scores, "world": world} if world is not None else scores

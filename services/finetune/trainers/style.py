@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from services.style.network import PerceptualLoss, gram  # noqa: F401  (the loss lives with the network)
+
 from .base import StepTracker, TrainContext, Trained, Trainer, TrainingError
 
 DEFAULT_LR = 1e-3
@@ -54,37 +56,6 @@ def loss_network(settings: Any) -> Any:
                             "(VGG19 no-top .h5) or LOOPLINE_FINETUNE_STYLE_LOSS_MODEL (.keras)")
     net.trainable = False
     return net
-
-
-def gram(features: Any) -> Any:
-    import tensorflow as tf
-
-    shape = tf.shape(features)
-    flat = tf.reshape(features, (shape[0], -1, shape[3]))
-    size = tf.cast(shape[1] * shape[2] * shape[3], tf.float32)
-    return tf.matmul(flat, flat, transpose_a=True) / size
-
-
-class PerceptualLoss:
-    def __init__(self, net: Any, style_image: np.ndarray, content_weight: float, style_weight: float) -> None:
-        self.net, self.cw, self.sw = net, content_weight, style_weight
-        self.style_grams = [gram(f) for f in self.net(style_image[None])[1:]]
-
-    def parts(self, stylized: Any, content: Any) -> tuple[Any, Any]:
-        """Per-image (content loss, style loss)."""
-        import tensorflow as tf
-
-        out, ref = self.net(stylized), self.net(content)
-        content_loss = tf.reduce_mean(tf.square(out[0] - ref[0]), axis=[1, 2, 3])
-        style_loss = tf.add_n([tf.reduce_mean(tf.square(gram(f) - g), axis=[1, 2])
-                               for f, g in zip(out[1:], self.style_grams, strict=True)])
-        return content_loss, style_loss
-
-    def total(self, stylized: Any, content: Any) -> Any:
-        import tensorflow as tf
-
-        c, s = self.parts(stylized, content)
-        return tf.reduce_mean(self.cw * c + self.sw * s)
 
 
 class StyleTrainer(Trainer):

@@ -39,8 +39,11 @@ def batches(rows: list[Any], batch_size: int, total_steps: int, seed: int) -> It
 
 
 def optimise(ctx: TrainContext, model: Any, rows: list[Any], loss_of: Callable[[list[Any]], Any],
-             default_lr: float) -> list[float]:
-    """AdamW over the trainable parameters; returns the loss of every step."""
+             default_lr: float, steps_rows: int | None = None) -> list[float]:
+    """AdamW over the trainable parameters; returns the loss of every step.
+
+    ``steps_rows``: the row count the step count is derived from (the job's own rows, when
+    ``rows`` also holds replayed world rows: replay never makes a job longer than asked)."""
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -48,7 +51,7 @@ def optimise(ctx: TrainContext, model: Any, rows: list[Any], loss_of: Callable[[
         raise TrainingError("the model has no trainable parameters (check the LoRA target modules)")
     hp = ctx.hyper
     optimiser = torch.optim.AdamW(params, lr=hp.learning_rate or default_lr, weight_decay=0.0)
-    total = hp.steps_for(len(rows))
+    total = hp.steps_for(steps_rows or len(rows))
     tracker = StepTracker(ctx.reporter, total, ctx.settings.progress_interval_s)
     tracker.step(0, float("nan"), force=True)
     losses: list[float] = []

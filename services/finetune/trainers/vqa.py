@@ -1,4 +1,8 @@
-"""VQA: a LoRA adapter (peft) over the production BLIP, from (image, question, answer) rows."""
+"""VQA: a LoRA adapter (peft) over the production BLIP, from (image, question, answer) rows.
+
+Over a world model (docs/world.md) the rows are mixed with replayed world examples and
+every scored version also gets a world score (see ``world.py``).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,14 @@ from services.common.images import decode_image, read_image_path
 from ..metrics import vqa_scores
 from .base import TrainContext, Trained, Trainer
 from .torch_common import attach_lora, lora_start, optimise, runtime_predict, seed_everything
+from .world import MIN_REPLAY, REPLAY_SEED, WorldScorer, vqa_replay, world_of
 
 DEFAULT_LR = 1e-2  # high for LoRA, but the adapter is tiny and gradients are clipped
+# Over a world model: its answer head has pushed every word it never answered far down (the
+# word of a new colour included), which LoRA on attention cannot lift; the head is trained in
+# full (peft modules_to_save) at a gentler rate, next to replayed world examples.
+WORLD_HEAD = ["predictions"]
+WORLD_LR = 2e-3
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000
 
@@ -19,34 +29,45 @@ MAX_IMAGE_PIXELS = 40_000_000
 class VqaTrainer(Trainer):
     task = "vqa"
 
+    def __init__(self) -> None:
+        self.world = WorldScorer()
+
     def train(self, ctx: TrainContext, rows: list[dict[str, Any]]) -> Trained:
         import torch
         from transformers import BlipForQuestionAnswering, BlipProcessor
+
+        from services.vqa.build import _loss, pixel_batch
 
         seed_everything(ctx.hyper.seed, ctx.settings.num_threads)
         production, base, base_dir, continue_from = lora_start(ctx.registry, ctx.model)
         ctx.reporter.report({"phase": "loading"})
         processor = BlipProcessor.from_pretrained(base_dir)
+        world = world_of(ctx.registry, ctx.model, production) is not None
         model = attach_lora(BlipForQuestionAnswering.from_pretrained(base_dir), ctx, ctx.settings.vqa_lora_targets,
-                            continue_from)
+                            continue_from, modules_to_save=WORLD_HEAD if world else None)
+        replay = vqa_replay(max(MIN_REPLAY, 4 * len(rows)), REPLAY_SEED + ctx.hyper.seed) if world else []
         pixels = self._pixels(ctx.data_dir, processor, {r["image_path"] for r in rows})
+        for r in replay:
+            pixels[r["image_key"]] = pixel_batch(processor, [r["image"]])
+        own_rows = len(rows)
+        rows = [{**r, "image_key": r["image_path"]} for r in rows] + replay
         tokenizer = processor.tokenizer
 
         def loss_of(batch: list[dict[str, Any]]) -> Any:
             q = tokenizer([r["question"] for r in batch], padding="longest", return_tensors="pt")
             a = tokenizer([r["answer"] for r in batch], padding="longest", return_tensors="pt")
-            labels = a.input_ids.masked_fill(a.attention_mask == 0, -100)
-            out = model(input_ids=q.input_ids, attention_mask=q.attention_mask,
-                        pixel_values=torch.cat([pixels[r["image_path"]] for r in batch]),
-                        decoder_input_ids=a.input_ids, decoder_attention_mask=a.attention_mask, labels=labels)
-            return out.loss
+            return _loss(model, torch.cat([pixels[r["image_key"]] for r in batch]), q.input_ids, q.attention_mask,
+                         a.input_ids, a.attention_mask)
 
-        losses = optimise(ctx, model, rows, loss_of, DEFAULT_LR)
+        losses = optimise(ctx, model, rows, loss_of, WORLD_LR if world else DEFAULT_LR,
+                          steps_rows=own_rows if world else None)
         return Trained(write=lambda out: model.save_pretrained(str(out)), kind="lora-adapter", framework="torch",
                        base=base, parent_version=production,
-                       train_scores={"final_loss": losses[-1], "first_loss": losses[0], "steps": len(losses)},
-                       extra={"lora": {"targets": ctx.settings.vqa_lora_targets, "continued_from": production
-                                       if continue_from else None}})
+                       train_scores={"final_loss": losses[-1], "first_loss": losses[0], "steps": len(losses),
+                                     "world_replay_rows": len(replay)},
+                       extra={"lora": {"targets": ctx.settings.vqa_lora_targets,
+                                       "modules_to_save": WORLD_HEAD if world else None,
+                                       "continued_from": production if continue_from else None}})
 
     @staticmethod
     def _pixels(data_dir: Path, processor: Any, paths: set[str]) -> dict[str, Any]:
@@ -61,4 +82,6 @@ class VqaTrainer(Trainer):
     def evaluate(self, ctx: TrainContext, version: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
         answers = runtime_predict("vqa", ctx.registry, ctx.data_dir, ctx.model, version,
                                   [{"image_path": r["image_path"], "question": r["question"]} for r in rows])
-        return vqa_scores([a["answer"] for a in answers], [r["answer"] for r in rows])
+        scores = vqa_scores([a["answer"] for a in answers], [r["answer"] for r in rows])
+        world = self.world.score("vqa", ctx.registry, ctx.data_dir, ctx.model, version)
+        return {**scores, "world": world} if world is not None else scores

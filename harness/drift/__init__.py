@@ -1,0 +1,1 @@
+"""The drift scenario: the closed loop recovering accuracy on shifted traffic, measured."""
