@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -80,9 +81,13 @@ def _progress_for(name: str, show: bool) -> Iterator[Progress | None]:
     from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
     from rich.progress import Progress as Bar
 
+    console = _console()
+    if not console.is_terminal:  # container logs, CI: a line per phase and per tenth, no bar
+        yield _line_progress(name, console)
+        return
     with Bar(TextColumn(f"{name:<16}"), TextColumn("{task.description:<6}"), BarColumn(),
              TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-             console=_console()) as bar:
+             console=console) as bar:
         task = bar.add_task("data", total=None, info="")
 
         def report(phase: str, step: int, total: int, info: dict[str, Any]) -> None:
@@ -90,6 +95,22 @@ def _progress_for(name: str, show: bool) -> Iterator[Progress | None]:
                        info=" ".join(f"{k} {v}" for k, v in info.items()))
 
         yield report
+
+
+def _line_progress(name: str, console: Any) -> Progress:
+    started = time.monotonic()
+    last: dict[str, Any] = {"phase": None, "tenth": -1}
+
+    def report(phase: str, step: int, total: int, info: dict[str, Any]) -> None:
+        tenth = step * 10 // total if total else 0
+        if phase == last["phase"] and tenth == last["tenth"]:
+            return
+        last.update(phase=phase, tenth=tenth)
+        details = " ".join(f"{k} {v}" for k, v in info.items())
+        console.print(f"{name}: {phase} {step}/{total} {details} ({time.monotonic() - started:.0f} s)",
+                      highlight=False, soft_wrap=True)
+
+    return report
 
 
 def hub_models() -> dict[str, Task]:

@@ -223,3 +223,22 @@ def test_pull_offline_fails_with_one_sentence(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert "cannot be reached" in out.stderr and "Traceback" not in out.stderr
     assert time.monotonic() - t0 < 60
+
+
+def test_bootstrap_progress_without_a_terminal_is_a_line_per_phase_and_tenth() -> None:
+    """Container logs and CI have no terminal: the bar becomes a few readable lines."""
+    import io
+
+    from rich.console import Console
+
+    from services.ops import bootstrap
+
+    out = io.StringIO()
+    report = bootstrap._line_progress("vqa-blip", Console(file=out, force_terminal=False, width=200))
+    report("data", 0, 100, {"scenes": 10})
+    for step in range(1, 101):
+        report("answer", step, 100, {"loss": 0.5})
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("vqa-blip: data 0/100 scenes 10")
+    assert len(lines) == 12, lines  # the data line, the answer phase starting, then one per tenth
+    assert lines[-1].startswith("vqa-blip: answer 100/100 loss 0.5")
