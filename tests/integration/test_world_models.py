@@ -18,7 +18,7 @@ from services.common.settings import CommonSettings
 from services.watchdog.app import build_watchdog
 from services.watchdog.settings import WatchdogSettings
 from services.world import facts, shapes
-from tests.conftest import SAMPLES
+from tests.conftest import REPO, SAMPLES
 
 pytestmark = pytest.mark.integration
 WATCHDOG_THRESHOLD = WatchdogSettings().min_confidence
@@ -131,3 +131,44 @@ def test_watchdog_stays_quiet_on_a_healthy_in_world_stack(stack, module_data: Pa
         dog.store.close()
     assert [d["action"] for d in decisions] == ["ok"], decisions
     assert all(d["stats"]["count"] >= 20 and d["stats"]["mean_confidence"] > WATCHDOG_THRESHOLD for d in decisions)
+
+
+def readme_examples() -> list[tuple[str, str]]:
+    """The README's "Try it" curl calls that show their output (`#   → ...`), with it."""
+    import re
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Try it", 1)[1].split("\n## ", 1)[0]
+    found = []
+    for block in re.findall(r"```bash\n(.*?)```", section, flags=re.S):
+        command: list[str] = []
+        for line in block.splitlines():
+            if line.startswith("#   → "):
+                found.append((" ".join(command), line.removeprefix("#   → ")))
+            if line.startswith("curl "):
+                command = [line.rstrip("\\").strip()]
+            elif command and command[-1] and line.startswith("  ") and not line.startswith("#"):
+                command.append(line.rstrip("\\").strip())
+    return found
+
+
+def test_readme_curl_examples_print_what_the_readme_shows(stack) -> None:  # noqa: ANN001
+    import shutil
+    import subprocess
+
+    examples = readme_examples()
+    assert len(examples) >= 5, examples
+    if shutil.which("curl") is None:
+        pytest.fail("curl is needed to run the README's examples (make sysdeps installs it)")
+    for command, shown in examples:
+        done = subprocess.run(["bash", "-c", f"curl -sS {command.removeprefix('curl ')}"], cwd=REPO,
+                              env={"G": stack.url, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, (command, done.stderr)
+        at = 0
+        for piece in shown.split("…"):
+            if not piece:
+                continue
+            found = done.stdout.find(piece, at)
+            assert found >= 0, f"{command}\n  README shows: {shown}\n  it printed:  {done.stdout[:300]}"
+            at = found + len(piece)
