@@ -7,6 +7,12 @@ PIP := $(BIN)/pip
 LOOPLINE := $(BIN)/loopline
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
+# torch is PyTorch's CPU build, pinned with its +cpu label: a plain torch==2.13.0 from PyPI is the
+# CUDA build with gigabytes of NVIDIA libraries. From PyTorch's CPU index by default, or from a
+# folder holding the wheel (default: pip's find-links folder when it has it, as on the offline
+# test machines). The images take the same two variables (mk/delivery.mk).
+TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
+TORCH_WHEEL_DIR ?= $(patsubst %/,%,$(dir $(firstword $(wildcard $(addsuffix /torch-2.13.0+cpu-*.whl,$(shell pip config get global.find-links 2>/dev/null))))))
 
 .DEFAULT_GOAL := help
 .PHONY: help install sysdeps models up test test-unit test-integration test-e2e test-deploy lint bench soak clean
@@ -17,8 +23,8 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	# torch first and pinned: any other spec pulls a multi-GB CUDA build
-	$(PIP) install -q torch==2.13.0
+	# torch first, the CPU build: any other spec pulls a multi-GB CUDA build
+	$(PIP) install -q $(if $(TORCH_WHEEL_DIR),--find-links $(TORCH_WHEEL_DIR),--extra-index-url $(TORCH_INDEX_URL)) 'torch==2.13.0+cpu'
 	$(PIP) install -q -e '.[all,dev]'
 	@rm -f $(VENV)/.installed-*; touch $@
 

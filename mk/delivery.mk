@@ -11,9 +11,7 @@ IMAGE_SERVICES := gateway vqa qa style finetune watchdog
 IMAGE_BUILDER ?= auto
 # `make images` builds for real; push and deploy stay dry runs unless DRY_RUN=0
 IMAGES_DRY_RUN ?= 0
-# torch for the images: PyTorch's CPU index by default; a folder holding the CPU wheel instead
-# (default: the pip find-links folder when it has torch-2.13.0+cpu, as on the offline test machines)
-TORCH_WHEEL_DIR ?= $(patsubst %/,%,$(dir $(firstword $(wildcard $(addsuffix /torch-2.13.0+cpu-*.whl,$(shell pip config get global.find-links 2>/dev/null))))))
+# torch for the images: TORCH_INDEX_URL / TORCH_WHEEL_DIR, defined in the Makefile
 ENGINE := scripts/container_engine.sh
 COMPOSE_FILES ?= -f docker-compose.yml $(if $(COMPOSE_STANDINS),-f docker-compose.standins.yml)
 # the Elasticsearch stand-in replaces Elasticsearch/Kibana/Filebeat where their images cannot be pulled
@@ -41,7 +39,7 @@ REASON ?= manual
 REGISTRY_DIR ?= data/registry
 MODEL_IMAGE_ENGINE ?= $(if $(shell docker info >/dev/null 2>&1 && echo y),docker,podman)
 
-export DRY_RUN IMAGE_TAG IMAGE_REGISTRY IMAGE_BUILDER TORCH_WHEEL_DIR
+export DRY_RUN IMAGE_TAG IMAGE_REGISTRY IMAGE_BUILDER TORCH_WHEEL_DIR TORCH_INDEX_URL
 
 .PHONY: ci-lint ci-unit ci-deploy-checks train-smoke images model-image eval-gate push deploy smoke smoke-local \
         render compose-check k8s-validate hadolint pipeline notify finetune-job base-image engine-start engine-stop \
