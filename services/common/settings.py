@@ -19,12 +19,20 @@ from .tasks import TASKS
 DEFAULT_ADMIN_TOKEN = "changeme"
 
 
-def default_threads() -> int:
-    """Cores this process may use (respects CPU affinity / cgroup pinning)."""
+def default_threads(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota (a
+    container's ``cpus`` or a Kubernetes CPU limit, rounded up), which affinity does not show."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max" and int(period) > 0:
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
 
 
 class CommonSettings(BaseSettings):

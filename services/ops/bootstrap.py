@@ -29,8 +29,11 @@ def bootstrap_tiny(registry: Registry, if_empty: bool = False, show_progress: bo
     """Train every tiny model on its world and register it as a new version with alias
     production; held-out scores go into the manifest's metrics.
 
-    With ``if_empty`` only models the registry does not hold yet are built.
+    With ``if_empty`` only models the registry does not hold yet are built. Training uses
+    ``LOOPLINE_FINETUNE_NUM_THREADS`` threads (default: the cores the process may use, a
+    container's CPU limit included).
     """
+    _training_threads()
     made = []
     for name, task in tiny_models().items():
         if if_empty and registry.versions(name):
@@ -51,6 +54,17 @@ def bootstrap_tiny(registry: Registry, if_empty: bool = False, show_progress: bo
             _console().print(f"[bold]{name}[/bold] v{ref.version}: {headline(metrics)}")
         made.append(ref)
     return made
+
+
+def _training_threads() -> None:
+    import importlib.util
+
+    from services.finetune.settings import FinetuneSettings
+
+    if importlib.util.find_spec("torch") is not None:
+        from services.common.torch_shared import set_threads
+
+        set_threads(FinetuneSettings().num_threads)
 
 
 def headline(metrics: dict[str, Any]) -> str:

@@ -242,3 +242,18 @@ def test_bootstrap_progress_without_a_terminal_is_a_line_per_phase_and_tenth() -
     assert lines[0].startswith("vqa-blip: data 0/100 scenes 10")
     assert len(lines) == 12, lines  # the data line, the answer phase starting, then one per tenth
     assert lines[-1].startswith("vqa-blip: answer 100/100 loss 0.5")
+
+
+@pytest.mark.parametrize(("cpu_max", "expected"), [("max 100000\n", None), ("100000 100000\n", 1),
+                                                   ("150000 100000\n", 2), ("50000 100000\n", 1), ("garbage", None)])
+def test_default_threads_respects_a_cgroup_cpu_quota(tmp_path: Path, cpu_max: str, expected: int | None) -> None:
+    """A Kubernetes CPU limit or compose `cpus` caps the threads; affinity alone does not show it."""
+    import os
+
+    from services.common.settings import default_threads
+
+    path = tmp_path / "cpu.max"
+    path.write_text(cpu_max)
+    cores = len(os.sched_getaffinity(0))
+    assert default_threads(path) == (cores if expected is None else min(cores, expected))
+    assert default_threads(tmp_path / "missing") == cores
