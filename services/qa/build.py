@@ -153,6 +153,47 @@ def init_world_bert(model: Any, seed: int, position_gain: float = 3.0, match_gai
             _set_head(attention, h, head, project * match_gain, project * match_gain)
 
 
+WINDOW = 6  # a sentence of the facts world is at most a dozen tokens
+
+
+def init_window_heads(model: Any, sample: dict[str, Any], contrast: float = 6.0) -> None:
+    """Layer 1, heads 0 and 1: attend to the ``WINDOW`` tokens before / after (a year finds the
+    subject of its sentence, a name the object of its verb). The attention kernel is a least-squares
+    fit of a box by the position half's frequencies; its gain is set on ``sample`` so that inside
+    the window the scores are ``contrast`` higher than outside."""
+    import numpy as np
+    import torch
+
+    config = model.config
+    width, head = config.hidden_size, config.hidden_size // config.num_attention_heads
+    freqs = np.array(SHARP_FREQUENCIES + SLOW_FREQUENCIES)
+    pairs = list(range(4, 12))  # the slower half of the sharp frequencies and the fastest slow ones
+    offsets = np.arange(-config.max_position_embeddings + 1, config.max_position_embeddings)
+    near = np.where(np.abs(offsets) <= 4 * WINDOW, 4.0, 1.0) ** 0.5
+    basis = np.concatenate([np.cos(np.outer(offsets, freqs[pairs])), np.sin(np.outer(offsets, freqs[pairs]))], 1)
+    attention = model.bert.encoder.layer[1].attention.self
+    with torch.no_grad():
+        hidden = model.bert(**{k: sample[k] for k in ("input_ids", "token_type_ids", "attention_mask")},
+                            output_hidden_states=True).hidden_states[1]
+    for h, sign in enumerate((1, -1)):  # keys before the query, keys after it
+        box = ((sign * offsets >= 1) & (sign * offsets <= WINDOW)).astype(float)
+        coef = np.linalg.lstsq(basis * near[:, None], box * near, rcond=None)[0]
+        key, query = torch.zeros(head, width), torch.zeros(head, width)
+        for n, k in enumerate(pairs):
+            a, b = coef[n], coef[n + len(pairs)]  # a cos(w d) + b sin(w d) = A cos(w d + f)
+            amp, f = math.hypot(a, b), math.atan2(-b, a)
+            key[2 * n, 2 * k] = key[2 * n + 1, 2 * k + 1] = 1
+            query[2 * n, 2 * k], query[2 * n, 2 * k + 1] = amp * math.cos(f), amp * math.sin(f)
+            query[2 * n + 1, 2 * k], query[2 * n + 1, 2 * k + 1] = -amp * math.sin(f), amp * math.cos(f)
+        scores = (hidden @ query.T) @ (hidden @ key.T).transpose(1, 2)
+        d = torch.arange(hidden.shape[1])
+        inside = (sign * (d[:, None] - d[None, :]) >= 1) & (sign * (d[:, None] - d[None, :]) <= WINDOW)
+        valid = (sample["attention_mask"][:, :, None] * sample["attention_mask"][:, None, :]).bool()
+        gap = float(scores[valid & inside].mean() - scores[valid & ~inside].mean())
+        with torch.no_grad():
+            _set_head(attention, h, head, query * (contrast * math.sqrt(head) / gap), key)
+
+
 def _set_head(attention: Any, h: int, size: int, query: Any, key: Any) -> None:
     rows = slice(h * size, (h + 1) * size)
     attention.query.weight[rows], attention.key.weight[rows] = query, key
@@ -188,7 +229,7 @@ def answer(model: Any, tokenizer: Any, items: list[Any], max_len: int, batch_siz
 
 
 def build_tiny(out_dir: Path, seed: int = 0, steps: int = 1000, batch_size: int = 32,
-               train_examples: int | None = None, heldout_examples: int = 500, aux_weight: float = 1.0,
+               train_examples: int | None = None, heldout_examples: int = 500, aux_weight: float = 1.0, windows: bool = True,
                progress: Progress | None = None) -> dict[str, Any]:
     """Train the world BERT on the facts world; write it to ``out_dir``; return its scores.
 
@@ -214,6 +255,8 @@ def build_tiny(out_dir: Path, seed: int = 0, steps: int = 1000, batch_size: int 
         progress("data", 0, steps, {"examples": len(train)})
     encoded = encode(tokenizer, train, max_len)  # once: tokenizing every step costs as much as the model
     targets = {k: encoded.pop(k) for k in ("match", "sentence", "context")}
+    if windows:
+        init_window_heads(model, {k: v[:64] for k, v in encoded.items()})
     aux_head = torch.nn.Linear(model.config.hidden_size, 2)
     optimiser = torch.optim.AdamW([*model.parameters(), *aux_head.parameters()], lr=2e-3, weight_decay=0.01)
     warmup = max(1, steps // 20)
