@@ -64,33 +64,36 @@ def encode(tokenizer: Any, items: list[Any], max_len: int) -> dict[str, Any]:
 
     core = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())  # a copy: truncation is set on it
     core.enable_truncation(max_len, strategy="only_second")
+    core.enable_padding(pad_id=tokenizer.pad_token_id, pad_token=tokenizer.pad_token)  # to the longest
     encs = core.encode_batch([(it.question, it.context) for it in items])
-    n, width = len(items), max(len(e.ids) for e in encs)
-    ids, types, mask = (np.zeros((n, width), np.int64) for _ in range(3))
-    starts, ends = np.zeros(n, np.int64), np.zeros(n, np.int64)
-    match, sentence = np.zeros((n, width), np.float32), np.zeros((n, width), np.float32)
-    context = np.zeros((n, width), bool)
-    function_words = np.array(tokenizer.convert_tokens_to_ids([*tokenizer.all_special_tokens, *".,?", *FUNCTION_WORDS]))
-    for b, (e, it) in enumerate(zip(encs, items, strict=True)):
-        length = len(e.ids)
-        row = np.array(e.ids)
-        ids[b, :length], types[b, :length], mask[b, :length] = row, e.type_ids, 1
-        lo, hi = it.answer_start, it.answer_start + len(it.answer)
-        starts[b], ends[b] = e.char_to_token(lo, 1), e.char_to_token(hi - 1, 1)
-        seq = np.array([-1 if s is None else s for s in e.sequence_ids])
-        ctx = (seq == 1) & (row != tokenizer.sep_token_id)
-        context[b, :length] = ctx
-        match[b, :length] = ctx & np.isin(row, np.setdiff1d(row[seq == 0], function_words))
-        first = it.context.rfind(". ", 0, lo)
-        first = 0 if first < 0 else first + 2
-        last = it.context.find(". ", hi)
-        last = len(it.context) if last < 0 else last + 1
-        offsets = np.array(e.offsets)
-        sentence[b, :length] = ctx & (offsets[:, 0] >= first) & (offsets[:, 1] <= last)
+    ids = np.array([e.ids for e in encs], np.int64)
+    types = np.array([e.type_ids for e in encs], np.int64)
+    mask = np.array([e.attention_mask for e in encs], np.int64)
+    context = (types == 1) & (mask == 1) & (ids != tokenizer.sep_token_id)
+    # token index of the answer's first and last character, and of its sentence's (context side)
+    spans = np.array([[e.char_to_token(c, 1) for c in (it.answer_start, it.answer_start + len(it.answer) - 1,
+                                                          *_sentence_of(it.context, it.answer_start, len(it.answer)))]
+                      for e, it in zip(encs, items, strict=True)], np.int64)
+    # match: the context tokens whose word the question also has (function words aside)
+    in_question = np.zeros((len(items), len(tokenizer)), bool)
+    rows = np.broadcast_to(np.arange(len(items))[:, None], ids.shape)
+    question = (types == 0) & (mask == 1)
+    in_question[rows[question], ids[question]] = True
+    in_question[:, tokenizer.convert_tokens_to_ids([*tokenizer.all_special_tokens, *".,?", *FUNCTION_WORDS])] = False
+    match = context & in_question[rows, ids]
+    # sentence: the context tokens of the sentence that holds the answer
+    position = np.arange(ids.shape[1])[None, :]
+    sentence = context & (position >= spans[:, 2:3]) & (position <= spans[:, 3:4])
     return {"input_ids": torch.from_numpy(ids), "token_type_ids": torch.from_numpy(types),
-            "attention_mask": torch.from_numpy(mask), "start_positions": torch.from_numpy(starts),
-            "end_positions": torch.from_numpy(ends), "match": torch.from_numpy(match),
-            "sentence": torch.from_numpy(sentence), "context": torch.from_numpy(context)}
+            "attention_mask": torch.from_numpy(mask), "start_positions": torch.from_numpy(spans[:, 0].copy()),
+            "end_positions": torch.from_numpy(spans[:, 1].copy()), "match": torch.from_numpy(match.astype(np.float32)),
+            "sentence": torch.from_numpy(sentence.astype(np.float32)), "context": torch.from_numpy(context)}
+
+
+def _sentence_of(text: str, start: int, length: int) -> tuple[int, int]:
+    """First and last character of the sentence around ``text[start:start + length]``."""
+    first, last = text.rfind(". ", 0, start), text.find(". ", start + length)
+    return (0 if first < 0 else first + 2), (len(text) - 1 if last < 0 else last)
 
 
 # question words that say nothing about which fact is asked for (the match target skips them)
@@ -228,12 +231,13 @@ def answer(model: Any, tokenizer: Any, items: list[Any], max_len: int, batch_siz
     return out
 
 
-def build_tiny(out_dir: Path, seed: int = 0, steps: int = 1000, batch_size: int = 32,
-               train_examples: int | None = None, heldout_examples: int = 500, aux_weight: float = 1.0, windows: bool = True,
-               progress: Progress | None = None) -> dict[str, Any]:
+def build_tiny(out_dir: Path, seed: int = 0, steps: int = 1500, batch_size: int = 32,
+               train_examples: int | None = None, heldout_examples: int = 500, aux_weight: float = 1.0,
+               windows: bool = True, progress: Progress | None = None) -> dict[str, Any]:
     """Train the world BERT on the facts world; write it to ``out_dir``; return its scores.
 
-    The model starts from :func:`init_world_bert` and sees every training paragraph once
+    The model starts from :func:`init_world_bert` (and, with ``windows``, :func:`init_window_heads`)
+    and sees every training paragraph once
     (``train_examples`` defaults to ``steps * batch_size``). Two auxiliary per-token losses,
     through a linear head that is thrown away, teach the steps of the answer: after layer 0,
     which context words also occur in the question; after layer 1, which tokens form the
