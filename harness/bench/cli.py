@@ -31,7 +31,6 @@ def bench(
     cache: Annotated[Path | None, typer.Option(help="where built models are kept between runs")] = None,
     gateway: Annotated[bool, typer.Option(help="also measure through the gateway when it is installed")] = True,
     naive: Annotated[bool, typer.Option(help="run the naive baseline")] = True,
-    blip_large: Annotated[bool, typer.Option(help="also time single-request BLIP-large")] = True,
     baseline_settings: Annotated[bool, typer.Option("--untuned", help="services with default settings (no bf16)")] = False,
     label: Annotated[str | None, typer.Option(help="name of the run in the results directory")] = None,
     setting: Annotated[list[str] | None, typer.Option(
@@ -56,9 +55,7 @@ def bench(
     if quick:
         config.sizes = ModelSizes.tiny()
         config.cell_seconds, config.cell_max_requests, config.requests_per_client = 1.0, 40, 1
-        config.qa_tokens, config.relay_seconds, config.blip_large = (150, 600), 1.0, False
-    else:
-        config.blip_large = blip_large
+        config.qa_tokens, config.relay_seconds = (150, 600), 1.0
     if cell_seconds is not None:
         config.cell_seconds = cell_seconds
     if baseline_settings:

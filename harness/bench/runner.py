@@ -58,7 +58,6 @@ class BenchConfig:
     qa_tokens: tuple[int, ...] = (150, 600)
     gateway: bool = True
     naive: bool = True
-    blip_large: bool = True
     relay_seconds: float = 5.0
     efficiency: bool = True
     accuracy: bool = True
@@ -150,8 +149,6 @@ class BenchRun:
                 server.stop()
         if cfg.gateway:
             self.run_relay()
-        if cfg.blip_large and "vqa" in cfg.tasks:
-            self.run_blip_large()
         if cfg.efficiency:
             from .efficiency import measure_efficiency
             # the servers are stopped now: measure the peak again and keep the best of both, so a
@@ -311,26 +308,6 @@ class BenchRun:
         if self.config.sizes != ModelSizes.tiny():
             registries["real-size"] = registry_dir
         self.results["precision_cost"] = precision_cost(registries, samples, self.config.threads)
-
-    def run_blip_large(self) -> None:
-        """Single-request VQA latency of BLIP-large (ViT-L vision tower) through the service."""
-        sizes = ModelSizes(vqa="large", qa=self.config.sizes.qa, style=self.config.sizes.style)
-        self.progress("building/reusing BLIP-large for the single-request figure")
-        registry = Path(self.config.cache_dir) / "registry-blip-large"
-        ensure_registry(registry, sizes, ("vqa",))
-        env = self.env(LOOPLINE_REGISTRY_DIR=str(registry.resolve()))
-        server = ServerProcess("vqa-large", serve_argv("vqa"), env, self.run_dir / "logs" / "vqa-large.log")
-        try:
-            server.start().wait_ready()
-            row = self.cell(server.url + "/v1/predict", [self.workloads["vqa"][0].encoded()], 1, server,
-                            {"service": server}, "vqa", max_seconds=min(20.0, self.config.cell_seconds), max_requests=8)
-            row.update({"task": "vqa", "workload": self.workloads["vqa"][0].name, "variant": "direct-blip-large"})
-            self.results["blip_large"] = row
-            self.progress(f"BLIP-large c=1: p50 {row['p50_ms']} ms")
-        except (RuntimeError, TimeoutError) as exc:
-            self.results["blip_large"] = {"status": f"failed: {str(exc).splitlines()[0]}"}
-        finally:
-            server.stop()
 
 
 def _jsonable(value: Any) -> Any:

@@ -242,3 +242,21 @@ def test_bootstrap_progress_without_a_terminal_is_a_line_per_phase_and_tenth() -
     assert lines[0].startswith("vqa-blip: data 0/100 scenes 10")
     assert len(lines) == 12, lines  # the data line, the answer phase starting, then one per tenth
     assert lines[-1].startswith("vqa-blip: answer 100/100 loss 0.5")
+
+
+def test_pull_accepts_the_seeds_hub_id_and_maps_it_to_the_model() -> None:
+    """The seeds served Salesforce/blip-vqa-capfilt-large; `models pull` takes that id as it is."""
+    from services.ops.bootstrap import resolve_pull
+
+    assert resolve_pull("Salesforce/blip-vqa-capfilt-large")[::2] == ("vqa-blip", "Salesforce/blip-vqa-capfilt-large")
+    assert resolve_pull("vqa-blip")[::2] == ("vqa-blip", "Salesforce/blip-vqa-base")
+    assert resolve_pull("vqa-blip", "Salesforce/blip-vqa-capfilt-large")[2] == "Salesforce/blip-vqa-capfilt-large"
+    assert resolve_pull("distilbert-base-cased-distilled-squad")[0] == "qa-extractive"
+    with pytest.raises(ValueError, match="known hub ids: .*blip-vqa-capfilt-large"):
+        resolve_pull("Salesforce/blip-vqa-capfilt-huge")
+
+
+def test_bench_builds_no_invented_blip_large() -> None:
+    from services.vqa.build import SIZES
+
+    assert "large" not in SIZES and SIZES["base"]["vision"]["hidden_size"] == 768
