@@ -30,6 +30,7 @@ class SharedModel:
         self.peft: Any = None
         self.adapters: set[str] = set()
         self.refs = 0
+        self.precision: PrecisionChoice | None = None  # decided by the first runtime that loads it
 
     def add_adapter(self, name: str, path: Path) -> None:
         from peft import PeftModel
@@ -192,6 +193,29 @@ def answer_agreement(reference: list[dict[str, Any]], got: list[dict[str, Any]])
     return sum(a["answer"] == b["answer"] for a, b in zip(reference, got, strict=True)) / len(reference)
 
 
+def cast_linear_weights_bf16(model: Any) -> int:
+    """Store every ``nn.Linear`` weight and bias in bf16, once, and return how many were cast.
+
+    Autocast casts fp32 weights to bf16 on every call (its cache lives for one autocast region,
+    i.e. one batch): for a batch of one that re-reads every weight each request, memory traffic
+    that is not compute. Pre-cast weights give the same numbers under autocast (the same cast,
+    done once). Norms, embeddings and convolutions stay fp32 (autocast runs norms in fp32), and
+    so does a Linear whose weight is tied to an embedding (a language-model head).
+    """
+    import torch
+
+    embedded = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    cast = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and id(module.weight) not in embedded \
+                and module.weight.dtype == torch.float32:
+            module.weight.data = module.weight.data.to(torch.bfloat16)
+            if module.bias is not None:
+                module.bias.data = module.bias.data.to(torch.bfloat16)
+            cast += 1
+    return cast
+
+
 def quantize_int8(model: Any) -> Any:
     """Dynamic int8 quantization of every ``nn.Linear`` (weights int8, activations quantized per batch)."""
     import warnings
@@ -241,6 +265,10 @@ class TorchRuntimeMixin:
         if self.settings.quantize != "none":
             self.precision = PrecisionChoice(False, f"{self.settings.quantize} quantized: no autocast")
             return self.precision
+        if self.shared is not None and self.shared.precision is not None:
+            # a LoRA canary on an already loaded base: the base's weights are already cast (or not)
+            self.precision = self.shared.precision
+            return self.precision
         items = self.agreement_inputs(self.settings.bf16_check_inputs) if self.settings.bf16 == "auto" else []
 
         step = max(1, self.settings.max_batch_size)
@@ -253,6 +281,10 @@ class TorchRuntimeMixin:
             return answer_agreement(answers(False), answers(True))
 
         self.precision = choose_bf16(self.settings.bf16, cpu_kind().native_bf16, agreement if items else None)
+        if self.shared is not None:
+            if self.precision.bf16:
+                cast_linear_weights_bf16(self.shared.model)
+            self.shared.precision = self.precision
         log.info("precision of %s: %s", type(self).__name__, self.precision.reason,
                  extra={"bf16": self.precision.bf16, "agreement": self.precision.agreement, "cpu": cpu_kind().kind})
         return self.precision
