@@ -199,6 +199,15 @@ def markdown(results: dict[str, Any]) -> str:
                           "of peak"],
                          [[r["task"], r["workload"], r["gflop_per_request"], r["precision"], r["service_gflops"],
                            f"{r['fraction_of_peak']:.0%}"] for r in service_efficiency(results)])]
+    anchor_cells = results.get("anchors")
+    parts += ["", "## Anchors: the QA model in ONNX Runtime and OpenVINO, in-process", "",
+              f"Status: {results.get('anchors_status', 'not run')}."]
+    if anchor_cells:
+        parts += ["", _table(["input", "runtime", "precision", "batch", "windows", "p50 ms", "p95 ms", "req/s",
+                              "max abs logit diff vs torch"],
+                             [[r["workload"], r["variant"], r["precision"], r["batch"], r["windows"], r["p50_ms"],
+                               r["p95_ms"], r["throughput_rps"], r["max_abs_logit_diff_vs_torch"]]
+                              for r in anchor_cells])]
     prof = results.get("profile")
     if prof:
         service_cols = ["prepare_ms", "queue_wait_ms", "model_ms", "http_json_ms", "client_ms"]

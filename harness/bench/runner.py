@@ -61,6 +61,7 @@ class BenchConfig:
     efficiency: bool = True
     accuracy: bool = True
     accuracy_inputs: int = 200  # generated inputs per task for the agreement table
+    anchors: bool = True  # ONNX Runtime / OpenVINO QA cells when installed
     open_loop: bool = True  # Poisson arrivals at 70 % of the measured capacity, per workload
     overload: bool = True  # more clients than admitted: the rejection latency
     profile: bool = False  # per-stage timings of the c=1 direct cells (harness/bench/profile.py)
@@ -159,6 +160,8 @@ class BenchRun:
             self.progress(f"peak again: {again}; using {self.results['peak']}")
             self.progress("counting FLOPs and timing the batched model components")
             self.results["efficiency"] = measure_efficiency(registry_dir, cfg, self.workloads, self.results["peak"])
+        if cfg.anchors:
+            self.run_anchors(registry_dir)
         if cfg.profile:
             self.run_inside_predict(registry_dir)
         if cfg.accuracy:
@@ -334,6 +337,30 @@ class BenchRun:
         finally:
             gateway.stop()
             stub.stop()
+
+    def run_anchors(self, registry_dir: Path) -> None:
+        """ONNX Runtime and OpenVINO cells for QA (harness/bench/anchors.py), or the reason they are skipped."""
+        from . import anchors
+        from .efficiency import task_settings
+
+        absent = anchors.missing()
+        if "qa" not in self.config.tasks:
+            self.results["anchors_status"] = "skipped: QA is not in this run (anchors are QA only)"
+        elif absent:
+            self.results["anchors_status"] = (f"skipped: {', '.join(absent)} not installed "
+                                              "(pip install 'loopline[bench]'; make bench does)")
+        else:
+            self.progress("anchors: QA in ONNX Runtime and OpenVINO, in-process, batch 1 and 8")
+            try:
+                self.results["anchors"] = anchors.qa_anchor_cells(
+                    registry_dir / MODEL_OF_TASK["qa"] / "1",
+                    task_settings("qa", self.config.service_env, self.config.threads), self.workloads["qa"],
+                    self.config.threads, seconds=min(4.0, self.config.cell_seconds))
+                self.results["anchors_status"] = "ran (QA only)"
+            except Exception as exc:  # an exporter or runtime failure must not lose the whole run
+                log.exception("anchors failed")
+                self.results["anchors_status"] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        self.progress(f"anchors: {self.results['anchors_status']}")
 
     def run_inside_predict(self, registry_dir: Path) -> None:
         """The profile's in-process split of one batch-1 ``predict`` per workload."""
