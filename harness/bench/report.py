@@ -204,9 +204,10 @@ def markdown(results: dict[str, Any]) -> str:
               f"Status: {results.get('anchors_status', 'not run')}."]
     if anchor_cells:
         parts += ["", _table(["input", "runtime", "precision", "batch", "windows", "p50 ms", "p95 ms", "req/s",
-                              "max abs logit diff vs torch"],
+                              "max abs logit diff vs torch", "answers agree with torch fp32"],
                              [[r["workload"], r["variant"], r["precision"], r["batch"], r["windows"], r["p50_ms"],
-                               r["p95_ms"], r["throughput_rps"], r["max_abs_logit_diff_vs_torch"]]
+                               r["p95_ms"], r["throughput_rps"], r["max_abs_logit_diff_vs_torch"],
+                               f"{r.get('agrees_with_fp32')} (n={r.get('agreement_n')})"]
                               for r in anchor_cells])]
     prof = results.get("profile")
     if prof:

@@ -355,7 +355,8 @@ class BenchRun:
                 self.results["anchors"] = anchors.qa_anchor_cells(
                     registry_dir / MODEL_OF_TASK["qa"] / "1",
                     task_settings("qa", self.config.service_env, self.config.threads), self.workloads["qa"],
-                    self.config.threads, seconds=min(4.0, self.config.cell_seconds))
+                    self.config.threads, seconds=min(4.0, self.config.cell_seconds),
+                    agreement_inputs=self.config.accuracy_inputs)
                 self.results["anchors_status"] = "ran (QA only)"
             except Exception as exc:  # an exporter or runtime failure must not lose the whole run
                 log.exception("anchors failed")
