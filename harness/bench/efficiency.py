@@ -122,6 +122,7 @@ def _style(version_dir: Path, settings: ServingSettings, workloads: list[Workloa
     batch = np.stack([image] * 2)
     runtime._call(batch)
     seconds = best_seconds(lambda: runtime._call(batch), repeats=2, warmup=0)
-    return {"precision": "fp32", "flops_per_request": {workloads[0].name: flops},
+    prec = precision(runtime)  # mixed_bfloat16 when the load-time check chose it
+    return {"precision": prec, "flops_per_request": {workloads[0].name: flops},
             "component": {"name": f"TransformerNet, batch 2 x {w}x{h}", "flops": 2 * flops,
-                          **_fraction(2 * flops, seconds, peak["fp32_gflops"])}}
+                          **_fraction(2 * flops, seconds, peak[f"{prec}_gflops"])}}
