@@ -63,6 +63,7 @@ lint: install ## ruff
 	$(BIN)/ruff check services tests scripts
 
 bench: install ## performance harness on real-size random-weight models (see docs/performance.md)
+	$(PIP) install -q -e '.[bench]'  # ONNX Runtime / OpenVINO anchors; kept out of the test install
 	$(LOOPLINE) bench
 
 SOAK_DURATION ?= 300

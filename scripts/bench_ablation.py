@@ -49,7 +49,7 @@ def vqa() -> None:
     from harness.bench.workloads import vqa_workload
     from services.vqa.runtime import VqaRequest
 
-    for opts in ({}, {"bf16": True}, {"quantize": "int8"}):
+    for opts in ({"bf16": "off"}, {"bf16": "on"}, {"quantize": "int8"}):
         try:
             rt = runtime("vqa", **opts)
         except Exception as exc:  # an option this checkout does not have yet
@@ -74,7 +74,7 @@ def qa() -> None:
 
     tok = AutoTokenizer.from_pretrained(REG / "qa-extractive" / "1")
     works = qa_workloads(tok)
-    for opts in ({}, {"bf16": True}, {"quantize": "int8"}, {"bf16": True, "max_seq_len": 384}):
+    for opts in ({"bf16": "off"}, {"bf16": "on"}, {"quantize": "int8"}, {"bf16": "on", "max_seq_len": 384}):
         try:
             rt = runtime("qa", **opts)
         except Exception as exc:

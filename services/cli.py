@@ -136,7 +136,8 @@ def models_bootstrap(tiny: Annotated[bool, typer.Option("--tiny", help="tiny ran
 
 
 @models_app.command("pull")
-def models_pull(model: Annotated[str, typer.Argument(help="vqa-blip or qa-extractive")],
+def models_pull(model: Annotated[str, typer.Argument(
+                    help="vqa-blip or qa-extractive, or a known hub id such as Salesforce/blip-vqa-capfilt-large")],
                 hub_id: Annotated[str | None, typer.Option(help="hub repository id")] = None,
                 promote: Annotated[bool, typer.Option(help="make it production")] = False) -> None:
     """Fetch a real checkpoint from the Hugging Face hub and register it."""

@@ -31,19 +31,24 @@ def bench(
     cache: Annotated[Path | None, typer.Option(help="where built models are kept between runs")] = None,
     gateway: Annotated[bool, typer.Option(help="also measure through the gateway when it is installed")] = True,
     naive: Annotated[bool, typer.Option(help="run the naive baseline")] = True,
-    blip_large: Annotated[bool, typer.Option(help="also time single-request BLIP-large")] = True,
-    baseline_settings: Annotated[bool, typer.Option("--untuned", help="services with default settings (no bf16)")] = False,
+    baseline_settings: Annotated[bool, typer.Option(
+        "--untuned", help="fp32 and the pre-issue-13 settings (5 ms batch wait, 512-token QA windows)")] = False,
     label: Annotated[str | None, typer.Option(help="name of the run in the results directory")] = None,
     setting: Annotated[list[str] | None, typer.Option(
         "--set", help="service setting for this run, e.g. --set LOOPLINE_VQA_MAX_WAIT_MS=100 (repeatable)")] = None,
     efficiency: Annotated[bool, typer.Option(help="count FLOPs and time the batched components")] = True,
-    accuracy: Annotated[bool, typer.Option(help="bf16/int8 precision cost on the eval sets")] = True,
+    accuracy: Annotated[bool, typer.Option(help="bf16/int8 answer agreement with fp32 on generated inputs")] = True,
+    accuracy_inputs: Annotated[int, typer.Option(min=10, help="generated inputs per task for the agreement table")] = 200,
+    anchors: Annotated[bool, typer.Option(help="QA in ONNX Runtime and OpenVINO in-process (pip install "
+                                          "'loopline[bench]')")] = True,
+    profile: Annotated[bool, typer.Option("--profile", help="where a single request's time goes: per-stage "
+                                          "timings of the c=1 cells and of the parts of predict")] = False,
 ) -> None:
     """Benchmark every service against the naive baseline and the hardware peak; write JSON, Markdown, PNG."""
     from services.common.tasks import TASKS
 
     from .models import ModelSizes
-    from .runner import BenchConfig, BenchRun
+    from .runner import UNTUNED_ENV, BenchConfig, BenchRun
 
     chosen = tuple(t.strip() for t in tasks.split(",") if t.strip())
     unknown = [t for t in chosen if t not in TASKS]
@@ -56,19 +61,18 @@ def bench(
     if quick:
         config.sizes = ModelSizes.tiny()
         config.cell_seconds, config.cell_max_requests, config.requests_per_client = 1.0, 40, 1
-        config.qa_tokens, config.relay_seconds, config.blip_large = (150, 600), 1.0, False
-    else:
-        config.blip_large = blip_large
+        config.qa_tokens, config.relay_seconds = (150, 600), 1.0
     if cell_seconds is not None:
         config.cell_seconds = cell_seconds
     if baseline_settings:
-        config.service_env = {}
+        config.service_env = dict(UNTUNED_ENV)
     for item in setting or []:
         key, sep, value = item.partition("=")
         if not sep or not key.startswith("LOOPLINE_"):
             raise typer.BadParameter(f"--set expects LOOPLINE_<NAME>=<value>, got {item!r}")
         config.service_env[key] = value
-    config.efficiency, config.accuracy = efficiency, accuracy
+    config.efficiency, config.accuracy, config.profile = efficiency, accuracy, profile
+    config.accuracy_inputs, config.anchors = accuracy_inputs, anchors
     started = time.monotonic()
     results = BenchRun(config, progress=lambda msg: console.print(
         f"[dim]bench {time.monotonic() - started:6.1f}s[/dim] {msg}")).run()

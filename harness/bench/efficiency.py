@@ -27,10 +27,10 @@ def task_settings(task: str, env: dict[str, str], threads: int) -> ServingSettin
     return get_task(task).settings(**overrides)
 
 
-def precision(settings: ServingSettings) -> str:
-    from services.common.torch_shared import bf16_supported
-
-    return "bf16" if getattr(settings, "bf16", False) and bf16_supported() else "fp32"
+def precision(runtime: Any) -> str:
+    """The precision the runtime chose at load (see ``TorchRuntimeMixin.choose_precision``)."""
+    choice = getattr(runtime, "precision", None)
+    return "bf16" if choice is not None and choice.bf16 else "fp32"
 
 
 def measure_efficiency(registry_dir: Path, cfg: Any, workloads: dict[str, list[Workload]],
@@ -65,13 +65,13 @@ def _vqa(version_dir: Path, settings: ServingSettings, workloads: list[Workload]
     runtime = VqaRuntime(settings, Path("."))
     runtime.load(version_dir, runtime.read_manifest(version_dir))
     try:
-        prec = precision(settings)
+        prec = precision(runtime)
         item = runtime.prepare(VqaRequest(**workloads[0].body))
         per_request = count_flops(lambda: runtime.predict([item]))
         vision = runtime.shared.model.vision_model  # type: ignore[union-attr]
         side = runtime.image_side
         px = torch.randn(COMPONENT_BATCH, 3, side, side)
-        with inference_context(settings.bf16):
+        with inference_context(prec == "bf16"):
             one = count_flops(lambda: vision(pixel_values=px[:1]))
             seconds = best_seconds(lambda: vision(pixel_values=px), repeats=2)
         return {"precision": prec, "flops_per_request": {workloads[0].name: per_request},
@@ -88,7 +88,7 @@ def _qa(version_dir: Path, settings: ServingSettings, workloads: list[Workload],
     runtime = QaRuntime(settings, Path("."))
     runtime.load(version_dir, runtime.read_manifest(version_dir))
     try:
-        prec = precision(settings)
+        prec = precision(runtime)
         per_request = {}
         for w in workloads:
             item = runtime.prepare(runtime.request_model(**w.body))
@@ -99,7 +99,7 @@ def _qa(version_dir: Path, settings: ServingSettings, workloads: list[Workload],
                                 return_tensors="pt")
         inputs = {k: v for k, v in enc.items() if k in runtime.tokenizer.model_input_names}
         model = runtime.shared.model  # type: ignore[union-attr]
-        with inference_context(settings.bf16):
+        with inference_context(prec == "bf16"):
             flops = count_flops(lambda: model(**inputs))
             seconds = best_seconds(lambda: model(**inputs), repeats=3)
         return {"precision": prec, "flops_per_request": per_request,
@@ -122,6 +122,7 @@ def _style(version_dir: Path, settings: ServingSettings, workloads: list[Workloa
     batch = np.stack([image] * 2)
     runtime._call(batch)
     seconds = best_seconds(lambda: runtime._call(batch), repeats=2, warmup=0)
-    return {"precision": "fp32", "flops_per_request": {workloads[0].name: flops},
+    prec = precision(runtime)  # mixed_bfloat16 when the load-time check chose it
+    return {"precision": prec, "flops_per_request": {workloads[0].name: flops},
             "component": {"name": f"TransformerNet, batch 2 x {w}x{h}", "flops": 2 * flops,
-                          **_fraction(2 * flops, seconds, peak["fp32_gflops"])}}
+                          **_fraction(2 * flops, seconds, peak[f"{prec}_gflops"])}}

@@ -99,6 +99,7 @@ class LoadResult:
     latencies_s: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    rejected_s: list[float] = field(default_factory=list)  # latencies of 503 answers (load shedding)
 
     @property
     def ok(self) -> int:
@@ -110,7 +111,8 @@ class LoadResult:
                 "error_kinds": self.errors, "elapsed_s": round(self.elapsed_s, 3),
                 "throughput_rps": round(self.ok / self.elapsed_s, 3) if self.elapsed_s > 0 else 0.0,
                 "p50_ms": ms(percentile(lat, 50)), "p95_ms": ms(percentile(lat, 95)),
-                "p99_ms": ms(percentile(lat, 99)), "mean_ms": ms(sum(lat) / len(lat) if lat else None)}
+                "p99_ms": ms(percentile(lat, 99)), "mean_ms": ms(sum(lat) / len(lat) if lat else None),
+                "rejected": len(self.rejected_s), "rejection_p99_ms": ms(percentile(sorted(self.rejected_s), 99))}
 
 
 def ms(seconds: float | None) -> float | None:
@@ -167,6 +169,9 @@ async def closed_loop(url: str, bodies: list[bytes], concurrency: int, max_reque
                 latency = time.perf_counter() - t0
                 if status != 200:
                     kind = f"http_{status}"
+                    if status == 503:
+                        result.rejected_s.append(latency)
+                        await asyncio.sleep(0.02)  # a client backs off a little before its next try
                 elif expect_key is not None and expect_key.encode() not in payload:
                     kind = "bad_body"
                 else:
@@ -177,6 +182,46 @@ async def closed_loop(url: str, bodies: list[bytes], concurrency: int, max_reque
             await conn.close()
 
     await asyncio.gather(*(client(i) for i in range(concurrency)))
+    result.elapsed_s = time.perf_counter() - started
+    return result
+
+
+async def open_loop(url: str, bodies: list[bytes], rate_rps: float, seconds: float, seed: int = 0,
+                    expect_key: str | None = None) -> LoadResult:
+    """Requests arrive as a Poisson process at ``rate_rps`` for ``seconds``, whatever the answers do
+    (each on its own connection): latency under a steady offered load, not a self-throttling one."""
+    import random
+
+    parts = urlsplit(url)
+    host, port, path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path or "/"
+    result = LoadResult(concurrency=0)
+    rng = random.Random(seed)
+    started = time.perf_counter()
+
+    async def one(body: bytes) -> None:
+        conn = Connection(host, port)
+        t0 = time.perf_counter()
+        try:
+            status, payload = await conn.request("POST", path, body)
+        except (HttpError, OSError) as exc:
+            result.errors[type(exc).__name__] = result.errors.get(type(exc).__name__, 0) + 1
+            return
+        finally:
+            await conn.close()
+        if status == 200 and (expect_key is None or expect_key.encode() in payload):
+            result.latencies_s.append(time.perf_counter() - t0)
+        else:
+            result.errors[f"http_{status}"] = result.errors.get(f"http_{status}", 0) + 1
+
+    tasks: list[asyncio.Task[None]] = []
+    next_at = started
+    i = 0
+    while next_at < started + seconds:
+        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+        tasks.append(asyncio.ensure_future(one(bodies[i % len(bodies)])))
+        i += 1
+        next_at += rng.expovariate(rate_rps)
+    await asyncio.gather(*tasks)
     result.elapsed_s = time.perf_counter() - started
     return result
 

@@ -7,7 +7,6 @@ A registry is rebuilt only when its recipe changes (a stamp file holds the recip
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,9 @@ BENCH_STYLE = "mosaic"
 
 @dataclass(frozen=True)
 class ModelSizes:
-    vqa: str = "base"      # tiny | base | large
+    # base = the seeds' Salesforce/blip-vqa-capfilt-large (and blip-vqa-base): ViT-B/16 at 384 px,
+    # BERT-base text; despite its name there is no ViT-L BLIP VQA checkpoint to time
+    vqa: str = "base"      # tiny | base
     qa: str = "base"       # tiny | base
     style: str = "full"    # tiny | full
 
@@ -57,17 +58,3 @@ def ensure_registry(root: Path, sizes: ModelSizes, tasks: tuple[str, ...] = ("vq
         registry.promote(name, ref.version, "production", actor="bench", reason="benchmark build")
     return registry
 
-
-def blip_dir(root: Path, size: str) -> Path:
-    """A standalone BLIP directory (no registry) for the single-request BLIP-large figure."""
-    from services.vqa.build import build_blip
-
-    out = Path(root) / f"blip-{size}"
-    if not (out / "config.json").exists():
-        tmp = out.with_name(out.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        build_blip(tmp, size, seed=0)
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)
-    return out

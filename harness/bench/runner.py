@@ -25,23 +25,22 @@ from services.common.settings import default_threads
 from services.common.tasks import TASKS
 from services.ops.entrypoints import importable
 
-from .load import closed_loop
+from .load import closed_loop, open_loop
 from .models import MODEL_OF_TASK, ModelSizes, ensure_registry
 from .procs import RssSampler, ServerProcess, child_env, serve_argv, uvicorn_argv
+from .profile import scrape_stages, stage_means
 from .workloads import Workload, qa_workloads, style_workload, vqa_workload
 
 log = logging.getLogger("loopline.bench")
 
 GATEWAY_ROUTE = {"vqa": "/v1/vqa", "qa": "/v1/qa", "style": "/v1/style"}
 ANSWER_KEY = {"vqa": "answer", "qa": "answer", "style": "image_b64"}
-# what the services run with in the benchmark: the settings docs/performance.md recommends
-TUNED_ENV = {
-    "LOOPLINE_VQA_BF16": "true", "LOOPLINE_QA_BF16": "true", "LOOPLINE_QA_MAX_SEQ_LEN": "384",
-    # a batch must wait for batch-mates still in prepare() (image decode), or a closed loop
-    # settles into two half-size batches that alternate; the wait is ~10% of a VQA batch
-    "LOOPLINE_VQA_MAX_WAIT_MS": "100", "LOOPLINE_QA_MAX_WAIT_MS": "20",
-    "LOOPLINE_VQA_MAX_BATCH_SIZE": "8", "LOOPLINE_QA_MAX_BATCH_SIZE": "8", "LOOPLINE_STYLE_MAX_BATCH_SIZE": "8",
-}
+# the services run with their defaults (bf16 auto, batch waits only for requests being prepared,
+# QA windows of 384 tokens): what `make up` serves is what the bench measures
+TUNED_ENV: dict[str, str] = {}
+# `--untuned`: fp32 and the settings before issue 13 (a fixed 5 ms batch wait, the model's 512-token windows)
+UNTUNED_ENV = {"LOOPLINE_VQA_BF16": "off", "LOOPLINE_QA_BF16": "off", "LOOPLINE_STYLE_BF16": "off",
+               "LOOPLINE_QA_MAX_SEQ_LEN": "512", "LOOPLINE_VQA_MAX_WAIT_MS": "5", "LOOPLINE_QA_MAX_WAIT_MS": "5"}
 
 
 @dataclass
@@ -58,10 +57,14 @@ class BenchConfig:
     qa_tokens: tuple[int, ...] = (150, 600)
     gateway: bool = True
     naive: bool = True
-    blip_large: bool = True
     relay_seconds: float = 5.0
     efficiency: bool = True
     accuracy: bool = True
+    accuracy_inputs: int = 200  # generated inputs per task for the agreement table
+    anchors: bool = True  # ONNX Runtime / OpenVINO QA cells when installed
+    open_loop: bool = True  # Poisson arrivals at 70 % of the measured capacity, per workload
+    overload: bool = True  # more clients than admitted: the rejection latency
+    profile: bool = False  # per-stage timings of the c=1 direct cells (harness/bench/profile.py)
     threads: int = field(default_factory=default_threads)
     service_env: dict[str, str] = field(default_factory=lambda: dict(TUNED_ENV))
     label: str = "full"
@@ -83,18 +86,10 @@ def machine_info(threads: int) -> dict[str, Any]:
     import torch
     import transformers
 
-    from services.common.torch_shared import bf16_supported
+    from services.common.torch_shared import cpu_kind
 
-    model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": model, "logical_cpus": os.cpu_count(), "usable_cpus": default_threads(), "threads": threads,
-            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1), "avx512_bf16": bf16_supported(),
+    return {**cpu_kind().summary(), "logical_cpus": os.cpu_count(), "usable_cpus": default_threads(), "threads": threads,
+            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
             "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
             "platform": platform.platform(), "loadavg_start": [round(x, 2) for x in os.getloadavg()]}
 
@@ -145,13 +140,16 @@ class BenchRun:
             for task in cfg.tasks:
                 for workload in self.workloads[task]:
                     self.run_task_cells(servers, workload)
+                    if cfg.open_loop:
+                        self.run_open_loop(servers, workload)
+            if cfg.overload:
+                cheapest = "qa" if "qa" in cfg.tasks else cfg.tasks[0]
+                self.run_overload(servers, self.workloads[cheapest][0])
         finally:
             for server in servers.all():
                 server.stop()
         if cfg.gateway:
             self.run_relay()
-        if cfg.blip_large and "vqa" in cfg.tasks:
-            self.run_blip_large()
         if cfg.efficiency:
             from .efficiency import measure_efficiency
             # the servers are stopped now: measure the peak again and keep the best of both, so a
@@ -162,7 +160,11 @@ class BenchRun:
             self.progress(f"peak again: {again}; using {self.results['peak']}")
             self.progress("counting FLOPs and timing the batched model components")
             self.results["efficiency"] = measure_efficiency(registry_dir, cfg, self.workloads, self.results["peak"])
-        if cfg.accuracy and {"vqa", "qa"} & set(cfg.tasks):
+        if cfg.anchors:
+            self.run_anchors(registry_dir)
+        if cfg.profile:
+            self.run_inside_predict(registry_dir)
+        if cfg.accuracy:
             self.run_precision_cost(registry_dir)
         self.results["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
         self.results["duration_s"] = round(time.perf_counter() - t0, 1)
@@ -238,20 +240,59 @@ class BenchRun:
         for variant, url, levels, server in variants:
             for c in levels:
                 watch = {variant: server} if server is service else {variant: server, "service": service}
-                row = self.cell(url, [body], c, service, watch, task)
+                profile = cfg.profile and variant == "direct" and c == 1
+                row = self.cell(url, [body], c, service, watch, task, stages=profile)
+                if profile:
+                    self.results.setdefault("profile", {})[f"{task}/{workload.name}"] = {"service": row.pop("stages")}
                 row.update({"task": task, "workload": workload.name, "variant": variant})
                 self.results["cells"].append(row)
                 self.progress(f"{task:5s} {workload.name:30s} {variant:8s} c={c}: p50 {row['p50_ms']} ms, "
                               f"p95 {row['p95_ms']} ms, {row['throughput_rps']} req/s, batch "
                               f"{row.get('mean_batch_size')}, errors {row['errors']}")
 
+    def run_open_loop(self, servers: Servers, workload: Workload) -> None:
+        """Offered load at 70 % of the capacity just measured (throughput at the top concurrency)."""
+        top = max(self.config.concurrency)
+        ours = next((r for r in self.results["cells"] if (r["task"], r["workload"], r["variant"], r["concurrency"])
+                     == (workload.task, workload.name, "direct", top)), None)
+        if not ours or not ours["throughput_rps"]:
+            return
+        rate = round(0.7 * ours["throughput_rps"], 3)
+        seconds = max(self.config.cell_seconds, 20 / rate)  # about 20 arrivals at least
+        result = asyncio.run(open_loop(servers.services[workload.task].url + "/v1/predict", [workload.encoded()],
+                                       rate, seconds, expect_key=ANSWER_KEY[workload.task]))
+        row = {**result.summary(), "task": workload.task, "workload": workload.name, "rate_rps": rate,
+               "capacity_rps": ours["throughput_rps"]}
+        self.results.setdefault("open_loop", []).append(row)
+        self.progress(f"{workload.task:5s} {workload.name:30s} open loop {rate} req/s: p50 {row['p50_ms']} ms, "
+                      f"p95 {row['p95_ms']} ms, errors {row['errors']}")
+
+    def run_overload(self, servers: Servers, workload: Workload) -> None:
+        """More clients than the service admits (queue + batch + 16): how fast the surplus hears 503."""
+        from .efficiency import task_settings
+
+        settings = task_settings(workload.task, self.config.service_env, self.config.threads)
+        clients = settings.max_queue + settings.max_batch_size + 16
+        service = servers.services[workload.task]
+        result = asyncio.run(closed_loop(service.url + "/v1/predict", [workload.encoded()], clients,
+                                         100_000, min(self.config.cell_seconds, 5.0),
+                                         expect_key=ANSWER_KEY[workload.task]))
+        row = result.summary()
+        self.results["overload"] = {"task": workload.task, "workload": workload.name, "clients": clients,
+                                    "rejected": row["rejected"], "p99_ms": row["rejection_p99_ms"],
+                                    "answered": row["requests"], "answered_p50_ms": row["p50_ms"],
+                                    "how": f"{clients} closed-loop clients on {workload.task} ({workload.name}); "
+                                           f"the service admits {clients - 16}"}
+        self.progress(f"overload: {row['rejected']} rejections, p99 {row['rejection_p99_ms']} ms")
+
     def cell(self, url: str, bodies: list[bytes], concurrency: int, service: ServerProcess,
              watch: dict[str, ServerProcess], task: str, max_seconds: float | None = None,
-             max_requests: int | None = None, warm: int = 2) -> dict[str, Any]:
+             max_requests: int | None = None, warm: int = 2, stages: bool = False) -> dict[str, Any]:
         cfg = self.config
         key = ANSWER_KEY[task]
         asyncio.run(closed_loop(url, bodies, 1, warm, 120.0, expect_key=key))  # not counted: lazy init, caches
         before = scrape_batches(service.url)
+        stages_before = scrape_stages(service.url) if stages else {}
         pids = {name: s.proc.pid for name, s in watch.items() if s.proc is not None}
         with RssSampler(pids) as rss:
             result = asyncio.run(closed_loop(url, bodies, concurrency, max_requests or cfg.cell_max_requests,
@@ -259,6 +300,8 @@ class BenchRun:
                                              min_requests=cfg.requests_per_client * concurrency, expect_key=key))
         after = scrape_batches(service.url)
         row = result.summary()
+        if stages:
+            row["stages"] = stage_means(stages_before, scrape_stages(service.url), row["mean_ms"])
         batches = after[1] - before[1]
         row["mean_batch_size"] = round((after[0] - before[0]) / batches, 2) if batches > 0 else None
         row["peak_rss_mb"] = {name: round(v / 2**20) for name, v in rss.peak.items()}
@@ -295,42 +338,56 @@ class BenchRun:
             gateway.stop()
             stub.stop()
 
+    def run_anchors(self, registry_dir: Path) -> None:
+        """ONNX Runtime and OpenVINO cells for QA (harness/bench/anchors.py), or the reason they are skipped."""
+        from . import anchors
+        from .efficiency import task_settings
+
+        absent = anchors.missing()
+        if "qa" not in self.config.tasks:
+            self.results["anchors_status"] = "skipped: QA is not in this run (anchors are QA only)"
+        elif absent:
+            self.results["anchors_status"] = (f"skipped: {', '.join(absent)} not installed "
+                                              "(pip install 'loopline[bench]'; make bench does)")
+        else:
+            self.progress("anchors: QA in ONNX Runtime and OpenVINO, in-process, batch 1 and 8")
+            try:
+                self.results["anchors"] = anchors.qa_anchor_cells(
+                    registry_dir / MODEL_OF_TASK["qa"] / "1",
+                    task_settings("qa", self.config.service_env, self.config.threads), self.workloads["qa"],
+                    self.config.threads, seconds=min(4.0, self.config.cell_seconds),
+                    agreement_inputs=self.config.accuracy_inputs)
+                self.results["anchors_status"] = "ran (QA only)"
+            except Exception as exc:  # an exporter or runtime failure must not lose the whole run
+                log.exception("anchors failed")
+                self.results["anchors_status"] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        self.progress(f"anchors: {self.results['anchors_status']}")
+
+    def run_inside_predict(self, registry_dir: Path) -> None:
+        """The profile's in-process split of one batch-1 ``predict`` per workload."""
+        from .efficiency import task_settings
+        from .profile import inside_predict
+
+        self.progress("profile: timing the parts of predict in-process")
+        for task in self.config.tasks:
+            settings = task_settings(task, self.config.service_env, self.config.threads)
+            for workload in self.workloads[task]:
+                entry = self.results.setdefault("profile", {}).setdefault(f"{task}/{workload.name}", {})
+                entry["inside"] = inside_predict(task, registry_dir / MODEL_OF_TASK[task] / "1", settings, workload.body)
+
     def run_precision_cost(self, registry_dir: Path) -> None:
-        """bf16 and int8 against fp32 on the eval sets in data/samples (tiny and real-size models)."""
+        """bf16 / int8 / mixed_bfloat16 answers against fp32 on generated in-world inputs (tiny and real-size)."""
         from .accuracy import precision_cost
 
-        samples = Path(__file__).resolve().parents[2] / "data" / "samples"
-        if not (samples / "qa.json").exists():
-            self.results["notes"].append("precision cost skipped: data/samples is not here")
-            return
-        self.progress("precision cost of bf16 and int8 on the tiny eval sets")
-        torch_tasks = tuple(t for t in self.config.tasks if t in ("vqa", "qa"))
+        tasks = tuple(t for t in self.config.tasks if t in ("vqa", "qa", "style"))
+        self.progress(f"answer agreement of the speed options on {self.config.accuracy_inputs} generated inputs per task")
         tiny = Path(self.config.cache_dir) / "registry-tiny-tiny-tiny"
-        ensure_registry(tiny, ModelSizes.tiny(), torch_tasks)
+        ensure_registry(tiny, ModelSizes.tiny(), tasks)
         registries = {"tiny": tiny}
         if self.config.sizes != ModelSizes.tiny():
             registries["real-size"] = registry_dir
-        self.results["precision_cost"] = precision_cost(registries, samples, self.config.threads)
-
-    def run_blip_large(self) -> None:
-        """Single-request VQA latency of BLIP-large (ViT-L vision tower) through the service."""
-        sizes = ModelSizes(vqa="large", qa=self.config.sizes.qa, style=self.config.sizes.style)
-        self.progress("building/reusing BLIP-large for the single-request figure")
-        registry = Path(self.config.cache_dir) / "registry-blip-large"
-        ensure_registry(registry, sizes, ("vqa",))
-        env = self.env(LOOPLINE_REGISTRY_DIR=str(registry.resolve()))
-        server = ServerProcess("vqa-large", serve_argv("vqa"), env, self.run_dir / "logs" / "vqa-large.log")
-        try:
-            server.start().wait_ready()
-            row = self.cell(server.url + "/v1/predict", [self.workloads["vqa"][0].encoded()], 1, server,
-                            {"service": server}, "vqa", max_seconds=min(20.0, self.config.cell_seconds), max_requests=8)
-            row.update({"task": "vqa", "workload": self.workloads["vqa"][0].name, "variant": "direct-blip-large"})
-            self.results["blip_large"] = row
-            self.progress(f"BLIP-large c=1: p50 {row['p50_ms']} ms")
-        except (RuntimeError, TimeoutError) as exc:
-            self.results["blip_large"] = {"status": f"failed: {str(exc).splitlines()[0]}"}
-        finally:
-            server.stop()
+        self.results["precision_cost"] = precision_cost(registries, self.config.accuracy_inputs, self.config.threads,
+                                                        tasks)
 
 
 def _jsonable(value: Any) -> Any:

@@ -4,6 +4,10 @@ The worker takes the oldest request, then waits at most ``max_wait_ms`` for up t
 ``max_batch_size - 1`` more requests for the *same* loaded version (a batch never mixes
 versions), runs the model on one bounded worker thread, and sets a result or an error on
 every waiting future. A full queue answers 503 at once instead of queueing forever.
+
+It waits only for requests that exist: the handler announces each request while it is still
+being prepared (image decode, tokenizing), and when the queue is empty and nothing is being
+prepared the batch runs at once, so a lone request never pays ``max_wait_ms``.
 """
 
 from __future__ import annotations
@@ -48,9 +52,12 @@ class DynamicBatcher:
         self._held: collections.deque[_Pending] = collections.deque()
         self._task: asyncio.Task[None] | None = None
         self._avg_batch_s = 0.05
+        self._preparing = 0
+        self._changed: asyncio.Event | None = None
 
     def start(self) -> None:
         self._queue = asyncio.Queue(maxsize=self.max_queue)
+        self._changed = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._worker(), name="batcher")
 
     async def stop(self) -> None:
@@ -68,11 +75,19 @@ class DynamicBatcher:
     def depth(self) -> int:
         return (self._queue.qsize() if self._queue else 0) + len(self._held)
 
+    def preparing(self, delta: int) -> None:
+        """A request started (+1) or finished (-1) being prepared: it may join the next batch."""
+        self._preparing += delta
+        if self._changed is not None:
+            self._changed.set()
+
     async def submit(self, key: Any, item: Any, timeout_s: float) -> Any:
         assert self._queue is not None, "start() the batcher inside the running loop first"
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         try:
             self._queue.put_nowait(_Pending(key, item, future))
+            if self._changed is not None:
+                self._changed.set()
         except asyncio.QueueFull:
             raise Unavailable(f"the service is at capacity ({self.max_queue} requests queued); retry shortly",
                               code="overloaded", retry_after=self.retry_after()) from None
@@ -104,6 +119,24 @@ class DynamicBatcher:
         except TimeoutError:
             return None
 
+    async def _arrival(self, deadline: float) -> _Pending | None:
+        """The next queued request, waiting until ``deadline`` only while some request is still being
+        prepared (none: no batch-mate can come, run now)."""
+        assert self._queue is not None and self._changed is not None
+        while True:
+            try:
+                return self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                pass
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0 or self._preparing <= 0:
+                return None
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                return None
+
     async def _collect(self) -> list[_Pending]:
         first = await self._next(None)
         assert first is not None
@@ -116,7 +149,7 @@ class DynamicBatcher:
                 held_budget -= 1
                 nxt = self._held.popleft()
             else:
-                nxt = await self._next(deadline - time.perf_counter())
+                nxt = await self._arrival(deadline)
             if nxt is None:
                 break
             (batch if nxt.key is first.key else others).append(nxt)

@@ -44,6 +44,8 @@ class ServingMetrics:
                                     labels, buckets=LATENCY_BUCKETS, registry=self.registry)
         self.batch_size = Histogram("loopline_batch_size", "requests per model call", labels,
                                     buckets=(1, 2, 4, 8, 16, 32, 64), registry=self.registry)
+        self.prepare_seconds = Histogram("loopline_prepare_seconds", "validate + decode one request (prep thread)",
+                                         labels, buckets=LATENCY_BUCKETS, registry=self.registry)
         self.batch_seconds = Histogram("loopline_batch_seconds", "model time per batch", labels,
                                        buckets=LATENCY_BUCKETS, registry=self.registry)
         self.errors = Counter("loopline_errors_total", "failed requests", (*labels, "code"), registry=self.registry)
@@ -106,10 +108,17 @@ class InferenceHandler:
         model_var.set(loaded.model)
         version_var.set(loaded.version)
         loaded.inflight += 1
+        assert self.batcher is not None, "the handler is started by the app's lifespan"
         try:
-            item = await asyncio.get_running_loop().run_in_executor(self.prep_executor, loaded.runtime.prepare, body)
+            self.batcher.preparing(+1)
+            try:
+                prep_started = time.perf_counter()
+                item = await asyncio.get_running_loop().run_in_executor(self.prep_executor, loaded.runtime.prepare,
+                                                                        body)
+                self.metrics.prepare_seconds.labels(*labels).observe(time.perf_counter() - prep_started)
+            finally:
+                self.batcher.preparing(-1)
             self.metrics.queue_depth.set(self.queue_depth)
-            assert self.batcher is not None, "the handler is started by the app's lifespan"
             result = await self.batcher.submit(loaded, item, self.settings.request_timeout_s)
         except LooplineError as exc:
             self.metrics.errors.labels(*labels, exc.code).inc()

@@ -106,7 +106,8 @@ class ServingSettings(BaseSettings):
     port: int = Field(8100, ge=1, le=65535, description="port this service listens on")
     url: str | None = Field(None, description="base URL the gateway calls (default http://host:port)")
     max_batch_size: int = Field(8, ge=1, le=256, description="largest batch the batcher forms")
-    max_wait_ms: float = Field(5.0, ge=0, le=10_000, description="longest a request waits for batch-mates")
+    max_wait_ms: float = Field(5.0, ge=0, le=10_000, description="longest a request waits for batch-mates "
+                               "still being prepared (a lone request never waits)")
     max_queue: int = Field(64, ge=1, le=100_000, description="queued requests before 503 + Retry-After")
     request_timeout_s: float = Field(60.0, gt=0, description="longest a request may wait for its answer")
     num_threads: int = Field(default_factory=default_threads, ge=1, le=256, description="framework intra-op threads")
@@ -126,8 +127,20 @@ class QuestionSettings(BaseSettings):
     max_question_chars: int = Field(1000, ge=1, description="longest question accepted (422 above)")
 
 
-class TorchSettings(BaseSettings):
-    bf16: bool = Field(False, description="bf16 autocast on CPUs that have it")
+class PrecisionSettings(BaseSettings):
+    bf16: Literal["auto", "on", "off"] = Field(
+        "auto", description="bf16 compute: auto = on when the CPU has native bf16 (AVX512_BF16 or AMX) and "
+                            "bf16 keeps >= 99 % of answers on generated inputs at load; on; off (true/false work too)")
+    bf16_check_inputs: int = Field(32, ge=1, le=1024, description="generated inputs the auto bf16 check compares at load")
+
+    @field_validator("bf16", mode="before")
+    @classmethod
+    def _bf16_mode(cls, value: object) -> object:
+        text = str(value).strip().lower()
+        return {"true": "on", "1": "on", "yes": "on", "false": "off", "0": "off", "no": "off"}.get(text, text)
+
+
+class TorchSettings(PrecisionSettings):
     quantize: Literal["none", "int8"] = Field(
         "none", description="dynamic int8 quantization of Linear layers (opt-in; full versions only, "
                             "not LoRA canaries; accuracy cost in docs/performance.md)")

@@ -41,6 +41,9 @@ class Task:
     learns_from_feedback: bool = True  # corrections in /v1/feedback are training rows (style: free comments)
     hub_id: str | None = None  # real checkpoint fetched by ``loopline models pull``
     hub_loader: str | None = None  # "module:function(hub_id, out_dir)" that saves it
+    # other hub checkpoints of the same architecture that ``loopline models pull <hub id>`` accepts
+    # (the seeds served Salesforce/blip-vqa-capfilt-large: a ViT-B BLIP like blip-vqa-base)
+    hub_aliases: tuple[str, ...] = ()
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     # -- naming -------------------------------------------------------------------------------
@@ -83,7 +86,8 @@ TASKS: dict[str, Task] = {
         framework="torch", tiny_builder="services.vqa.build:build_tiny",
         tiny_models={"vqa-blip": {"seed": 0}}, event_output=("answer",),
         sample_dataset="samples/world-vqa.csv",
-        default_model="vqa-blip", hub_id="Salesforce/blip-vqa-base", hub_loader="services.vqa.runtime:save_from_hub"),
+        default_model="vqa-blip", hub_id="Salesforce/blip-vqa-base", hub_loader="services.vqa.runtime:save_from_hub",
+        hub_aliases=("Salesforce/blip-vqa-capfilt-large",)),
     "qa": Task(
         name="qa", summary="extractive question answering (BERT family)", default_port=8102,
         runtime="services.qa.runtime:QaRuntime", trainer="services.finetune.trainers.qa:QaTrainer",
@@ -91,7 +95,7 @@ TASKS: dict[str, Task] = {
         tiny_models={"qa-extractive": {"seed": 0}}, event_output=("answer", "start", "end"),
         sample_dataset="samples/world-qa.json",
         default_model="qa-extractive", hub_id="distilbert-base-cased-distilled-squad",
-        hub_loader="services.qa.runtime:save_from_hub"),
+        hub_loader="services.qa.runtime:save_from_hub", hub_aliases=("distilbert/distilbert-base-cased-distilled-squad",)),
     "style": Task(
         name="style", summary="neural style transfer (Keras TransformerNet), one model per style",
         default_port=8103, runtime="services.style.runtime:StyleRuntime",

@@ -9,11 +9,15 @@ single model thread, so switching is never concurrent.
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger("loopline.precision")
 _lock = threading.Lock()
 _shared: dict[str, SharedModel] = {}
 
@@ -26,6 +30,7 @@ class SharedModel:
         self.peft: Any = None
         self.adapters: set[str] = set()
         self.refs = 0
+        self.precision: PrecisionChoice | None = None  # decided by the first runtime that loads it
 
     def add_adapter(self, name: str, path: Path) -> None:
         from peft import PeftModel
@@ -88,13 +93,127 @@ def set_threads(num_threads: int) -> None:
         torch.set_num_interop_threads(1)
 
 
-def bf16_supported() -> bool:
+@dataclass(frozen=True)
+class CpuKind:
+    """What the CPU can do natively for the speed options (from ``/proc/cpuinfo``)."""
+
+    model: str
+    flags: frozenset[str]
+
+    @property
+    def amx(self) -> bool:
+        return "amx_bf16" in self.flags
+
+    @property
+    def avx512_bf16(self) -> bool:
+        return "avx512_bf16" in self.flags
+
+    @property
+    def vnni(self) -> bool:
+        return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & self.flags)
+
+    @property
+    def native_bf16(self) -> bool:
+        """bf16 matmuls in hardware (AVX512_BF16 dot products or AMX tiles); without them bf16 is emulated
+        and slower than fp32."""
+        return self.amx or self.avx512_bf16
+
+    @property
+    def kind(self) -> str:
+        """The machine kind the performance tables are kept per (docs/performance.md)."""
+        vendor = ("Intel Xeon" if "xeon" in self.model.lower() else "AMD EPYC" if "epyc" in self.model.lower()
+                  else self.model or "unknown CPU")
+        return f"{vendor} {'AMX' if self.amx else 'AVX512_BF16' if self.avx512_bf16 else 'no native bf16'}"
+
+    def summary(self) -> dict[str, Any]:
+        return {"cpu": self.model, "kind": self.kind, "amx": self.amx, "avx512_bf16": self.avx512_bf16,
+                "vnni": self.vnni, "native_bf16": self.native_bf16}
+
+
+def parse_cpuinfo(text: str) -> CpuKind:
+    """The first processor's model name and flags from ``/proc/cpuinfo`` text."""
+    model, flags = "", ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key == "model name" and not model:
+            model = value.strip()
+        elif key in ("flags", "features") and not flags:
+            flags = value
+    return CpuKind(model, frozenset(flags.split()))
+
+
+@functools.cache
+def cpu_kind() -> CpuKind:
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as fh:
-            flags = fh.read()
-        return "avx512_bf16" in flags or "amx_bf16" in flags
-    except OSError:
-        return False
+            return parse_cpuinfo(fh.read())
+    except OSError:  # not Linux: assume nothing native
+        import platform
+
+        return CpuKind(platform.processor(), frozenset())
+
+
+def bf16_supported() -> bool:
+    return cpu_kind().native_bf16
+
+
+AGREEMENT_FLOOR = 0.99  # a speed option that changes more than 1 % of answers is not on by default
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    bf16: bool
+    reason: str
+    agreement: float | None = None
+
+
+def choose_bf16(mode: str, native: bool, agreement: Callable[[], float] | None = None) -> PrecisionChoice:
+    """bf16 or fp32 for ``mode`` (auto | on | off): ``auto`` is bf16 when the CPU has native bf16 and
+    ``agreement()`` (the share of answers bf16 leaves unchanged on generated inputs) is >= 99 %."""
+    if mode == "off":
+        return PrecisionChoice(False, "bf16 off by setting")
+    if not native:
+        return PrecisionChoice(False, "fp32: this CPU has no native bf16 (AVX512_BF16 or AMX), where bf16 is slower")
+    if mode == "on":
+        return PrecisionChoice(True, "bf16 on by setting (no agreement check)")
+    if agreement is None:
+        return PrecisionChoice(True, "bf16: native bf16, no agreement check available")
+    share = agreement()
+    if share >= AGREEMENT_FLOOR:
+        return PrecisionChoice(True, f"bf16: native bf16 and {share:.1%} of generated answers match fp32", share)
+    return PrecisionChoice(False, f"fp32: bf16 changed {1 - share:.1%} of generated answers (more than "
+                                  f"{1 - AGREEMENT_FLOOR:.0%})", share)
+
+
+def answer_agreement(reference: list[dict[str, Any]], got: list[dict[str, Any]]) -> float:
+    """Share of answers (the ``answer`` field) that are the same in both lists."""
+    if not reference:
+        return 1.0
+    return sum(a["answer"] == b["answer"] for a, b in zip(reference, got, strict=True)) / len(reference)
+
+
+def cast_linear_weights_bf16(model: Any) -> int:
+    """Store every ``nn.Linear`` weight and bias in bf16, once, and return how many were cast.
+
+    Autocast casts fp32 weights to bf16 on every call (its cache lives for one autocast region,
+    i.e. one batch): for a batch of one that re-reads every weight each request, memory traffic
+    that is not compute. Pre-cast weights give the same numbers under autocast (the same cast,
+    done once). Norms, embeddings and convolutions stay fp32 (autocast runs norms in fp32), and
+    so does a Linear whose weight is tied to an embedding (a language-model head).
+    """
+    import torch
+
+    embedded = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    cast = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and id(module.weight) not in embedded \
+                and module.weight.dtype == torch.float32:
+            module.weight.data = module.weight.data.to(torch.bfloat16)
+            if module.bias is not None:
+                module.bias.data = module.bias.data.to(torch.bfloat16)
+            cast += 1
+    return cast
 
 
 def quantize_int8(model: Any) -> Any:
@@ -115,7 +234,7 @@ def inference_context(bf16: bool) -> contextlib.AbstractContextManager[Any]:
 
     stack = contextlib.ExitStack()
     stack.enter_context(torch.inference_mode())
-    if bf16 and bf16_supported():
+    if bf16:
         stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
     return stack
 
@@ -127,13 +246,48 @@ class TorchRuntimeMixin:
     shared: SharedModel | None = None
     adapter: str | None = None
     settings: Any
+    precision: PrecisionChoice = PrecisionChoice(False, "not loaded")
 
     @staticmethod
     def configure_threads(settings: Any) -> None:
         set_threads(settings.num_threads)
 
     def inference(self) -> contextlib.AbstractContextManager[Any]:
-        return inference_context(self.settings.bf16 and self.settings.quantize == "none")
+        return inference_context(self.precision.bf16)
+
+    def agreement_inputs(self, count: int) -> list[Any]:
+        """``count`` prepared in-world inputs for the bf16 agreement check (none: no check)."""
+        return []
+
+    def choose_precision(self) -> PrecisionChoice:
+        """At load: bf16 per the ``bf16`` setting, the CPU and (auto) an fp32-vs-bf16 answer check on
+        generated inputs; logged with the reason, kept on ``self.precision``."""
+        if self.settings.quantize != "none":
+            self.precision = PrecisionChoice(False, f"{self.settings.quantize} quantized: no autocast")
+            return self.precision
+        if self.shared is not None and self.shared.precision is not None:
+            # a LoRA canary on an already loaded base: the base's weights are already cast (or not)
+            self.precision = self.shared.precision
+            return self.precision
+        items = self.agreement_inputs(self.settings.bf16_check_inputs) if self.settings.bf16 == "auto" else []
+
+        step = max(1, self.settings.max_batch_size)
+
+        def answers(bf16: bool) -> list[dict[str, Any]]:
+            self.precision = PrecisionChoice(bf16, "agreement check")
+            return [a for lo in range(0, len(items), step) for a in self.predict(items[lo:lo + step])]
+
+        def agreement() -> float:
+            return answer_agreement(answers(False), answers(True))
+
+        self.precision = choose_bf16(self.settings.bf16, cpu_kind().native_bf16, agreement if items else None)
+        if self.shared is not None:
+            if self.precision.bf16:
+                cast_linear_weights_bf16(self.shared.model)
+            self.shared.precision = self.precision
+        log.info("precision of %s: %s", type(self).__name__, self.precision.reason,
+                 extra={"bf16": self.precision.bf16, "agreement": self.precision.agreement, "cpu": cpu_kind().kind})
+        return self.precision
 
     def _load_shared(self, version_dir: Path, manifest: dict[str, Any],
                      loader: Callable[[Path], tuple[Any, Any]]) -> SharedModel:

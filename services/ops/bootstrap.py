@@ -148,13 +148,27 @@ def check_hub_reachable(endpoint: str = "https://huggingface.co", timeout_s: flo
                              "`loopline models bootstrap --tiny` offline") from exc
 
 
+def resolve_pull(model: str, hub_id: str | None = None) -> tuple[str, Task, str]:
+    """(registry model, task, hub id) for ``loopline models pull MODEL``, where MODEL is a registry
+    model (``vqa-blip``) or a known hub checkpoint id (``Salesforce/blip-vqa-capfilt-large``)."""
+    known = hub_models()
+    if model in known:
+        task = known[model]
+        return model, task, hub_id or str(task.hub_id)
+    for name, task in known.items():
+        if model in (task.hub_id, *task.hub_aliases):
+            if hub_id is not None and hub_id != model:
+                raise ValueError(f"{model!r} is already a hub id; drop --hub-id {hub_id!r}")
+            return name, task, model
+    hub_ids = [h for t in known.values() for h in (t.hub_id, *t.hub_aliases) if h]
+    raise ValueError(f"no hub checkpoint is known for {model!r}; known models: {', '.join(known)}; "
+                     f"known hub ids: {', '.join(hub_ids)} (any other id of the same architecture: "
+                     "--hub-id with a model name)")
+
+
 def pull(registry: Registry, model: str, hub_id: str | None = None, promote: bool = False) -> VersionRef:
     """Fetch a real checkpoint from the Hugging Face hub and register it as a new version."""
-    known = hub_models()
-    if model not in known:
-        raise ValueError(f"no hub checkpoint is known for {model!r}; known: {', '.join(known)}")
-    task = known[model]
-    hub_id = hub_id or str(task.hub_id)
+    model, task, hub_id = resolve_pull(model, hub_id)
     check_hub_reachable()
     save = load_object(str(task.hub_loader))
 

@@ -38,7 +38,10 @@ class QaSettings(TorchSettings, QuestionSettings, ServingSettings):
     max_context_chars: int = Field(100_000, ge=1, description="longest context accepted (422 above)")
     doc_stride: int = Field(128, ge=1, description="overlap between context windows (tokens)")
     max_answer_tokens: int = Field(30, ge=1, description="longest answer span (tokens)")
-    max_seq_len: int | None = Field(None, ge=16, description="window length (default: the model's)")
+    max_seq_len: int | None = Field(384, ge=16, description="window length in tokens, capped at the model's "
+                                    "(384, as the old pipeline: less padding than 512 for long contexts)")
+    max_wait_ms: float = Field(20.0, ge=0, le=10_000, description="longest a request waits for batch-mates "
+                               "still being prepared (a lone request never waits)")
 
 
 class QaRequest(PredictRequest):
@@ -104,6 +107,13 @@ class QaRuntime(TorchRuntimeMixin, ModelRuntime):
         self.max_len = min(self.settings.max_seq_len or model_max, model_max, self.tokenizer.model_max_length)
         self.stride = min(self.settings.doc_stride, self.max_len // 4)
         self.max_question_tokens = self.max_len // 2
+        self.choose_precision()
+
+    def agreement_inputs(self, count: int) -> list[tuple[str, str]]:
+        """In-world facts and questions (services/world/facts.py)."""
+        from services.world import facts
+
+        return [(item.question, item.context) for item in facts.qa_items(seed=1234, count=count)]
 
     def prepare(self, request: QaRequest) -> tuple[str, str]:
         question, context = request.question.strip(), request.context

@@ -6,6 +6,7 @@ Same-size images in a batch run as one tensor; other sizes run as their own grou
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,26 @@ from services.common.errors import Invalid
 from services.common.images import b64_bytes, decode_image, encode_png, read_image_path
 from services.common.runtime import ModelRuntime, PredictRequest
 from services.common.serving import create_serving_app
-from services.common.settings import ImageInputSettings, ServingSettings
+from services.common.settings import ImageInputSettings, PrecisionSettings, ServingSettings
 from services.common.tasks import TASKS
+from services.common.torch_shared import PrecisionChoice, choose_bf16, cpu_kind
 
 TASK = TASKS["style"]
+log = logging.getLogger("loopline.precision")
 
 
-class StyleSettings(ImageInputSettings, ServingSettings):
+# an output image "agrees" when its pixels differ from fp32 by at most this mean (0-255 scale):
+# below what a viewer sees, and the same order as PNG/JPEG round trips
+STYLE_AGREEMENT_MEAN_ABS = 2.0
+
+
+def image_agreement(reference: np.ndarray, got: np.ndarray) -> float:
+    """Share of images whose mean absolute pixel difference is within ``STYLE_AGREEMENT_MEAN_ABS``."""
+    diff = np.abs(reference.astype(np.float32) - got.astype(np.float32)).reshape(len(reference), -1).mean(axis=1)
+    return float((diff <= STYLE_AGREEMENT_MEAN_ABS).mean())
+
+
+class StyleSettings(PrecisionSettings, ImageInputSettings, ServingSettings):
     """The style service (``LOOPLINE_STYLE_*``); it serves every ``style-<name>`` model."""
 
     model_config = SettingsConfigDict(env_prefix="LOOPLINE_STYLE_", extra="ignore")
@@ -76,14 +90,56 @@ class StyleRuntime(ModelRuntime):
             pass
 
     def load(self, version_dir: Path, manifest: dict[str, Any]) -> None:
-        import tensorflow as tf
-
         from services.style.network import load_style_model
 
         self.model, self.config = load_style_model(version_dir)
-        self._call = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True,
-                                 jit_compile=self.settings.jit_compile or None,
-                                 input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+        self._call = self._compiled(self.model)
+        self.precision = PrecisionChoice(False, "fp32")
+        if self.settings.bf16 != "off" and cpu_kind().native_bf16:
+            mixed = self._mixed_bfloat16(version_dir)
+            mixed_call = self._compiled(mixed)
+            images = self.agreement_inputs(self.settings.bf16_check_inputs)
+
+            def agreement() -> float:
+                reference = np.concatenate([self._call(images[i:i + 4]).numpy() for i in range(0, len(images), 4)])
+                got = np.concatenate([mixed_call(images[i:i + 4]).numpy() for i in range(0, len(images), 4)])
+                return image_agreement(np.clip(reference, 0, 255).round(), np.clip(got, 0, 255).round())
+
+            self.precision = choose_bf16(self.settings.bf16, True, agreement if self.settings.bf16 == "auto" else None)
+            if self.precision.bf16:
+                self.model, self._call = mixed, mixed_call
+        elif self.settings.bf16 != "off":
+            self.precision = choose_bf16(self.settings.bf16, False)
+        log.info("precision of StyleRuntime: %s", self.precision.reason,
+                 extra={"bf16": self.precision.bf16, "agreement": self.precision.agreement, "cpu": cpu_kind().kind})
+
+    def _compiled(self, model: Any) -> Any:
+        import tensorflow as tf
+
+        return tf.function(lambda x: tf.cast(model(x, training=False), tf.float32), reduce_retracing=True,
+                           jit_compile=self.settings.jit_compile or None,
+                           input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+
+    @staticmethod
+    def _mixed_bfloat16(version_dir: Path) -> Any:
+        """The same network and weights under Keras' ``mixed_bfloat16`` policy (bf16 compute, fp32 weights)."""
+        import keras
+
+        from services.style.network import load_style_model
+
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy("mixed_bfloat16")
+        try:
+            model, _ = load_style_model(version_dir)
+        finally:
+            keras.config.set_dtype_policy(previous)
+        return model
+
+    def agreement_inputs(self, count: int) -> np.ndarray:
+        """Shapes-world scenes (services/world/styles.py) at 128 px for the bf16 agreement check."""
+        from services.world.styles import content_images
+
+        return content_images(seed=1234, count=count, side=128)
 
     def prepare(self, request: StyleRequest) -> np.ndarray:
         limit = self.settings.max_body_bytes

@@ -36,10 +36,7 @@ BASE = {
     "vision": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
                    image_size=384, patch_size=16, initializer_range=0.02),
 }
-LARGE_VISION = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
-                    image_size=384, patch_size=16)
-SIZES: dict[str, dict[str, Any]] = {"tiny": TINY, "world": WORLD, "base": BASE,
-                                    "large": {"text": BASE["text"], "vision": LARGE_VISION}}
+SIZES: dict[str, dict[str, Any]] = {"tiny": TINY, "world": WORLD, "base": BASE}
 Progress = Callable[[str, int, int, dict[str, Any]], None]
 
 

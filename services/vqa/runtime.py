@@ -31,6 +31,8 @@ class VqaSettings(TorchSettings, QuestionSettings, ImageInputSettings, ServingSe
 
     port: int = Field(TASKS["vqa"].default_port, ge=1, le=65535, description="port this service listens on")
     max_new_tokens: int = Field(10, ge=1, le=64, description="longest generated answer (tokens)")
+    max_wait_ms: float = Field(100.0, ge=0, le=10_000, description="longest a request waits for batch-mates "
+                               "still being prepared (image decode; a lone request never waits)")
 
 
 class VqaRequest(PredictRequest):
@@ -77,6 +79,15 @@ class VqaRuntime(TorchRuntimeMixin, ModelRuntime):
         self.image_side = int(shared.model.config.vision_config.image_size)
         self.eos_id = self.processor.tokenizer.sep_token_id
         self.pad_id = self.processor.tokenizer.pad_token_id
+        self.choose_precision()
+
+    def agreement_inputs(self, count: int) -> list[tuple[Any, str]]:
+        """Shapes-world scenes and questions (services/world/shapes.py), prepared as requests are."""
+        from services.world import shapes
+
+        examples = shapes.examples(seed=1234, count=count)
+        return [(self.processor.image_processor(shapes.render(e.scene), return_tensors="pt")["pixel_values"],
+                 e.question) for e in examples]
 
     def prepare(self, request: VqaRequest) -> tuple[Any, str]:
         question = request.question.strip()

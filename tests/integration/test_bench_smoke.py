@@ -16,7 +16,7 @@ def test_quick_bench_writes_table_json_and_plot(tmp_path: Path) -> None:
 
     config = BenchConfig(out_dir=tmp_path / "results", cache_dir=tmp_path / "cache", sizes=ModelSizes.tiny(),
                          tasks=("qa",), concurrency=(1, 2), naive_concurrency=(1, 2), cell_seconds=0.5,
-                         cell_max_requests=6, requests_per_client=1, qa_tokens=(150,), blip_large=False,
+                         cell_max_requests=6, requests_per_client=1, qa_tokens=(150,),
                          relay_seconds=0.5, label="smoke")
     results = BenchRun(config, progress=lambda msg: None).run()
 

@@ -119,3 +119,39 @@ def test_timeout_sheds_with_503() -> None:
 
     exc = asyncio.run(main())
     assert exc is not None and exc.status == 503
+
+
+def test_a_lone_request_does_not_wait_for_batch_mates() -> None:
+    """Nothing else queued or being prepared: the batch runs at once, not after max_wait_ms."""
+    import time
+
+    async def main() -> float:
+        b = _batcher(sum_batch, max_wait_ms=5000)
+        b.start()
+        t0 = time.perf_counter()
+        await b.submit(object(), [1, 2], 30)
+        elapsed = time.perf_counter() - t0
+        await b.stop()
+        return elapsed
+
+    assert asyncio.run(main()) < 2.5  # half the 5 s wait: it did not wait
+
+
+def test_a_request_still_being_prepared_joins_the_batch() -> None:
+    async def main() -> list[int]:
+        SumRecorder.batches.clear()
+        b = _batcher(sum_batch, max_wait_ms=5000)
+        b.start()
+        key = object()
+        b.preparing(+1)  # a second request is decoding its image
+
+        async def late() -> dict:
+            await asyncio.sleep(0.05)
+            b.preparing(-1)
+            return await b.submit(key, [3, 3], 30)
+
+        await asyncio.gather(b.submit(key, [1, 1], 30), late())
+        await b.stop()
+        return list(SumRecorder.batches)
+
+    assert asyncio.run(main()) == [2]

@@ -257,3 +257,21 @@ def test_default_threads_respects_a_cgroup_cpu_quota(tmp_path: Path, cpu_max: st
     cores = len(os.sched_getaffinity(0))
     assert default_threads(path) == (cores if expected is None else min(cores, expected))
     assert default_threads(tmp_path / "missing") == cores
+
+
+def test_pull_accepts_the_seeds_hub_id_and_maps_it_to_the_model() -> None:
+    """The seeds served Salesforce/blip-vqa-capfilt-large; `models pull` takes that id as it is."""
+    from services.ops.bootstrap import resolve_pull
+
+    assert resolve_pull("Salesforce/blip-vqa-capfilt-large")[::2] == ("vqa-blip", "Salesforce/blip-vqa-capfilt-large")
+    assert resolve_pull("vqa-blip")[::2] == ("vqa-blip", "Salesforce/blip-vqa-base")
+    assert resolve_pull("vqa-blip", "Salesforce/blip-vqa-capfilt-large")[2] == "Salesforce/blip-vqa-capfilt-large"
+    assert resolve_pull("distilbert-base-cased-distilled-squad")[0] == "qa-extractive"
+    with pytest.raises(ValueError, match="known hub ids: .*blip-vqa-capfilt-large"):
+        resolve_pull("Salesforce/blip-vqa-capfilt-huge")
+
+
+def test_bench_builds_no_invented_blip_large() -> None:
+    from services.vqa.build import SIZES
+
+    assert "large" not in SIZES and SIZES["base"]["vision"]["hidden_size"] == 768

@@ -1,0 +1,140 @@
+"""Anchors: the same QA model in ONNX Runtime and OpenVINO, timed in-process at batch 1 and 8.
+
+What a specialised CPU runtime does with the model, with no HTTP, no batching queue and no
+tokenizing in the timed part (the windows are tokenized once, as the service would cut them):
+the figure the service's throughput at c=8 is held against. Their accuracy guard: the service's
+own span search run on their logits for generated in-world inputs, answers compared with torch fp32. Both are optional (``pip install
+'loopline[bench]'``, which ``make bench`` does); without them the cells are skipped with the
+reason in the report. VQA (BLIP's vision encoder + autoregressive decoder loop) and style
+(Keras 3) are not exported here: QA only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .load import percentile
+from .workloads import Workload
+
+BATCHES = (1, 8)
+
+
+def missing() -> list[str]:
+    return [m for m in ("onnxruntime", "openvino", "onnx") if importlib.util.find_spec(m) is None]
+
+
+def _windows(runtime: Any, workload: Workload, batch: int) -> dict[str, Any]:
+    body = workload.body
+    enc = runtime.tokenizer([body["question"]] * batch, [body["context"]] * batch, truncation="only_second",
+                            max_length=runtime.max_len, stride=runtime.stride, return_overflowing_tokens=True,
+                            padding="longest", return_tensors="np")
+    return {k: enc[k].astype("int64") for k in _names(runtime)}
+
+
+def _names(runtime: Any) -> list[str]:
+    """The encoder's inputs as the service feeds them (BERT takes segment ids, DistilBERT does not)."""
+    return [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in runtime.tokenizer.model_input_names]
+
+
+def _time(run: Any, seconds: float, min_runs: int = 3) -> list[float]:
+    run()  # warm
+    times: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while len(times) < min_runs or time.perf_counter() < deadline:
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def _agreement(runtime: Any, items: list[Any], reference: list[dict[str, Any]], run: Any) -> float:
+    """Share of QA answers unchanged when the runtime's encoder forward is ``run`` (same windows, same span search)."""
+    import numpy as np
+
+    def logits(inputs: dict[str, Any]) -> tuple[Any, Any]:
+        feed = {k: inputs[k].numpy().astype(np.int64) for k in _names(runtime)}
+        out = run(feed)
+        start, end = out[0], out[1]
+        return np.asarray(start, dtype=np.float32), np.asarray(end, dtype=np.float32)
+
+    runtime._logits = logits  # this runtime instance only: predict() now runs on the other backend
+    try:
+        got = [a for lo in range(0, len(items), 8) for a in runtime.predict(items[lo:lo + 8])]
+    finally:
+        del runtime._logits
+    return sum(a["answer"] == b["answer"] for a, b in zip(got, reference, strict=True)) / len(reference)
+
+
+def qa_anchor_cells(version_dir: Path, settings: Any, workloads: list[Workload], threads: int,
+                    seconds: float = 4.0, agreement_inputs: int = 200) -> list[dict[str, Any]]:
+    """One cell per (runtime, workload, batch): requests/s, p50 and p95 of a batch call, and the
+    share of answers on generated in-world inputs that match the torch fp32 service's."""
+    import numpy as np
+    import onnxruntime as ort
+    import openvino as ov
+    import torch
+
+    from services.qa.runtime import QaRuntime
+
+    runtime = QaRuntime(settings.model_copy(update={"bf16": "off", "warmup": False}), Path("."))
+    runtime.load(version_dir, runtime.read_manifest(version_dir))
+    model = runtime.shared.model  # type: ignore[union-attr]
+    # the reference answers first: exporting and converting trace the torch model
+    items = runtime.agreement_inputs(agreement_inputs)
+    torch_answers = [a for lo in range(0, len(items), 8) for a in runtime.predict(items[lo:lo + 8])]
+
+    class Logits(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *tensors: Any) -> Any:
+            out = self.inner(**dict(zip(names, tensors, strict=True)))
+            return out.start_logits, out.end_logits
+
+    names = _names(runtime)
+    wrapper = Logits(model).eval()
+    example = _windows(runtime, workloads[0], 2)
+    example_t = tuple(torch.from_numpy(example[n]) for n in names)
+    cells: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "qa.onnx")
+        torch.onnx.export(wrapper, example_t, path, input_names=names,
+                          output_names=["start_logits", "end_logits"], opset_version=17, dynamo=False,
+                          dynamic_axes={n: {0: "batch", 1: "tokens"} for n in names})
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        compiled = ov.Core().compile_model(ov.convert_model(wrapper, example_input=example_t), "CPU",
+                                           {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
+        hint = str(compiled.get_property("INFERENCE_PRECISION_HINT")).lower()  # bf16 by default on native-bf16 CPUs
+        ov_precision = "bf16" if "bf" in hint else "fp16" if "16" in hint else "fp32"
+        with torch.inference_mode():
+            reference = wrapper(*example_t)[0].numpy()
+
+        runners = {
+            "onnxruntime": (lambda feed: session.run(None, feed), "fp32"),
+            "openvino": (lambda feed: compiled([feed[n] for n in names]), ov_precision),
+        }
+        for variant, (run, precision) in runners.items():
+            first = run(example)[0]
+            max_diff = float(np.abs(np.asarray(first) - reference).max())
+            agree = round(_agreement(runtime, items, torch_answers, run), 4)
+            for workload in workloads:
+                for batch in BATCHES:
+                    feed = _windows(runtime, workload, batch)
+                    times = sorted(_time(lambda feed=feed, run=run: run(feed), seconds))
+                    cells.append({"task": "qa", "workload": workload.name, "variant": variant, "concurrency": batch,
+                                  "batch": batch, "windows": int(feed["input_ids"].shape[0]),
+                                  "throughput_rps": round(batch / statistics.median(times), 3),
+                                  "p50_ms": round(1000 * percentile(times, 50), 2),
+                                  "p95_ms": round(1000 * percentile(times, 95), 2), "runs": len(times),
+                                  "precision": precision, "max_abs_logit_diff_vs_torch": round(max_diff, 5),
+                                  "agrees_with_fp32": agree, "agreement_n": len(items)})
+    runtime.unload()
+    return cells

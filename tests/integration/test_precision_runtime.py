@@ -1,0 +1,46 @@
+"""bf16 at load on real (tiny, random-weight) runtimes: the auto check, the pre-cast weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.common.tasks import get_task, task_settings
+from services.common.torch_shared import PrecisionChoice, cpu_kind
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("task", ["qa", "vqa"])
+def test_pre_cast_bf16_weights_answer_exactly_as_autocast(tmp_path: Path, task: str) -> None:
+    import torch
+
+    from harness.bench.models import MODEL_OF_TASK, ModelSizes, ensure_registry
+
+    if not cpu_kind().native_bf16:
+        pytest.skip(f"no native bf16 on {cpu_kind().kind}: bf16 is never chosen here")
+    ensure_registry(tmp_path, ModelSizes.tiny(), (task,))
+    version_dir = tmp_path / MODEL_OF_TASK[task] / "1"
+    cls = get_task(task).runtime_class()
+
+    fp32 = cls(task_settings(task, warmup=False, num_threads=1, bf16="off"), Path("."))
+    fp32.load(version_dir, fp32.read_manifest(version_dir))
+    assert not fp32.precision.bf16 and "off" in fp32.precision.reason
+    items = fp32.agreement_inputs(24)
+    fp32.precision = PrecisionChoice(True, "autocast over fp32 weights")
+    reference = fp32.predict(items)
+    fp32.unload()
+
+    auto = cls(task_settings(task, warmup=False, num_threads=1, bf16="auto", bf16_check_inputs=24), Path("."))
+    auto.load(version_dir, auto.read_manifest(version_dir))
+    try:
+        assert auto.precision.agreement is not None  # the check ran
+        if auto.precision.bf16:
+            linear = [m for m in auto.shared.model.modules() if isinstance(m, torch.nn.Linear)]
+            assert any(m.weight.dtype == torch.bfloat16 for m in linear)
+            assert auto.predict(items) == reference  # same numbers, answers and confidences
+        else:
+            assert auto.precision.agreement < 0.99 and "fp32" in auto.precision.reason
+    finally:
+        auto.unload()

@@ -1,0 +1,60 @@
+"""CPU kind detection and the bf16 auto decision (services/common/torch_shared.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.common.settings import TorchSettings
+from services.common.torch_shared import answer_agreement, choose_bf16, parse_cpuinfo
+
+pytestmark = pytest.mark.unit
+
+EPYC = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 9R14 96-Core Processor
+flags\t\t: fpu sse2 avx2 avx512f avx512_vnni avx512_bf16 fma
+processor\t: 1
+model name\t: AMD EPYC 9R14 96-Core Processor
+flags\t\t: fpu
+"""
+XEON = """processor\t: 0
+model name\t: Intel(R) Xeon(R) Platinum 8488C
+flags\t\t: fpu avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8
+"""
+OLD = """processor\t: 0
+model name\t: Intel(R) Core(TM) i7-8700 CPU @ 3.20GHz
+flags\t\t: fpu sse2 avx2 fma
+"""
+
+
+def test_cpuinfo_parsing_names_the_machine_kind_and_flags() -> None:
+    epyc, xeon, old = parse_cpuinfo(EPYC), parse_cpuinfo(XEON), parse_cpuinfo(OLD)
+    assert epyc.kind == "AMD EPYC AVX512_BF16" and epyc.native_bf16 and not epyc.amx and epyc.vnni
+    assert xeon.kind == "Intel Xeon AMX" and xeon.amx and xeon.native_bf16 and xeon.vnni
+    assert not old.native_bf16 and not old.vnni and old.kind.endswith("no native bf16")
+    assert epyc.summary()["cpu"] == "AMD EPYC 9R14 96-Core Processor"
+    assert parse_cpuinfo("").kind == "unknown CPU no native bf16"
+
+
+def test_auto_is_bf16_only_with_native_bf16_and_agreeing_answers() -> None:
+    assert choose_bf16("auto", True, lambda: 1.0).bf16
+    assert choose_bf16("auto", True, lambda: 0.995).bf16
+    low = choose_bf16("auto", True, lambda: 0.98)
+    assert not low.bf16 and "2.0%" in low.reason and low.agreement == 0.98
+    never_asked = choose_bf16("auto", False, lambda: pytest.fail("no check on a CPU without native bf16"))
+    assert not never_asked.bf16 and "no native bf16" in never_asked.reason
+    assert not choose_bf16("off", True, lambda: 1.0).bf16
+    assert choose_bf16("on", True).bf16 and not choose_bf16("on", False).bf16
+
+
+def test_bf16_setting_is_auto_by_default_and_takes_booleans() -> None:
+    assert TorchSettings().bf16 == "auto"
+    assert TorchSettings(bf16="true").bf16 == "on" and TorchSettings(bf16=False).bf16 == "off"
+    with pytest.raises(ValueError):
+        TorchSettings(bf16="sometimes")
+
+
+def test_answer_agreement_counts_changed_answers() -> None:
+    ref = [{"answer": a} for a in "abcd"]
+    assert answer_agreement(ref, [{"answer": a} for a in "abcx"]) == 0.75
+    assert answer_agreement([], []) == 1.0
