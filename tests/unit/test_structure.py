@@ -119,10 +119,10 @@ def test_a_setting_of_another_service_is_not_documented_under_this_one() -> None
     spec.loader.exec_module(table)
     names = set(table.env_names())
     for wrong in ("LOOPLINE_VQA_MAX_SIDE", "LOOPLINE_STYLE_DOC_STRIDE", "LOOPLINE_QA_MAX_NEW_TOKENS",
-                  "LOOPLINE_STYLE_BF16", "LOOPLINE_QA_JIT_COMPILE", "LOOPLINE_GATEWAY_EVENT_STORE"):
+                  "LOOPLINE_QA_JIT_COMPILE", "LOOPLINE_GATEWAY_EVENT_STORE", "LOOPLINE_GATEWAY_BF16"):
         assert wrong not in names
     assert {"LOOPLINE_STYLE_MAX_SIDE", "LOOPLINE_QA_DOC_STRIDE", "LOOPLINE_VQA_MAX_NEW_TOKENS",
-            "LOOPLINE_EVENTS_STORE"} <= names
+            "LOOPLINE_EVENTS_STORE", "LOOPLINE_STYLE_BF16"} <= names
 
 
 def test_body_limits_agree_by_default() -> None:
