@@ -298,17 +298,21 @@ def build_tiny(out_dir: Path, seed: int = 0, steps: int = 800, warm_steps: int =
     first = [0]
     for qs in questions:
         first.append(first[-1] + len(qs))
-    # existence questions: where their shape word is and which colour-shape they ask about
+    # where the text encoder's first cross-attention head should look, from the question's last
+    # word (the shape word of "is there a red circle?"): the asked colour-shape's patches (or CLS
+    # when there are none); the shape of a one-shape scene for colour and shape questions; every
+    # patch, evenly, for "how many" (the mean the scene head counts from)
     shape_ids = {tok.convert_tokens_to_ids(w): i for i, w in enumerate(shapes.SHAPES)}
     colour_ids = {tok.convert_tokens_to_ids(w): i for i, w in enumerate(shapes.COLORS)}
-    ask_pos = torch.full((len(flat),), -1)
+    kinds = {"exists": 0, "color": 1, "shape": 1, "count": 2}
+    last_word = q_all["attention_mask"].sum(1) - 3  # [CLS] ... word ? [SEP]
+    ask_kind = torch.tensor([kinds[ex.kind] for ex in flat])
     ask_pair = torch.zeros(len(flat), dtype=torch.long)
     row_scene = torch.tensor([i for i, qs in enumerate(questions) for _ in qs])
     for r, ex in enumerate(flat):
         if ex.kind == "exists":
             ids = q_all["input_ids"][r].tolist()
-            at = next(p for p, t in enumerate(ids) if t in shape_ids)
-            ask_pos[r] = at
+            at = int(last_word[r])
             ask_pair[r] = colour_ids[ids[at - 1]] * n_shape + shape_ids[ids[at]] + 1
     attention: dict[str, Any] = {}
     layer = model.text_encoder.encoder.layer[0]
@@ -316,17 +320,21 @@ def build_tiny(out_dir: Path, seed: int = 0, steps: int = 800, warm_steps: int =
              layer.attention.self.register_forward_hook(lambda m, i, o: attention.__setitem__("self", o[1]))]
 
     def look_loss(pick: Any) -> Any:
-        rows = (ask_pos[pick] >= 0).nonzero().flatten()
-        if len(rows) == 0:
-            return 0.0
-        asked, pos, n = pick[rows], ask_pos[pick[rows]], torch.arange(len(rows))
-        share = cover[row_scene[asked], :, ask_pair[asked]]  # patches covered by the asked colour-shape
+        n, pos, kind, scene = torch.arange(len(pick)), last_word[pick], ask_kind[pick], row_scene[pick]
+        asked = cover[scene, :, ask_pair[pick]]  # patches covered by the asked colour-shape
+        shapes_there = 1 - cover[scene, :, 0]
+        share = torch.where((kind == 0)[:, None], asked,
+                            torch.where((kind == 1)[:, None], shapes_there, torch.ones_like(asked)))
         total = share.sum(1, keepdim=True)
         there = (total >= 0.05).float()
         target = torch.cat([1 - there, share / total.clamp_min(1e-6) * there], 1)
-        cross = attention["cross"][rows, 0].float()[n, pos]  # head 0 at the shape word, over CLS + patches
-        colour = attention["self"][rows, 0].float()[n, pos, pos - 1]
-        return -(target * (cross + 1e-6).log()).sum(-1).mean() - (colour + 1e-6).log().mean()
+        cross = attention["cross"][:, 0].float()[n, pos]  # head 0 at the last word, over CLS + patches
+        loss = -(target * (cross + 1e-6).log()).sum(-1).mean()
+        exists = (kind == 0).nonzero().flatten()
+        if len(exists):  # ... and its first self-attention head reads the colour word there
+            colour = attention["self"][exists, 0].float()[torch.arange(len(exists)), pos[exists], pos[exists] - 1]
+            loss = loss - (colour + 1e-6).log().mean()
+        return loss
 
     params = [p for p in model.parameters() if p.requires_grad] + list(scene_head.parameters()) + \
         list(patch_head.parameters())
