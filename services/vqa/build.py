@@ -315,9 +315,10 @@ def build_tiny(out_dir: Path, seed: int = 0, steps: int = 800, warm_steps: int =
             at = int(last_word[r])
             ask_pair[r] = colour_ids[ids[at - 1]] * n_shape + shape_ids[ids[at]] + 1
     attention: dict[str, Any] = {}
-    layer = model.text_encoder.encoder.layer[0]
+    layer, reader = model.text_encoder.encoder.layer[0], model.text_decoder.bert.encoder.layer[0]
     hooks = [layer.crossattention.self.register_forward_hook(lambda m, i, o: attention.__setitem__("cross", o[1])),
-             layer.attention.self.register_forward_hook(lambda m, i, o: attention.__setitem__("self", o[1]))]
+             layer.attention.self.register_forward_hook(lambda m, i, o: attention.__setitem__("self", o[1])),
+             reader.crossattention.self.register_forward_hook(lambda m, i, o: attention.__setitem__("read", o[1]))]
 
     def look_loss(pick: Any) -> Any:
         n, pos, kind, scene = torch.arange(len(pick)), last_word[pick], ask_kind[pick], row_scene[pick]
@@ -330,6 +331,8 @@ def build_tiny(out_dir: Path, seed: int = 0, steps: int = 800, warm_steps: int =
         target = torch.cat([1 - there, share / total.clamp_min(1e-6) * there], 1)
         cross = attention["cross"][:, 0].float()[n, pos]  # head 0 at the last word, over CLS + patches
         loss = -(target * (cross + 1e-6).log()).sum(-1).mean()
+        # the decoder's first cross-attention head reads that word when it starts the answer
+        loss = loss - (attention["read"][:, 0, 0].float()[n, pos] + 1e-6).log().mean()
         exists = (kind == 0).nonzero().flatten()
         if len(exists):  # ... and its first self-attention head reads the colour word there
             colour = attention["self"][exists, 0].float()[torch.arange(len(exists)), pos[exists], pos[exists] - 1]
