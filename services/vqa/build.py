@@ -183,8 +183,9 @@ def position_init(grid: int, width: int, dims: int = 40, amplitude: float = 2.0)
 
 def patch_targets(scene: Any, side: int, grid: int) -> tuple[Any, Any]:
     """Per-patch auxiliary targets of a scene: the share of each patch covered by each
-    colour x shape (column 0: background), and a density whose sum over the patches is the
-    number of shapes (each shape spreads 1 over the patches it covers)."""
+    colour x shape (column 0: background); a density whose sum over the patches is the
+    number of shapes (each shape spreads 1 over the patches it covers), stacked with a 0/1
+    map of the patch holding each shape's centre."""
     import numpy as np
     from PIL import Image, ImageDraw
 
@@ -193,6 +194,7 @@ def patch_targets(scene: Any, side: int, grid: int) -> tuple[Any, Any]:
     n_classes = len(shapes.COLORS) * len(shapes.SHAPES)
     cover = np.zeros((n_classes + 1, grid, grid), np.float32)
     density = np.zeros((grid, grid), np.float32)
+    centre = np.zeros((grid, grid), np.float32)
     cell = side // grid
     for it in scene.items:
         mask = Image.new("L", (side, side), 0)
@@ -209,9 +211,10 @@ def patch_targets(scene: Any, side: int, grid: int) -> tuple[Any, Any]:
             k = list(shapes.COLORS).index(it.color) * len(shapes.SHAPES) + shapes.SHAPES.index(it.shape)
             cover[k + 1] += share
         density += share / max(float(share.sum()), 1e-6)
+        centre[min(grid - 1, int((it.box[1] + it.box[3]) / 2 * grid)), min(grid - 1, int((it.box[0] + it.box[2]) / 2 * grid))] = 1
     cover[0] = np.clip(1 - cover[1:].sum(0), 0, 1)
     cover /= cover.sum(0, keepdims=True)
-    return cover.reshape(n_classes + 1, -1).T, density.reshape(-1)
+    return cover.reshape(n_classes + 1, -1).T, np.stack([density.reshape(-1), centre.reshape(-1)])
 
 
 def build_tiny(out_dir: Path, seed: int = 0, steps: int = 800, warm_steps: int = 400, scenes_per_batch: int = 32,
@@ -259,7 +262,7 @@ def build_tiny(out_dir: Path, seed: int = 0, steps: int = 800, warm_steps: int =
     present = torch.tensor([t[2] for t in targets])
     per_patch = [patch_targets(sc, side, grid) for sc in scenes]
     cover = torch.tensor(np.stack([t[0] for t in per_patch]))  # scenes x patches x (1 + colour-shapes)
-    density = torch.tensor(np.stack([t[1] for t in per_patch]))
+    density, centre = torch.tensor(np.stack([t[1] for t in per_patch])).unbind(1)
     n_count, n_shape, n_colour = shapes.MAX_SHAPES, len(shapes.SHAPES), len(shapes.COLORS)
     by_pair = cover[..., 1:].reshape(*cover.shape[:2], n_colour, n_shape)
     colour_cover = torch.cat([cover[..., :1], by_pair.sum(-1)], -1)
@@ -268,11 +271,11 @@ def build_tiny(out_dir: Path, seed: int = 0, steps: int = 800, warm_steps: int =
         progress("data", 0, steps, {"scenes": len(scenes), "questions": sum(map(len, questions))})
     n_pairs = present.shape[1]
     scene_head = torch.nn.Linear(hidden, n_count + n_shape + n_pairs)
-    # per patch: colour-shape (+ background), colour (+ bg), shape (+ bg), density
-    patch_head = torch.nn.Linear(hidden, (n_pairs + 1) + (n_colour + 1) + (n_shape + 1) + 1)
+    # per patch: colour-shape (+ background), colour (+ bg), shape (+ bg), density, shape centre
+    patch_head = torch.nn.Linear(hidden, (n_pairs + 1) + (n_colour + 1) + (n_shape + 1) + 2)
     with torch.no_grad():
-        patch_head.weight[-1].zero_()
-        patch_head.bias[-1].zero_()
+        patch_head.weight[-2].zero_()
+        patch_head.bias[-2].zero_()
 
     def soft_ce(logits: Any, target: Any) -> Any:
         return -(target * F.log_softmax(logits, -1)).sum(-1).mean()
@@ -287,7 +290,8 @@ def build_tiny(out_dir: Path, seed: int = 0, steps: int = 800, warm_steps: int =
         a, b, c = n_pairs + 1, n_pairs + 1 + n_colour + 1, n_pairs + 1 + n_colour + 1 + n_shape + 1
         loss = loss + soft_ce(out[..., :a], cover[idx]) + soft_ce(out[..., a:b], colour_cover[idx])
         loss = loss + soft_ce(out[..., b:c], shape_cover[idx])
-        d = out[..., -1]
+        d = out[..., -2]
+        loss = loss + F.binary_cross_entropy_with_logits(out[..., -1], centre[idx]) * 4
         return loss + F.mse_loss(d, density[idx]) * grid * grid + 0.25 * F.mse_loss(d.sum(1), density[idx].sum(1))
 
     tok = processor.tokenizer
@@ -300,8 +304,8 @@ def build_tiny(out_dir: Path, seed: int = 0, steps: int = 800, warm_steps: int =
         first.append(first[-1] + len(qs))
     # where the text encoder's first cross-attention head should look, from the question's last
     # word (the shape word of "is there a red circle?"): the asked colour-shape's patches (or CLS
-    # when there are none); the shape of a one-shape scene for colour and shape questions; every
-    # patch, evenly, for "how many" (the mean the scene head counts from)
+    # when there are none); the shapes' patches for colour and shape questions; for "how many",
+    # CLS and the centre patch of every shape, evenly (CLS then gets 1 / (count + 1))
     shape_ids = {tok.convert_tokens_to_ids(w): i for i, w in enumerate(shapes.SHAPES)}
     colour_ids = {tok.convert_tokens_to_ids(w): i for i, w in enumerate(shapes.COLORS)}
     kinds = {"exists": 0, "color": 1, "shape": 1, "count": 2}
@@ -324,11 +328,13 @@ def build_tiny(out_dir: Path, seed: int = 0, steps: int = 800, warm_steps: int =
         n, pos, kind, scene = torch.arange(len(pick)), last_word[pick], ask_kind[pick], row_scene[pick]
         asked = cover[scene, :, ask_pair[pick]]  # patches covered by the asked colour-shape
         shapes_there = 1 - cover[scene, :, 0]
-        share = torch.where((kind == 0)[:, None], asked,
-                            torch.where((kind == 1)[:, None], shapes_there, torch.ones_like(asked)))
+        share = torch.where((kind == 0)[:, None], asked, shapes_there)
         total = share.sum(1, keepdim=True)
         there = (total >= 0.05).float()
         target = torch.cat([1 - there, share / total.clamp_min(1e-6) * there], 1)
+        # "how many": CLS and the centre patch of every shape, evenly - CLS's share, 1 / (n + 1), is the count
+        counting = torch.cat([torch.ones(len(pick), 1), centre[scene]], 1)
+        target = torch.where((kind == 2)[:, None], counting / counting.sum(1, keepdim=True), target)
         cross = attention["cross"][:, 0].float()[n, pos]  # head 0 at the last word, over CLS + patches
         loss = -(target * (cross + 1e-6).log()).sum(-1).mean()
         # the decoder's first cross-attention head reads that word when it starts the answer
