@@ -218,7 +218,7 @@ def patch_targets(scene: Any, side: int, grid: int) -> tuple[Any, Any]:
 
 
 def build_tiny(out_dir: Path, seed: int = 0, steps: int = 800, warm_steps: int = 400, scenes_per_batch: int = 32,
-               train_scenes: int = 4000, heldout_examples: int = 600, lr: float = 3e-3,
+               train_scenes: int = 8000, heldout_examples: int = 600, lr: float = 3e-3,
                progress: Progress | None = None) -> dict[str, Any]:
     """Train the world BLIP on the shapes world; write it to ``out_dir``; return its scores.
 
