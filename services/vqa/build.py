@@ -305,7 +305,7 @@ def build_tiny(out_dir: Path, seed: int = 0, steps: int = 800, warm_steps: int =
     # where the text encoder's first cross-attention head should look, from the question's last
     # word (the shape word of "is there a red circle?"): the asked colour-shape's patches (or CLS
     # when there are none); the shapes' patches for colour and shape questions; for "how many",
-    # CLS and the centre patch of every shape, evenly (CLS then gets 1 / (count + 1))
+    # CLS and the centre patch of every shape (CLS then gets 3 / (count + 3))
     shape_ids = {tok.convert_tokens_to_ids(w): i for i, w in enumerate(shapes.SHAPES)}
     colour_ids = {tok.convert_tokens_to_ids(w): i for i, w in enumerate(shapes.COLORS)}
     kinds = {"exists": 0, "color": 1, "shape": 1, "count": 2}
@@ -332,8 +332,9 @@ def build_tiny(out_dir: Path, seed: int = 0, steps: int = 800, warm_steps: int =
         total = share.sum(1, keepdim=True)
         there = (total >= 0.05).float()
         target = torch.cat([1 - there, share / total.clamp_min(1e-6) * there], 1)
-        # "how many": CLS and the centre patch of every shape, evenly - CLS's share, 1 / (n + 1), is the count
-        counting = torch.cat([torch.ones(len(pick), 1), centre[scene]], 1)
+        # "how many": CLS (weight 3) and the centre patch of every shape (weight 1) - CLS gets 3 / (3 + n),
+        # which tells three from four shapes better than 1 / (1 + n)
+        counting = torch.cat([torch.full((len(pick), 1), 3.0), centre[scene]], 1)
         target = torch.where((kind == 2)[:, None], counting / counting.sum(1, keepdim=True), target)
         cross = attention["cross"][:, 0].float()[n, pos]  # head 0 at the last word, over CLS + patches
         loss = -(target * (cross + 1e-6).log()).sum(-1).mean()
