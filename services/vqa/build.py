@@ -217,7 +217,7 @@ def patch_targets(scene: Any, side: int, grid: int) -> tuple[Any, Any]:
     return cover.reshape(n_classes + 1, -1).T, np.stack([density.reshape(-1), centre.reshape(-1)])
 
 
-def build_tiny(out_dir: Path, seed: int = 0, steps: int = 800, warm_steps: int = 400, scenes_per_batch: int = 32,
+def build_tiny(out_dir: Path, seed: int = 0, steps: int = 720, warm_steps: int = 520, scenes_per_batch: int = 32,
                train_scenes: int = 8000, heldout_examples: int = 600, lr: float = 3e-3,
                progress: Progress | None = None) -> dict[str, Any]:
     """Train the world BLIP on the shapes world; write it to ``out_dir``; return its scores.
