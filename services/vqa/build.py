@@ -22,12 +22,14 @@ TINY = {
     "vision": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                    image_size=64, patch_size=16, initializer_range=0.02),
 }
-# the world model: 64 px, 8 px patches (a shape is a few patches wide)
+# the world model: 48 px, 8 px patches (6 x 6; a shape is one to five patches wide), a wide
+# two-layer ViT and a one-layer text encoder / decoder (BLIP shares one text config between them,
+# and their cross-attention reads vectors of the vision width, so both are 128 wide)
 WORLD = {
-    "text": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+    "text": dict(hidden_size=128, num_hidden_layers=1, num_attention_heads=4, intermediate_size=256,
                  max_position_embeddings=64),
-    "vision": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-                   image_size=64, patch_size=8, initializer_range=0.02),
+    "vision": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=8, intermediate_size=256,
+                   image_size=48, patch_size=8, initializer_range=0.02),
 }
 # Salesforce/blip-vqa-base: ViT-B/16 at 384 px, BERT-base text encoder/decoder
 BASE = {
@@ -157,17 +159,80 @@ def answer(model: Any, processor: Any, pixels: Any, questions: list[str], batch_
     return out
 
 
-def build_tiny(out_dir: Path, seed: int = 0, steps: int = 900, warm_steps: int = 300, scenes_per_batch: int = 32,
-               train_scenes: int = 4000, heldout_examples: int = 600, lr: float = 3e-3,
+def position_init(grid: int, width: int, dims: int = 40, amplitude: float = 2.0) -> Any:
+    """Starting position embeddings (CLS first): 2-D sines and cosines of the patch column and
+    row in the last ``dims`` channels. BLIP starts them at std 0.02, which the patch features
+    (edge and colour responses, norm ~40) drown; a ViT then learns *where* things are - what
+    tells two shapes of one colour apart - only slowly."""
+    import torch
+
+    ys, xs = torch.meshgrid(torch.arange(grid, dtype=torch.float32), torch.arange(grid, dtype=torch.float32),
+                            indexing="ij")
+    freqs = torch.exp(torch.linspace(math.log(0.25), math.log(3.0), dims // 4))
+    feats = []
+    for coord in (xs.reshape(-1), ys.reshape(-1)):
+        angle = coord[:, None] * freqs[None]
+        feats += [torch.sin(angle), torch.cos(angle)]
+    out = torch.zeros(1, grid * grid + 1, width)
+    out[0, 1:, width - 4 * (dims // 4):] = torch.cat(feats, 1) * amplitude
+    return out
+
+
+def patch_targets(scene: Any, side: int, grid: int) -> tuple[Any, Any]:
+    """Per-patch auxiliary targets of a scene: the share of each patch covered by each
+    colour x shape (column 0: background); a density whose sum over the patches is the
+    number of shapes (each shape spreads 1 over the patches it covers), stacked with a 0/1
+    map of the patch holding each shape's centre."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from services.world import shapes
+
+    n_classes = len(shapes.COLORS) * len(shapes.SHAPES)
+    cover = np.zeros((n_classes + 1, grid, grid), np.float32)
+    density = np.zeros((grid, grid), np.float32)
+    centre = np.zeros((grid, grid), np.float32)
+    cell = side // grid
+    for it in scene.items:
+        mask = Image.new("L", (side, side), 0)
+        draw = ImageDraw.Draw(mask)
+        x0, y0, x1, y1 = (v * side for v in it.box)
+        if it.shape == "circle":
+            draw.ellipse((x0, y0, x1, y1), fill=255)
+        elif it.shape == "square":
+            draw.rectangle((x0, y0, x1, y1), fill=255)
+        else:
+            draw.polygon([((x0 + x1) / 2, y0), (x0, y1), (x1, y1)], fill=255)
+        share = np.asarray(mask, np.float32).reshape(grid, cell, grid, cell).mean((1, 3)) / 255
+        if it.color in shapes.COLORS:
+            k = list(shapes.COLORS).index(it.color) * len(shapes.SHAPES) + shapes.SHAPES.index(it.shape)
+            cover[k + 1] += share
+        density += share / max(float(share.sum()), 1e-6)
+        centre[min(grid - 1, int((it.box[1] + it.box[3]) / 2 * grid)), min(grid - 1, int((it.box[0] + it.box[2]) / 2 * grid))] = 1
+    cover[0] = np.clip(1 - cover[1:].sum(0), 0, 1)
+    cover /= cover.sum(0, keepdims=True)
+    return cover.reshape(n_classes + 1, -1).T, np.stack([density.reshape(-1), centre.reshape(-1)])
+
+
+def build_tiny(out_dir: Path, seed: int = 0, steps: int = 720, warm_steps: int = 520, scenes_per_batch: int = 32,
+               train_scenes: int = 8000, heldout_examples: int = 600, lr: float = 3e-3,
                progress: Progress | None = None) -> dict[str, Any]:
     """Train the world BLIP on the shapes world; write it to ``out_dir``; return its scores.
 
-    Two phases: ``warm_steps`` train the vision encoder alone on what each scene holds
-    (how many shapes, which colour-shape pairs) through a linear head that is thrown away;
-    then the whole model learns to answer, with that head's loss kept as an auxiliary term.
-    A ViT trained from scratch with only the answer loss takes far longer to see shapes.
+    Two phases: ``warm_steps`` train the vision encoder alone on what each scene holds, through
+    linear heads that are thrown away - per scene (how many shapes, the shape of a one-shape
+    scene, which colour-shape pairs) and per patch (which colour-shape covers it, and a density
+    that sums to the number of shapes); then the whole model learns to answer, with those
+    losses kept as auxiliary terms. For "is there a <colour> <shape>?" the text encoder's first
+    cross-attention head is also told where to look, at the shape word: the patches of that
+    colour and shape, or the image's CLS token when there are none (and its first self-attention
+    head to read the colour word there). Without that hint the answer loss alone leaves the
+    question at chance for hundreds of steps. Matrix products run in bfloat16 (CPU autocast);
+    the weights, the losses and the saved model stay float32.
     """
+    import numpy as np
     import torch
+    import torch.nn.functional as F
 
     from services.world import shapes
 
@@ -175,11 +240,14 @@ def build_tiny(out_dir: Path, seed: int = 0, steps: int = 900, warm_steps: int =
     random.seed(seed)
     torch.manual_seed(seed)
     model, processor = _make("world", world_vocab=True)
-    side = SIZES["world"]["vision"]["image_size"]
-    conv = model.vision_model.embeddings.patch_embedding
+    spec = SIZES["world"]["vision"]
+    side, hidden = spec["image_size"], spec["hidden_size"]
+    grid = side // spec["patch_size"]
+    embeddings = model.vision_model.embeddings
     with torch.no_grad():
-        bank = edge_colour_bank(conv.kernel_size[0], conv.out_channels)
-        conv.weight[: len(bank)] = bank
+        bank = edge_colour_bank(embeddings.patch_embedding.kernel_size[0], embeddings.patch_embedding.out_channels)
+        embeddings.patch_embedding.weight[: len(bank)] = bank
+        embeddings.position_embedding.copy_(position_init(grid, hidden))
     rng = random.Random(seed)
     scenes = [shapes.sample_scene(rng, 1 if rng.random() < 0.4 else rng.randint(2, shapes.MAX_SHAPES))
               for _ in range(train_scenes)]
@@ -189,20 +257,39 @@ def build_tiny(out_dir: Path, seed: int = 0, steps: int = 900, warm_steps: int =
     counts = torch.tensor([t[0] for t in targets])
     single = torch.tensor([t[1] for t in targets])
     present = torch.tensor([t[2] for t in targets])
+    per_patch = [patch_targets(sc, side, grid) for sc in scenes]
+    cover = torch.tensor(np.stack([t[0] for t in per_patch]))  # scenes x patches x (1 + colour-shapes)
+    density, centre = torch.tensor(np.stack([t[1] for t in per_patch])).unbind(1)
+    n_count, n_shape, n_colour = shapes.MAX_SHAPES, len(shapes.SHAPES), len(shapes.COLORS)
+    by_pair = cover[..., 1:].reshape(*cover.shape[:2], n_colour, n_shape)
+    colour_cover = torch.cat([cover[..., :1], by_pair.sum(-1)], -1)
+    shape_cover = torch.cat([cover[..., :1], by_pair.sum(-2)], -1)
     if progress:
         progress("data", 0, steps, {"scenes": len(scenes), "questions": sum(map(len, questions))})
-    hidden = SIZES["world"]["vision"]["hidden_size"]
-    n_count, n_shape = shapes.MAX_SHAPES, len(shapes.SHAPES)
-    head = torch.nn.Linear(hidden, n_count + n_shape + present.shape[1])
+    n_pairs = present.shape[1]
+    scene_head = torch.nn.Linear(hidden, n_count + n_shape + n_pairs)
+    # per patch: colour-shape (+ background), colour (+ bg), shape (+ bg), density, shape centre
+    patch_head = torch.nn.Linear(hidden, (n_pairs + 1) + (n_colour + 1) + (n_shape + 1) + 2)
+    with torch.no_grad():
+        patch_head.weight[-2].zero_()
+        patch_head.bias[-2].zero_()
+
+    def soft_ce(logits: Any, target: Any) -> Any:
+        return -(target * F.log_softmax(logits, -1)).sum(-1).mean()
 
     def aux_loss(embeds: Any, idx: Any) -> Any:
-        import torch.nn.functional as F
-
-        logits = head(embeds[:, 1:].mean(1))
+        logits = scene_head(embeds[:, 1:].mean(1))
         loss = F.cross_entropy(logits[:, :n_count], counts[idx])
         if bool((single[idx] >= 0).any()):
             loss = loss + F.cross_entropy(logits[:, n_count:n_count + n_shape], single[idx], ignore_index=-100)
-        return loss + 4 * F.binary_cross_entropy_with_logits(logits[:, n_count + n_shape:], present[idx])
+        loss = loss + 4 * F.binary_cross_entropy_with_logits(logits[:, n_count + n_shape:], present[idx])
+        out = patch_head(embeds[:, 1:])
+        a, b, c = n_pairs + 1, n_pairs + 1 + n_colour + 1, n_pairs + 1 + n_colour + 1 + n_shape + 1
+        loss = loss + soft_ce(out[..., :a], cover[idx]) + soft_ce(out[..., a:b], colour_cover[idx])
+        loss = loss + soft_ce(out[..., b:c], shape_cover[idx])
+        d = out[..., -2]
+        loss = loss + F.binary_cross_entropy_with_logits(out[..., -1], centre[idx]) * 4
+        return loss + F.mse_loss(d, density[idx]) * grid * grid + 0.25 * F.mse_loss(d.sum(1), density[idx].sum(1))
 
     tok = processor.tokenizer
     # tokenized once: tokenizing every step costs as much as the text side of the model
@@ -212,9 +299,54 @@ def build_tiny(out_dir: Path, seed: int = 0, steps: int = 900, warm_steps: int =
     first = [0]
     for qs in questions:
         first.append(first[-1] + len(qs))
-    params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
+    # where the text encoder's first cross-attention head should look, from the question's last
+    # word (the shape word of "is there a red circle?"): the asked colour-shape's patches (or CLS
+    # when there are none); the shapes' patches for colour and shape questions; for "how many",
+    # CLS and the centre patch of every shape (CLS then gets 3 / (count + 3))
+    shape_ids = {tok.convert_tokens_to_ids(w): i for i, w in enumerate(shapes.SHAPES)}
+    colour_ids = {tok.convert_tokens_to_ids(w): i for i, w in enumerate(shapes.COLORS)}
+    kinds = {"exists": 0, "color": 1, "shape": 1, "count": 2}
+    last_word = q_all["attention_mask"].sum(1) - 3  # [CLS] ... word ? [SEP]
+    ask_kind = torch.tensor([kinds[ex.kind] for ex in flat])
+    ask_pair = torch.zeros(len(flat), dtype=torch.long)
+    row_scene = torch.tensor([i for i, qs in enumerate(questions) for _ in qs])
+    for r, ex in enumerate(flat):
+        if ex.kind == "exists":
+            ids = q_all["input_ids"][r].tolist()
+            at = int(last_word[r])
+            ask_pair[r] = colour_ids[ids[at - 1]] * n_shape + shape_ids[ids[at]] + 1
+    attention: dict[str, Any] = {}
+    layer, reader = model.text_encoder.encoder.layer[0], model.text_decoder.bert.encoder.layer[0]
+    hooks = [layer.crossattention.self.register_forward_hook(lambda m, i, o: attention.__setitem__("cross", o[1])),
+             layer.attention.self.register_forward_hook(lambda m, i, o: attention.__setitem__("self", o[1])),
+             reader.crossattention.self.register_forward_hook(lambda m, i, o: attention.__setitem__("read", o[1]))]
+
+    def look_loss(pick: Any) -> Any:
+        n, pos, kind, scene = torch.arange(len(pick)), last_word[pick], ask_kind[pick], row_scene[pick]
+        asked = cover[scene, :, ask_pair[pick]]  # patches covered by the asked colour-shape
+        shapes_there = 1 - cover[scene, :, 0]
+        share = torch.where((kind == 0)[:, None], asked, shapes_there)
+        total = share.sum(1, keepdim=True)
+        there = (total >= 0.05).float()
+        target = torch.cat([1 - there, share / total.clamp_min(1e-6) * there], 1)
+        # "how many": CLS (weight 3) and the centre patch of every shape (weight 1) - CLS gets 3 / (3 + n),
+        # which tells three from four shapes better than 1 / (1 + n)
+        counting = torch.cat([torch.full((len(pick), 1), 3.0), centre[scene]], 1)
+        target = torch.where((kind == 2)[:, None], counting / counting.sum(1, keepdim=True), target)
+        cross = attention["cross"][:, 0].float()[n, pos]  # head 0 at the last word, over CLS + patches
+        loss = -(target * (cross + 1e-6).log()).sum(-1).mean()
+        # the decoder's first cross-attention head reads that word when it starts the answer
+        loss = loss - (attention["read"][:, 0, 0].float()[n, pos] + 1e-6).log().mean()
+        exists = (kind == 0).nonzero().flatten()
+        if len(exists):  # ... and its first self-attention head reads the colour word there
+            colour = attention["self"][exists, 0].float()[torch.arange(len(exists)), pos[exists], pos[exists] - 1]
+            loss = loss - (colour + 1e-6).log().mean()
+        return loss
+
+    params = [p for p in model.parameters() if p.requires_grad] + list(scene_head.parameters()) + \
+        list(patch_head.parameters())
     total = warm_steps + steps
-    optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, fused=True)  # one kernel, not one per tensor
     warmup = max(1, total // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
@@ -222,17 +354,19 @@ def build_tiny(out_dir: Path, seed: int = 0, steps: int = 900, warm_steps: int =
     loss_avg = None
     for step in range(1, total + 1):
         idx = torch.tensor(rng.sample(range(len(scenes)), min(len(scenes), scenes_per_batch if step > warm_steps else 64)))
-        embeds = model.vision_model(pixel_values=pixels[idx])[0]
-        loss = aux_loss(embeds, idx)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            embeds = model.vision_model(pixel_values=pixels[idx])[0]
+        loss = aux_loss(embeds.float(), idx)
         if step > warm_steps:
             rows = [(j, k) for j, i in enumerate(idx.tolist()) for k in range(first[i], first[i + 1])]
             pick = torch.tensor([k for _, k in rows])
             qw = int(q_all["attention_mask"][pick].sum(dim=1).max())
             aw = int(a_all["attention_mask"][pick].sum(dim=1).max())
-            answer_loss = _loss(model, None, q_all["input_ids"][pick, :qw], q_all["attention_mask"][pick, :qw],
-                                a_all["input_ids"][pick, :aw], a_all["attention_mask"][pick, :aw],
-                                image_embeds=embeds[torch.tensor([j for j, _ in rows])])
-            loss = answer_loss + 0.5 * loss
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                answer_loss = _loss(model, None, q_all["input_ids"][pick, :qw], q_all["attention_mask"][pick, :qw],
+                                    a_all["input_ids"][pick, :aw], a_all["attention_mask"][pick, :aw],
+                                    image_embeds=embeds[torch.tensor([j for j, _ in rows])])
+            loss = answer_loss.float() + 0.5 * loss + look_loss(pick)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -242,6 +376,8 @@ def build_tiny(out_dir: Path, seed: int = 0, steps: int = 900, warm_steps: int =
         loss_avg = value if loss_avg is None or step == warm_steps + 1 else 0.95 * loss_avg + 0.05 * value
         if progress and (step % 50 == 0 or step == total):
             progress("vision" if step <= warm_steps else "answer", step, total, {"loss": round(loss_avg, 4)})
+    for hook in hooks:
+        hook.remove()
     model.eval()
     held = shapes.examples(seed + 10_000, heldout_examples)
     held_pixels = pixel_batch(processor, [shapes.render(ex.scene, side) for ex in held])
