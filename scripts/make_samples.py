@@ -21,16 +21,22 @@ SHAPES = [
 
 
 def draw(color: str, shape: str, size: tuple[int, int] = (160, 120)) -> Image.Image:
+    """One shape in one of the world's colours (services/world/shapes.py), not PIL's named colour:
+    PIL's "blue" is (0, 0, 255), the world's blue (35, 70, 215), and the offline model only knows
+    the world's (docs/world.md)."""
+    from services.world.shapes import COLORS
+
+    fill = COLORS.get(color, color)
     img = Image.new("RGB", size, "white")
     d = ImageDraw.Draw(img)
     w, h = size
     box = (w // 4, h // 6, 3 * w // 4, 5 * h // 6)
     if shape == "square":
-        d.rectangle(box, fill=color)
+        d.rectangle(box, fill=fill)
     elif shape == "circle":
-        d.ellipse(box, fill=color)
+        d.ellipse(box, fill=fill)
     else:
-        d.polygon([(w // 2, h // 6), (w // 4, 5 * h // 6), (3 * w // 4, 5 * h // 6)], fill=color)
+        d.polygon([(w // 2, h // 6), (w // 4, 5 * h // 6), (3 * w // 4, 5 * h // 6)], fill=fill)
     return img
 
 

@@ -214,9 +214,29 @@ def patch_targets(scene: Any, side: int, grid: int) -> tuple[Any, Any]:
     return cover.reshape(n_classes + 1, -1).T, np.stack([density.reshape(-1), centre.reshape(-1)])
 
 
-def build_tiny(out_dir: Path, seed: int = 0, steps: int = 720, warm_steps: int = 520, scenes_per_batch: int = 32,
-               train_scenes: int = 8000, heldout_examples: int = 600, lr: float = 3e-3,
+def build_tiny(out_dir: Path, seed: int = 0, steps: int = 720, warm_steps: int = 540, scenes_per_batch: int = 32,
+               train_scenes: int = 8000, heldout_examples: int = 600, lr: float = 3e-3, threads: int | None = 1,
                progress: Progress | None = None) -> dict[str, Any]:
+    """Train the world BLIP on the shapes world on ``threads`` torch threads (restored afterwards;
+    None keeps the caller's); see :func:`_build_tiny`. One thread, as the QA build: the ops of a
+    width-128 model gain little from a second thread, the result is the same on every machine
+    with the same thread count (float sums depend on how work is split), and the figures in
+    docs/world.md were measured that way."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _build_tiny(out_dir, seed, steps, warm_steps, scenes_per_batch, train_scenes, heldout_examples, lr,
+                           progress)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _build_tiny(out_dir: Path, seed: int, steps: int, warm_steps: int, scenes_per_batch: int,
+                train_scenes: int, heldout_examples: int, lr: float,
+                progress: Progress | None) -> dict[str, Any]:
     """Train the world BLIP on the shapes world; write it to ``out_dir``; return its scores.
 
     Two phases: ``warm_steps`` train the vision encoder alone on what each scene holds, through

@@ -30,10 +30,10 @@ def _b64(image) -> str:  # noqa: ANN001
     return base64.b64encode(buf.getvalue()).decode()
 
 
-# Floors the current bootstrap clears (measured: VQA 85.2 %, QA exact match 98.8 %). The issue's
-# targets are 95 % and 90 %; VQA does not reach its target yet within the bootstrap's time budget
-# (see docs/world.md, "Where the models stand").
-VQA_FLOOR, QA_FLOOR = 0.82, 0.94
+# The targets are 95 % (VQA) and 90 % exact match (QA); the bootstrap measures 95.0 % and
+# 98.8 % on one thread (docs/world.md). bf16 matmul kernels differ between the two CPU kinds these
+# machines come in, so the floors leave two points for a machine of the other kind.
+VQA_FLOOR, QA_FLOOR = 0.93, 0.94
 
 
 def test_manifests_carry_held_out_scores_above_the_floors(tiny_registry_template: Path) -> None:
