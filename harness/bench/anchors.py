@@ -38,7 +38,12 @@ def _windows(runtime: Any, workload: Workload, batch: int) -> dict[str, Any]:
 
 def _names(runtime: Any) -> list[str]:
     """The encoder's inputs as the service feeds them (BERT takes segment ids, DistilBERT does not)."""
-    return [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in runtime.tokenizer.model_input_names]
+    import inspect
+
+    takes = inspect.signature(runtime.shared.model.forward).parameters
+    # the tokenizer may emit segment ids that the model does not take (DistilBERT behind a BERT tokenizer)
+    return [n for n in ("input_ids", "attention_mask", "token_type_ids")
+            if n in runtime.tokenizer.model_input_names and n in takes]
 
 
 def _time(run: Any, seconds: float, min_runs: int = 3) -> list[float]:
@@ -118,7 +123,7 @@ def qa_anchor_cells(version_dir: Path, settings: Any, workloads: list[Workload],
             reference = wrapper(*example_t)[0].numpy()
 
         runners = {
-            "onnxruntime": (lambda feed: session.run(None, feed), "fp32"),
+            "onnxruntime": (lambda feed: session.run(None, {n: feed[n] for n in names}), "fp32"),
             "openvino": (lambda feed: compiled([feed[n] for n in names]), ov_precision),
         }
         for variant, (run, precision) in runners.items():

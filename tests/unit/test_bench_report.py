@@ -103,3 +103,23 @@ def test_closed_loop_against_a_local_server_counts_statuses() -> None:
 
     result = asyncio.run(main())
     assert result.ok == 20 and result.errors == {"http_503": 10}
+
+
+def test_anchor_inputs_are_the_ones_the_model_takes() -> None:
+    """A BERT tokenizer emits segment ids; DistilBERT's forward takes none, and ONNX Runtime refuses
+    an input name its graph does not have (the real-size bench run hit exactly that)."""
+    from types import SimpleNamespace
+
+    from harness.bench.anchors import _names
+
+    def distilbert_forward(input_ids=None, attention_mask=None, head_mask=None):  # noqa: ANN001, ANN202
+        return None
+
+    def bert_forward(input_ids=None, attention_mask=None, token_type_ids=None):  # noqa: ANN001, ANN202
+        return None
+
+    tokenizer = SimpleNamespace(model_input_names=["input_ids", "token_type_ids", "attention_mask"])
+    distil = SimpleNamespace(tokenizer=tokenizer, shared=SimpleNamespace(model=SimpleNamespace(forward=distilbert_forward)))
+    bert = SimpleNamespace(tokenizer=tokenizer, shared=SimpleNamespace(model=SimpleNamespace(forward=bert_forward)))
+    assert _names(distil) == ["input_ids", "attention_mask"]
+    assert _names(bert) == ["input_ids", "attention_mask", "token_type_ids"]
