@@ -33,17 +33,7 @@ def _windows(runtime: Any, workload: Workload, batch: int) -> dict[str, Any]:
     enc = runtime.tokenizer([body["question"]] * batch, [body["context"]] * batch, truncation="only_second",
                             max_length=runtime.max_len, stride=runtime.stride, return_overflowing_tokens=True,
                             padding="longest", return_tensors="np")
-    return {k: enc[k].astype("int64") for k in _names(runtime)}
-
-
-def _names(runtime: Any) -> list[str]:
-    """The encoder's inputs as the service feeds them (BERT takes segment ids, DistilBERT does not)."""
-    import inspect
-
-    takes = inspect.signature(runtime.shared.model.forward).parameters
-    # the tokenizer may emit segment ids that the model does not take (DistilBERT behind a BERT tokenizer)
-    return [n for n in ("input_ids", "attention_mask", "token_type_ids")
-            if n in runtime.tokenizer.model_input_names and n in takes]
+    return {k: enc[k].astype("int64") for k in runtime.encoder_inputs()}
 
 
 def _time(run: Any, seconds: float, min_runs: int = 3) -> list[float]:
@@ -58,21 +48,16 @@ def _time(run: Any, seconds: float, min_runs: int = 3) -> list[float]:
 
 
 def _agreement(runtime: Any, items: list[Any], reference: list[dict[str, Any]], run: Any) -> float:
-    """Share of QA answers unchanged when the runtime's encoder forward is ``run`` (same windows, same span search)."""
-    import numpy as np
+    """Share of QA answers unchanged when the runtime's encoder forward is ``run`` (same windows, same
+    span search): the QA runtime's own backend hook (``LOOPLINE_QA_BACKEND``)."""
+    from services.common.torch_shared import answer_agreement
 
-    def logits(inputs: dict[str, Any]) -> tuple[Any, Any]:
-        feed = {k: inputs[k].numpy().astype(np.int64) for k in _names(runtime)}
-        out = run(feed)
-        start, end = out[0], out[1]
-        return np.asarray(start, dtype=np.float32), np.asarray(end, dtype=np.float32)
-
-    runtime._logits = logits  # this runtime instance only: predict() now runs on the other backend
+    runtime.backend = run  # this runtime instance only: predict() now runs on the other backend
     try:
         got = [a for lo in range(0, len(items), 8) for a in runtime.predict(items[lo:lo + 8])]
     finally:
-        del runtime._logits
-    return sum(a["answer"] == b["answer"] for a, b in zip(got, reference, strict=True)) / len(reference)
+        runtime.backend = None
+    return answer_agreement(reference, got)
 
 
 def qa_anchor_cells(version_dir: Path, settings: Any, workloads: list[Workload], threads: int,
@@ -81,9 +66,9 @@ def qa_anchor_cells(version_dir: Path, settings: Any, workloads: list[Workload],
     share of answers on generated in-world inputs that match the torch fp32 service's."""
     import numpy as np
     import onnxruntime as ort
-    import openvino as ov
     import torch
 
+    from services.common import openvino_backend as ovb
     from services.qa.runtime import QaRuntime
 
     runtime = QaRuntime(settings.model_copy(update={"bf16": "off", "warmup": False}), Path("."))
@@ -93,17 +78,8 @@ def qa_anchor_cells(version_dir: Path, settings: Any, workloads: list[Workload],
     items = runtime.agreement_inputs(agreement_inputs)
     torch_answers = [a for lo in range(0, len(items), 8) for a in runtime.predict(items[lo:lo + 8])]
 
-    class Logits(torch.nn.Module):
-        def __init__(self, inner: Any) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, *tensors: Any) -> Any:
-            out = self.inner(**dict(zip(names, tensors, strict=True)))
-            return out.start_logits, out.end_logits
-
-    names = _names(runtime)
-    wrapper = Logits(model).eval()
+    names = runtime.encoder_inputs()
+    wrapper = ovb.outputs_of(model, names, ("start_logits", "end_logits"))
     example = _windows(runtime, workloads[0], 2)
     example_t = tuple(torch.from_numpy(example[n]) for n in names)
     cells: list[dict[str, Any]] = []
@@ -115,18 +91,20 @@ def qa_anchor_cells(version_dir: Path, settings: Any, workloads: list[Workload],
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        compiled = ov.Core().compile_model(ov.convert_model(wrapper, example_input=example_t), "CPU",
-                                           {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
-        hint = str(compiled.get_property("INFERENCE_PRECISION_HINT")).lower()  # bf16 by default on native-bf16 CPUs
-        ov_precision = "bf16" if "bf" in hint else "fp16" if "16" in hint else "fp32"
+        ov_model = ovb.convert(wrapper, example_t)
+        # OpenVINO at its default precision (bf16 where the CPU has it: what a user gets) and at f32
+        ov_default = ovb.compile_encoder(ov_model, names, threads, None)
+        ov_f32 = ovb.compile_encoder(ov_model, names, threads, False)
         with torch.inference_mode():
             reference = wrapper(*example_t)[0].numpy()
 
-        runners = {
-            "onnxruntime": (lambda feed: session.run(None, {n: feed[n] for n in names}), "fp32"),
-            "openvino": (lambda feed: compiled([feed[n] for n in names]), ov_precision),
-        }
-        for variant, (run, precision) in runners.items():
+        runners = [
+            ("onnxruntime", lambda feed: session.run(None, {n: feed[n] for n in names}), "fp32"),
+            ("openvino", ov_default, ov_default.precision),
+        ]
+        if ov_default.precision != "fp32":
+            runners.append(("openvino", ov_f32, ov_f32.precision))
+        for variant, run, precision in runners:
             first = run(example)[0]
             max_diff = float(np.abs(np.asarray(first) - reference).max())
             agree = round(_agreement(runtime, items, torch_answers, run), 4)

@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from services.common.torch_shared import AGREEMENT_FLOOR
+
 
 def find(cells: list[dict[str, Any]], task: str, workload: str, variant: str, c: int) -> dict[str, Any] | None:
     for row in cells:
@@ -75,10 +77,22 @@ def evaluate_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
         anchors = [r for r in results.get("anchors", []) if (r["task"], r["workload"]) == (task, workload)
                    and r["concurrency"] == top]
         if ours and anchors:
-            best = max(anchors, key=lambda r: r["throughput_rps"])
-            add(f"{task} ({workload}): throughput at c={top} >= best in-process ORT/OpenVINO batch {top}",
-                f"{ours['throughput_rps']} req/s", f"{best['variant']} {best['throughput_rps']} req/s",
-                ours["throughput_rps"] >= best["throughput_rps"])
+            # the goal holds against anchors that pass the accuracy guard (an option that changes more than
+            # 1 % of answers is no fair rival, and Loopline would not turn it on); the fastest one that fails
+            # the guard is named beside it
+            fair = [r for r in anchors if (r.get("agrees_with_fp32") or 0) >= AGREEMENT_FLOOR]
+            unfair = [r for r in anchors if r not in fair]
+            note = ""
+            if unfair:
+                fast = max(unfair, key=lambda r: r["throughput_rps"])
+                note = (f"; not counted: {fast['variant']} {fast['precision']} {fast['throughput_rps']} req/s, "
+                        f"which changes {1 - (fast.get('agrees_with_fp32') or 0):.1%} of answers")
+            best = max(fair, key=lambda r: r["throughput_rps"]) if fair else None
+            add(f"{task} ({workload}): throughput at c={top} >= best in-process ORT/OpenVINO batch {top} "
+                f"within the 1 % accuracy guard", f"{ours['throughput_rps']} req/s",
+                (f"{best['variant']} {best['precision']} {best['throughput_rps']} req/s" if best
+                 else "no anchor passes the guard") + note,
+                ours["throughput_rps"] >= best["throughput_rps"] if best else None)
     if not results.get("anchors"):
         add("throughput at c=8 >= best in-process ORT/OpenVINO batch-8 throughput", "not measured",
             results.get("anchors_status", "no ONNX Runtime / OpenVINO anchor cells in this run"), None)

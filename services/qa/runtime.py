@@ -9,9 +9,10 @@ the highest start+end logit across all windows wins (j >= i, at most
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from fastapi import FastAPI
@@ -24,9 +25,10 @@ from services.common.serving import create_serving_app
 from services.common.settings import QuestionSettings, ServingSettings, TorchSettings
 from services.common.tasks import TASKS
 from services.common.text import Text
-from services.common.torch_shared import TorchRuntimeMixin
+from services.common.torch_shared import PrecisionChoice, TorchRuntimeMixin, choose_bf16, cpu_kind
 
 MAX_WINDOWS_PER_CALL = 32  # bounds memory for very long contexts
+log = logging.getLogger("loopline.precision")
 
 
 class QaSettings(TorchSettings, QuestionSettings, ServingSettings):
@@ -42,6 +44,9 @@ class QaSettings(TorchSettings, QuestionSettings, ServingSettings):
                                     "(384, as the old pipeline: less padding than 512 for long contexts)")
     max_wait_ms: float = Field(20.0, ge=0, le=10_000, description="longest a request waits for batch-mates "
                                "still being prepared (a lone request never waits)")
+    backend: Literal["torch", "openvino"] = Field(
+        "torch", description="what runs the encoder: torch, or openvino (pip install 'loopline[openvino]'; the "
+                             "version is converted at load; bf16 per the bf16 setting and its agreement check)")
 
 
 class QaRequest(PredictRequest):
@@ -95,6 +100,14 @@ class QaRuntime(TorchRuntimeMixin, ModelRuntime):
     settings: QaSettings
 
     def load(self, version_dir: Path, manifest: dict[str, Any]) -> None:
+        if self.settings.backend == "openvino":
+            from services.common import openvino_backend
+
+            if not openvino_backend.available():
+                raise ValueError("LOOPLINE_QA_BACKEND=openvino needs OpenVINO: pip install 'loopline[openvino]'")
+            if self.settings.quantize != "none":
+                raise ValueError("LOOPLINE_QA_BACKEND=openvino cannot be combined with LOOPLINE_QA_QUANTIZE "
+                                 "(OpenVINO converts the float model)")
         shared = self._load_shared(version_dir, manifest, _load_base)
         self.tokenizer = shared.extra
         # a fast tokenizer keeps truncation/padding state in its Rust object: prepare() runs on
@@ -107,7 +120,64 @@ class QaRuntime(TorchRuntimeMixin, ModelRuntime):
         self.max_len = min(self.settings.max_seq_len or model_max, model_max, self.tokenizer.model_max_length)
         self.stride = min(self.settings.doc_stride, self.max_len // 4)
         self.max_question_tokens = self.max_len // 2
-        self.choose_precision()
+        self.backend: Any = None
+        if self.settings.backend == "openvino":
+            self._load_openvino()
+        else:
+            self.choose_precision()
+
+    def encoder_inputs(self) -> list[str]:
+        """The encoder's inputs as predict() feeds them (BERT takes segment ids, DistilBERT does not)."""
+        import inspect
+
+        assert self.shared is not None
+        takes = inspect.signature(self.shared.model.forward).parameters
+        return [n for n in ("input_ids", "attention_mask", "token_type_ids")
+                if n in self.tokenizer.model_input_names and n in takes]
+
+    def _load_openvino(self) -> None:
+        """Convert this version's encoder to OpenVINO and pick its precision: bf16 (OpenVINO's own
+        bf16 path) only when the CPU has native bf16 and, under ``auto``, its answers on generated
+        inputs agree with torch fp32's on >= 99 %; otherwise f32, whose answers are torch's."""
+        from services.common import openvino_backend as ovb
+
+        assert self.shared is not None
+        if self.shared.precision is not None and self.shared.precision.bf16:
+            raise ValueError("this base is already served in torch bf16 by another version of this service: "
+                             "serve every version of a service with the same backend")
+        self.precision = PrecisionChoice(False, "torch fp32: the reference of the OpenVINO backend")
+        names = self.encoder_inputs()
+        example = self.tokenizer(["what is it?", "what is the warm-up?"], ["it is a warm-up sentence."] * 2,
+                                 padding="longest", return_tensors="pt")
+        with self.shared.using(self.adapter) as model:
+            ov_model = ovb.convert(ovb.outputs_of(model, names, ("start_logits", "end_logits")),
+                                   [example[n] for n in names])
+        threads = self.settings.num_threads
+        items = self.agreement_inputs(self.settings.bf16_check_inputs) if self.settings.bf16 == "auto" else []
+        compiled: dict[bool, Any] = {}
+
+        def backend(bf16: bool) -> Any:
+            if bf16 not in compiled:
+                compiled[bf16] = ovb.compile_encoder(ov_model, names, threads, bf16)
+            return compiled[bf16]
+
+        def agreement() -> float:
+            from services.common.torch_shared import answer_agreement
+
+            step = max(1, self.settings.max_batch_size)
+            self.backend = None
+            reference = [a for lo in range(0, len(items), step) for a in self.predict(items[lo:lo + step])]
+            self.backend = backend(True)
+            return answer_agreement(reference, [a for lo in range(0, len(items), step)
+                                                for a in self.predict(items[lo:lo + step])])
+
+        choice = choose_bf16(self.settings.bf16, cpu_kind().native_bf16, agreement if items else None)
+        self.backend = backend(choice.bf16)
+        self.precision = PrecisionChoice(choice.bf16, f"OpenVINO {self.backend.precision}: {choice.reason}",
+                                         choice.agreement)
+        log.info("precision of %s: %s", type(self).__name__, self.precision.reason,
+                 extra={"bf16": self.precision.bf16, "agreement": self.precision.agreement, "cpu": cpu_kind().kind,
+                        "backend": "openvino"})
 
     def agreement_inputs(self, count: int) -> list[tuple[str, str]]:
         """In-world facts and questions (services/world/facts.py)."""
@@ -161,10 +231,21 @@ class QaRuntime(TorchRuntimeMixin, ModelRuntime):
                                         "start": char_start, "end": char_end})
         return [b[1] if b else {"answer": "", "confidence": 0.0, "start": 0, "end": 0} for b in best]
 
+    def unload(self) -> None:
+        self.backend = None
+        super().unload()
+
     def _logits(self, inputs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         assert self.shared is not None
         n = inputs["input_ids"].shape[0]
         starts, ends = [], []
+        if self.backend is not None:
+            for lo in range(0, n, MAX_WINDOWS_PER_CALL):
+                start, end = self.backend({k: v[lo:lo + MAX_WINDOWS_PER_CALL].numpy().astype(np.int64)
+                                           for k, v in inputs.items()})
+                starts.append(np.asarray(start, dtype=np.float32))
+                ends.append(np.asarray(end, dtype=np.float32))
+            return np.concatenate(starts), np.concatenate(ends)
         with self.shared.using(self.adapter) as model, self.inference():
             for lo in range(0, n, MAX_WINDOWS_PER_CALL):
                 out = model(**{k: v[lo:lo + MAX_WINDOWS_PER_CALL] for k, v in inputs.items()})

@@ -1,0 +1,87 @@
+"""LOOPLINE_QA_BACKEND=openvino on a real (tiny, random-weight) QA version: same answers as torch
+fp32 at f32, the bf16 guard under auto, clear errors for what cannot work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from services.common.tasks import get_task, task_settings
+from services.common.torch_shared import cpu_kind
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def qa_version(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from harness.bench.models import MODEL_OF_TASK, ModelSizes, ensure_registry
+
+    registry = tmp_path_factory.mktemp("ovreg")
+    ensure_registry(registry, ModelSizes.tiny(), ("qa",))
+    return registry / MODEL_OF_TASK["qa"] / "1"
+
+
+def _load(version_dir: Path, **settings: object):  # noqa: ANN202
+    runtime = get_task("qa").runtime_class()(task_settings("qa", warmup=False, num_threads=1, **settings), Path("."))
+    runtime.load(version_dir, runtime.read_manifest(version_dir))
+    return runtime
+
+
+def test_openvino_f32_answers_exactly_as_torch_fp32(qa_version: Path) -> None:
+    torch_rt = _load(qa_version, bf16="off")
+    items = torch_rt.agreement_inputs(48)
+    items.append(("what is the long one?", " ".join(["the long one is a wide blue lake."] * 80)))  # several windows
+    reference = torch_rt.predict(items)
+    torch_rt.unload()
+
+    ov_rt = _load(qa_version, bf16="off", backend="openvino")
+    try:
+        assert ov_rt.backend is not None and ov_rt.backend.precision == "fp32"
+        assert ov_rt.precision.reason.startswith("OpenVINO fp32") and not ov_rt.precision.bf16
+        compiled, calls = ov_rt.backend, []
+
+        def counting(feed: dict) -> list:
+            calls.append(feed["input_ids"].shape)
+            return compiled(feed)
+
+        ov_rt.backend = counting
+        got = ov_rt.predict(items)
+        assert calls, "predict did not run on the OpenVINO backend"
+    finally:
+        ov_rt.unload()
+    assert [g["answer"] for g in got] == [r["answer"] for r in reference]
+    assert [(g["start"], g["end"]) for g in got] == [(r["start"], r["end"]) for r in reference]
+    for g, r in zip(got, reference, strict=True):
+        assert g["confidence"] == pytest.approx(r["confidence"], abs=1e-4)
+    assert ov_rt.backend is None  # unload drops the compiled model
+
+
+def test_openvino_auto_keeps_bf16_only_within_the_guard(qa_version: Path) -> None:
+    rt = _load(qa_version, bf16="auto", backend="openvino", bf16_check_inputs=24)
+    try:
+        if not cpu_kind().native_bf16:
+            assert rt.backend.precision == "fp32" and "no native bf16" in rt.precision.reason
+            return
+        assert rt.precision.agreement is not None  # the check ran against torch fp32
+        if rt.precision.bf16:
+            assert rt.backend.precision == "bf16" and rt.precision.agreement >= 0.99
+        else:
+            assert rt.backend.precision == "fp32" and rt.precision.agreement < 0.99
+        answers = rt.predict(rt.agreement_inputs(8))
+        assert len(answers) == 8 and all({"answer", "confidence", "start", "end"} <= set(a) for a in answers)
+    finally:
+        rt.unload()
+
+
+def test_openvino_backend_errors_say_what_to_do(qa_version: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.common import openvino_backend
+
+    with pytest.raises(ValueError, match="cannot be combined with LOOPLINE_QA_QUANTIZE"):
+        _load(qa_version, backend="openvino", quantize="int8")
+    monkeypatch.setattr(openvino_backend, "available", lambda: False)
+    with pytest.raises(ValueError, match=r"pip install 'loopline\[openvino\]'"):
+        _load(qa_version, backend="openvino")
+    with pytest.raises(ValidationError, match="torch"):
+        task_settings("qa", backend="tensorrt")
