@@ -47,9 +47,16 @@ def matmul_peak(threads: int, sizes: tuple[int, ...] = (1024, 2048), repeats: in
 
 def count_flops(fn: Callable[[], Any]) -> int:
     """FLOPs of everything ``fn`` runs (torch ops FlopCounterMode knows: matmul, conv, attention)."""
-    from torch.utils.flop_counter import FlopCounterMode
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-    with FlopCounterMode(display=False) as counter:
+    def cpu_flash_attention(query: Any, key: Any, value: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+        return int(sdpa_flop_count(query, key, value))
+
+    # torch counts the CUDA attention kernels but not the CPU one that scaled_dot_product_attention
+    # runs here (BLIP's vision attention, DistilBERT's): without this, attention counts as 0 FLOPs
+    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_flash_attention}
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
         fn()
     return int(counter.get_total_flops())
 

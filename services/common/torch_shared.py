@@ -85,6 +85,21 @@ def release(shared: SharedModel, adapter: str | None) -> None:
             _shared.pop(shared.key, None)
 
 
+@contextlib.contextmanager
+def torch_threads(num_threads: int | None) -> Iterator[None]:
+    """Run the block on ``num_threads`` torch intra-op threads and restore the caller's count
+    afterwards; None (or 0) keeps the caller's."""
+    import torch
+
+    before = torch.get_num_threads()
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def set_threads(num_threads: int) -> None:
     import torch
 

@@ -247,16 +247,11 @@ def build_tiny(out_dir: Path, seed: int = 0, steps: int = 1500, batch_size: int 
     ops of a width-64 model are too small to share, and with one core busy elsewhere two threads
     ran eight times slower than one (370 s against 50 s wall, same weights).
     """
-    import torch
+    from services.common.torch_shared import torch_threads
 
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         return _build_tiny(out_dir, seed, steps, batch_size, train_examples, heldout_examples, aux_weight, windows,
                            progress)
-    finally:
-        torch.set_num_threads(before)
 
 
 def _build_tiny(out_dir: Path, seed: int, steps: int, batch_size: int, train_examples: int | None,

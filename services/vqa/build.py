@@ -222,16 +222,11 @@ def build_tiny(out_dir: Path, seed: int = 0, steps: int = 720, warm_steps: int =
     width-128 model gain little from a second thread, the result is the same on every machine
     with the same thread count (float sums depend on how work is split), and the figures in
     docs/world.md were measured that way."""
-    import torch
+    from services.common.torch_shared import torch_threads
 
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         return _build_tiny(out_dir, seed, steps, warm_steps, scenes_per_batch, train_scenes, heldout_examples, lr,
                            progress)
-    finally:
-        torch.set_num_threads(before)
 
 
 def _build_tiny(out_dir: Path, seed: int, steps: int, warm_steps: int, scenes_per_batch: int,

@@ -144,3 +144,18 @@ def test_anchor_goal_counts_only_anchors_within_the_accuracy_guard() -> None:
     assert {g["goal"]: g for g in evaluate_goals(results)}[name]["met"] == "NO"  # within the guard: the bar
     results["anchors"] = [_anchor("bf16", 40.0, 0.9)]
     assert {g["goal"]: g for g in evaluate_goals(results)}[name]["met"] == "n/a"
+
+
+def test_flop_count_includes_cpu_fused_attention() -> None:
+    """torch's FlopCounterMode counts the CUDA attention kernels but not the CPU one; the bench's ideal
+    times and fractions of peak would leave out BLIP's and DistilBERT's attention without it."""
+    import torch
+    import torch.nn.functional as F
+
+    from harness.bench.peak import count_flops
+
+    q = torch.randn(2, 3, 40, 16)
+    with torch.inference_mode():
+        fused = count_flops(lambda: F.scaled_dot_product_attention(q, q, q))
+        eager = count_flops(lambda: torch.softmax(q @ q.transpose(-1, -2), -1) @ q)
+    assert fused == eager == 2 * (2 * 2 * 3 * 40 * 40 * 16)

@@ -58,3 +58,19 @@ def test_answer_agreement_counts_changed_answers() -> None:
     ref = [{"answer": a} for a in "abcd"]
     assert answer_agreement(ref, [{"answer": a} for a in "abcx"]) == 0.75
     assert answer_agreement([], []) == 1.0
+
+
+def test_torch_threads_sets_and_restores_the_callers_count() -> None:
+    import torch
+
+    from services.common.torch_shared import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError, match="boom"), torch_threads(1):
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before  # restored after an error too
+    with torch_threads(None):
+        assert torch.get_num_threads() == before  # None keeps the caller's
