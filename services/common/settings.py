@@ -131,7 +131,8 @@ class PrecisionSettings(BaseSettings):
     bf16: Literal["auto", "on", "off"] = Field(
         "auto", description="bf16 compute: auto = on when the CPU has native bf16 (AVX512_BF16 or AMX) and "
                             "bf16 keeps >= 99 % of answers on generated inputs at load; on; off (true/false work too)")
-    bf16_check_inputs: int = Field(32, ge=1, le=1024, description="generated inputs the auto bf16 check compares at load")
+    bf16_check_inputs: int = Field(200, ge=1, le=1024, description="generated inputs the auto bf16 check compares at "
+                                   "load (a few hundred: 1 % must be measurable; a failing check stops early)")
 
     @field_validator("bf16", mode="before")
     @classmethod

@@ -208,6 +208,23 @@ def answer_agreement(reference: list[dict[str, Any]], got: list[dict[str, Any]])
     return sum(a["answer"] == b["answer"] for a, b in zip(reference, got, strict=True)) / len(reference)
 
 
+def sequential_agreement(items: list[Any], step: int, reference: Callable[[list[Any]], list[dict[str, Any]]],
+                         candidate: Callable[[list[Any]], list[dict[str, Any]]]) -> float:
+    """Share of ``items`` whose answer ``candidate`` leaves as ``reference`` gives it, batch by batch
+    (``step`` items each). Stops as soon as more than 1 % of *all* items have changed: the option is
+    refused whatever the rest would say, so a clearly failing option costs a batch or two at load,
+    not the whole check. The share is over the items seen."""
+    allowed = int((1 - AGREEMENT_FLOOR) * len(items) + 1e-9)
+    changed = seen = 0
+    for lo in range(0, len(items), max(1, step)):
+        batch = items[lo:lo + max(1, step)]
+        changed += sum(a["answer"] != b["answer"] for a, b in zip(reference(batch), candidate(batch), strict=True))
+        seen += len(batch)
+        if changed > allowed:
+            break
+    return 1 - changed / seen if seen else 1.0
+
+
 def cast_linear_weights_bf16(model: Any) -> int:
     """Store every ``nn.Linear`` weight and bias in bf16, once, and return how many were cast.
 
@@ -286,14 +303,14 @@ class TorchRuntimeMixin:
             return self.precision
         items = self.agreement_inputs(self.settings.bf16_check_inputs) if self.settings.bf16 == "auto" else []
 
-        step = max(1, self.settings.max_batch_size)
-
-        def answers(bf16: bool) -> list[dict[str, Any]]:
-            self.precision = PrecisionChoice(bf16, "agreement check")
-            return [a for lo in range(0, len(items), step) for a in self.predict(items[lo:lo + step])]
+        def answers(bf16: bool) -> Callable[[list[Any]], list[dict[str, Any]]]:
+            def run(batch: list[Any]) -> list[dict[str, Any]]:
+                self.precision = PrecisionChoice(bf16, "agreement check")
+                return self.predict(batch)
+            return run
 
         def agreement() -> float:
-            return answer_agreement(answers(False), answers(True))
+            return sequential_agreement(items, self.settings.max_batch_size, answers(False), answers(True))
 
         self.precision = choose_bf16(self.settings.bf16, cpu_kind().native_bf16, agreement if items else None)
         if self.shared is not None:

@@ -98,6 +98,7 @@ class QaRuntime(TorchRuntimeMixin, ModelRuntime):
     request_model = QaRequest
     settings_class = QaSettings
     settings: QaSettings
+    backend: Any = None  # a compiled OpenVINO encoder (LOOPLINE_QA_BACKEND=openvino), else torch
 
     def load(self, version_dir: Path, manifest: dict[str, Any]) -> None:
         if self.settings.backend == "openvino":
@@ -120,7 +121,7 @@ class QaRuntime(TorchRuntimeMixin, ModelRuntime):
         self.max_len = min(self.settings.max_seq_len or model_max, model_max, self.tokenizer.model_max_length)
         self.stride = min(self.settings.doc_stride, self.max_len // 4)
         self.max_question_tokens = self.max_len // 2
-        self.backend: Any = None
+        self.backend = None
         if self.settings.backend == "openvino":
             self._load_openvino()
         else:
@@ -161,15 +162,16 @@ class QaRuntime(TorchRuntimeMixin, ModelRuntime):
                 compiled[bf16] = ovb.compile_encoder(ov_model, names, threads, bf16)
             return compiled[bf16]
 
-        def agreement() -> float:
-            from services.common.torch_shared import answer_agreement
+        def on(engine: Any) -> Any:
+            def run(batch: list[tuple[str, str]]) -> list[dict[str, Any]]:
+                self.backend = engine() if engine else None
+                return self.predict(batch)
+            return run
 
-            step = max(1, self.settings.max_batch_size)
-            self.backend = None
-            reference = [a for lo in range(0, len(items), step) for a in self.predict(items[lo:lo + step])]
-            self.backend = backend(True)
-            return answer_agreement(reference, [a for lo in range(0, len(items), step)
-                                                for a in self.predict(items[lo:lo + step])])
+        def agreement() -> float:
+            from services.common.torch_shared import sequential_agreement
+
+            return sequential_agreement(items, self.settings.max_batch_size, on(None), on(lambda: backend(True)))
 
         choice = choose_bf16(self.settings.bf16, cpu_kind().native_bf16, agreement if items else None)
         self.backend = backend(choice.bf16)

@@ -74,3 +74,25 @@ def test_torch_threads_sets_and_restores_the_callers_count() -> None:
     assert torch.get_num_threads() == before  # restored after an error too
     with torch_threads(None):
         assert torch.get_num_threads() == before  # None keeps the caller's
+
+
+def test_sequential_agreement_allows_one_percent_and_stops_early_beyond() -> None:
+    from services.common.torch_shared import sequential_agreement
+
+    items = list(range(200))
+    calls: list[int] = []
+
+    def reference(batch: list[int]) -> list[dict]:
+        calls.append(len(batch))
+        return [{"answer": "same"} for _ in batch]
+
+    def changing(indices: set[int]):  # noqa: ANN202
+        return lambda batch: [{"answer": "other" if i in indices else "same"} for i in batch]
+
+    assert sequential_agreement(items, 8, reference, changing({5, 150})) == 0.99  # 2 of 200: within the guard
+    assert sum(calls) == 200
+    calls.clear()
+    share = sequential_agreement(items, 8, reference, changing({0, 1, 2, 199}))
+    assert calls == [8] and share == 1 - 3 / 8  # refused after the first batch, not after 200 inputs
+    assert sequential_agreement(items, 8, reference, changing({5, 50, 150})) < 0.99
+    assert sequential_agreement([], 8, reference, changing(set())) == 1.0
