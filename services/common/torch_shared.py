@@ -209,16 +209,19 @@ def answer_agreement(reference: list[dict[str, Any]], got: list[dict[str, Any]])
 
 
 def sequential_agreement(items: list[Any], step: int, reference: Callable[[list[Any]], list[dict[str, Any]]],
-                         candidate: Callable[[list[Any]], list[dict[str, Any]]]) -> float:
+                         candidate: Callable[[list[Any]], list[dict[str, Any]]],
+                         same: Callable[[dict[str, Any], dict[str, Any]], bool] | None = None) -> float:
     """Share of ``items`` whose answer ``candidate`` leaves as ``reference`` gives it, batch by batch
     (``step`` items each). Stops as soon as more than 1 % of *all* items have changed: the option is
     refused whatever the rest would say, so a clearly failing option costs a batch or two at load,
-    not the whole check. The share is over the items seen."""
+    not the whole check. The share is over the items seen. ``same`` compares two answers (default:
+    equal ``answer`` fields)."""
+    same = same or (lambda a, b: a["answer"] == b["answer"])
     allowed = int((1 - AGREEMENT_FLOOR) * len(items) + 1e-9)
     changed = seen = 0
     for lo in range(0, len(items), max(1, step)):
         batch = items[lo:lo + max(1, step)]
-        changed += sum(a["answer"] != b["answer"] for a, b in zip(reference(batch), candidate(batch), strict=True))
+        changed += sum(not same(a, b) for a, b in zip(reference(batch), candidate(batch), strict=True))
         seen += len(batch)
         if changed > allowed:
             break

@@ -22,7 +22,7 @@ from services.common.runtime import ModelRuntime, PredictRequest
 from services.common.serving import create_serving_app
 from services.common.settings import ImageInputSettings, PrecisionSettings, ServingSettings
 from services.common.tasks import TASKS
-from services.common.torch_shared import PrecisionChoice, choose_bf16, cpu_kind
+from services.common.torch_shared import PrecisionChoice, choose_bf16, cpu_kind, sequential_agreement
 
 TASK = TASKS["style"]
 log = logging.getLogger("loopline.precision")
@@ -100,10 +100,14 @@ class StyleRuntime(ModelRuntime):
             mixed_call = self._compiled(mixed)
             images = self.agreement_inputs(self.settings.bf16_check_inputs)
 
+            def pixels(call: Any) -> Any:
+                # one "answer" per image: its rounded pixels, compared by image_agreement below
+                return lambda batch: [{"answer": im} for im in np.clip(call(np.stack(batch)).numpy(), 0, 255).round()]
+
             def agreement() -> float:
-                reference = np.concatenate([self._call(images[i:i + 4]).numpy() for i in range(0, len(images), 4)])
-                got = np.concatenate([mixed_call(images[i:i + 4]).numpy() for i in range(0, len(images), 4)])
-                return image_agreement(np.clip(reference, 0, 255).round(), np.clip(got, 0, 255).round())
+                return sequential_agreement(
+                    list(images), 4, pixels(self._call), pixels(mixed_call),
+                    same=lambda a, b: image_agreement(a["answer"][None], b["answer"][None]) == 1.0)
 
             self.precision = choose_bf16(self.settings.bf16, True, agreement if self.settings.bf16 == "auto" else None)
             if self.precision.bf16:

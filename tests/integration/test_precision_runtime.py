@@ -44,3 +44,23 @@ def test_pre_cast_bf16_weights_answer_exactly_as_autocast(tmp_path: Path, task: 
             assert auto.precision.agreement < 0.99 and "fp32" in auto.precision.reason
     finally:
         auto.unload()
+
+
+def test_style_auto_check_compares_images_and_refuses_beyond_one_percent(tmp_path: Path) -> None:
+    from harness.bench.models import MODEL_OF_TASK, ModelSizes, ensure_registry
+
+    if not cpu_kind().native_bf16:
+        pytest.skip(f"no native bf16 on {cpu_kind().kind}: the style check never runs here")
+    ensure_registry(tmp_path, ModelSizes.tiny(), ("style",))
+    version_dir = tmp_path / MODEL_OF_TASK["style"] / "1"
+    runtime = get_task("style").runtime_class()(task_settings("style", warmup=False, num_threads=1, bf16="auto",
+                                                              bf16_check_inputs=40), Path("."))
+    runtime.load(version_dir, runtime.read_manifest(version_dir))
+    try:
+        share = runtime.precision.agreement
+        assert share is not None  # the image check ran
+        assert runtime.precision.bf16 == (share >= 0.99)
+        if not runtime.precision.bf16:
+            assert "changed" in runtime.precision.reason
+    finally:
+        runtime.unload()
