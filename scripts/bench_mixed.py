@@ -3,10 +3,11 @@ all busy at once (what `make up` on a small machine does), against each service 
 
 For each thread variant the three services are started on the real-size registry that `make bench`
 caches (bench/results/cache/, run `make bench` once first); each task is driven alone for
-SOLO_S seconds (closed loop, c=4), then all three together for MIXED_S seconds. Printed per
-variant: requests/s alone and mixed, and the "work done" of the mixed run = the sum over tasks of
-mixed / alone throughput (1.0 = the cores did as much as one service alone; below 1.0 the
-services got in each other's way). Results go to bench/results/<stamp>-mixed.json.
+``--seconds`` (closed loop, c=4), then all three together as long. Printed per variant:
+requests/s alone and mixed, and the "work done" of the mixed run = the sum over tasks of mixed /
+alone throughput, against the variant's own solo figures and against the default variant's
+(1.0 = the cores did as much as one default service alone; below 1.0 the services got in each
+other's way). Results go to bench/results/<stamp>-mixed.json.
 
     python scripts/bench_mixed.py [--seconds 20]
 """
@@ -46,6 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each solo and mixed run")
     args = parser.parse_args()
+    first: dict[str, dict[str, float]] | None = None
     out: dict[str, object] = {"threads": THREADS, "concurrency": CONCURRENCY, "seconds": args.seconds, "variants": {}}
     for name, env in VARIANTS.items():
         config = BenchConfig(naive=False, gateway=False, label="mixed", service_env=dict(env))
@@ -67,8 +69,12 @@ def main() -> None:
             for server in servers.all():
                 server.stop()
         work = sum(mixed[t]["throughput_rps"] / solo[t]["throughput_rps"] for t in urls if solo[t]["throughput_rps"])
-        out["variants"][name] = {"env": env, "solo": solo, "mixed": mixed, "work_done": round(work, 3)}  # type: ignore[index]
-        print(f"{name}: work done mixed {work:.2f}; " + "; ".join(
+        first = first or solo  # the default variant's solo figures: one yardstick for every variant
+        vs_default = sum(mixed[t]["throughput_rps"] / first[t]["throughput_rps"] for t in urls
+                         if first[t]["throughput_rps"])
+        out["variants"][name] = {"env": env, "solo": solo, "mixed": mixed, "work_done": round(work, 3),  # type: ignore[index]
+                                 "work_done_vs_default_solo": round(vs_default, 3)}
+        print(f"{name}: work done mixed {work:.2f} of its own solo, {vs_default:.2f} of the default's; " + "; ".join(
             f"{t} alone {solo[t]['throughput_rps']} req/s, mixed {mixed[t]['throughput_rps']} req/s" for t in urls),
             flush=True)
     path = Path("bench/results") / f"{time.strftime('%Y%m%d-%H%M%S')}-mixed.json"
