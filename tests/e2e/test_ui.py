@@ -38,6 +38,14 @@ def assert_no_horizontal_scroll(page: Page) -> None:
     assert scroll_width <= inner_width, f"page is {scroll_width}px wide in a {inner_width}px viewport"
 
 
+def sync_backend(stack: Stack, task: str) -> None:
+    """Make a backend re-read the registry now and wait for it: a sync that began before an alias
+    change (and may still be loading a version the aliases no longer name) finishes first, as the
+    sync lock serialises them, so afterwards the backend serves what the aliases say now."""
+    backend = {"vqa": 0, "qa": 1, "style": 2}[task]
+    httpx.post(stack.backends[backend].url + "/v1/reload", timeout=120).raise_for_status()
+
+
 def chart_total(page: Page, name: str) -> float:
     return float(page.locator(f'svg[data-chart="{name}"]').get_attribute("data-total") or 0)
 
@@ -147,8 +155,11 @@ def test_models_page_promotes_and_rolls_back(stack: Stack, page: Page, shots: Pa
 
 
 def test_monitoring_charts_follow_new_traffic(stack: Stack, page: Page, shots: Path) -> None:
-    # an earlier test may have left a canary: these requests must all land on production v1
+    # an earlier test may have left a canary and a production that moved to v2 and back: these
+    # requests must all land on production v1, so the QA service must have caught up with the
+    # aliases (it re-reads them every second and loads a version before serving it)
     Registry(stack.data / "registry").clear_canary("qa-extractive")
+    sync_backend(stack, "qa")
     page.clock.install()  # auto-refresh runs on a timer this test can move forward
     page.goto(stack.url + "/#/monitoring")
     expect(page.locator('svg[data-chart="count"]')).to_be_attached()
