@@ -85,3 +85,18 @@ def test_openvino_backend_errors_say_what_to_do(qa_version: Path, monkeypatch: p
         _load(qa_version, backend="openvino")
     with pytest.raises(ValidationError, match="torch"):
         task_settings("qa", backend="tensorrt")
+
+
+def test_openvino_refuses_a_base_already_cast_to_bf16_by_torch(qa_version: Path) -> None:
+    """Two versions over one shared base in one process must not mix backends: OpenVINO would convert
+    weights that torch already cast to bf16 and call them its fp32 reference."""
+    from services.common.torch_shared import PrecisionChoice
+
+    torch_rt = _load(qa_version, bf16="off")
+    try:
+        torch_rt.shared.precision = PrecisionChoice(True, "as if torch had chosen bf16 for this base")
+        with pytest.raises(ValueError, match="same backend"):
+            _load(qa_version, backend="openvino")
+    finally:
+        torch_rt.shared.precision = PrecisionChoice(False, "restored")
+        torch_rt.unload()
