@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# torch first, the CPU build: any other spec pulls a multi-GB CUDA build
 	$(PIP) install -q $(if $(TORCH_WHEEL_DIR),--find-links $(TORCH_WHEEL_DIR),--extra-index-url $(TORCH_INDEX_URL)) 'torch==2.13.0+cpu'
-	$(PIP) install -q -e '.[all,dev,openvino]'
+	$(PIP) install -q -e '.[all,dev,bench]'
 	@rm -f $(VENV)/.installed-*; touch $@
 
 install: $(STAMP) ## create .venv and install Loopline with every extra
@@ -63,7 +63,6 @@ lint: install ## ruff
 	$(BIN)/ruff check services tests scripts
 
 bench: install ## performance harness on real-size random-weight models (see docs/performance.md)
-	$(PIP) install -q -e '.[bench]'  # ONNX Runtime / OpenVINO anchors; kept out of the test install
 	$(LOOPLINE) bench
 
 SOAK_DURATION ?= 300

@@ -1,12 +1,18 @@
-"""Anchors: the same QA model in ONNX Runtime and OpenVINO, timed in-process at batch 1 and 8.
+"""Anchors: the same QA and style models in ONNX Runtime and OpenVINO, timed in-process at batch 1 and 8.
 
 What a specialised CPU runtime does with the model, with no HTTP, no batching queue and no
-tokenizing in the timed part (the windows are tokenized once, as the service would cut them):
-the figure the service's throughput at c=8 is held against. Their accuracy guard: the service's
-own span search run on their logits for generated in-world inputs, answers compared with torch fp32. Both are optional (``pip install
-'loopline[bench]'``, which ``make bench`` does); without them the cells are skipped with the
-reason in the report. VQA (BLIP's vision encoder + autoregressive decoder loop) and style
-(Keras 3) are not exported here: QA only.
+decoding in the timed part (QA windows are tokenized once, as the service would cut them; the
+style image is decoded once): the figure the service's throughput at c=8 is held against.
+
+Their accuracy guard, on generated in-world inputs against the service at fp32: for QA the
+service's own span search run on their logits, answers compared; for style the output images,
+compared as the style bf16 check does (``image_agreement``: mean pixel difference at most 2).
+
+Exports: QA through ``torch.onnx.export`` and ``openvino.convert_model`` of the traced torch
+model; style (Keras 3) through ``model.export(format="onnx")`` (tf2onnx) and a TF SavedModel
+that ``openvino.convert_model`` reads. All optional (``pip install 'loopline[bench]'``, which
+``make install`` does); without them the cells are skipped with the reason in the report. VQA
+(BLIP's vision encoder + autoregressive decoder loop) is not exported here.
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ from .workloads import Workload
 BATCHES = (1, 8)
 
 
-def missing() -> list[str]:
-    return [m for m in ("onnxruntime", "openvino", "onnx") if importlib.util.find_spec(m) is None]
+def missing(task: str = "qa") -> list[str]:
+    """The packages an anchor of ``task`` needs that are not installed."""
+    needed = ("onnxruntime", "openvino", "onnx") + (("tf2onnx",) if task == "style" else ())
+    return [m for m in needed if importlib.util.find_spec(m) is None]
 
 
 def _windows(runtime: Any, workload: Workload, batch: int) -> dict[str, Any]:
@@ -111,13 +119,81 @@ def qa_anchor_cells(version_dir: Path, settings: Any, workloads: list[Workload],
             for workload in workloads:
                 for batch in BATCHES:
                     feed = _windows(runtime, workload, batch)
-                    times = sorted(_time(lambda feed=feed, run=run: run(feed), seconds))
-                    cells.append({"task": "qa", "workload": workload.name, "variant": variant, "concurrency": batch,
-                                  "batch": batch, "windows": int(feed["input_ids"].shape[0]),
-                                  "throughput_rps": round(batch / statistics.median(times), 3),
-                                  "p50_ms": round(1000 * percentile(times, 50), 2),
-                                  "p95_ms": round(1000 * percentile(times, 95), 2), "runs": len(times),
-                                  "precision": precision, "max_abs_logit_diff_vs_torch": round(max_diff, 5),
-                                  "agrees_with_fp32": agree, "agreement_n": len(items)})
+                    times = _time(lambda feed=feed, run=run: run(feed), seconds)
+                    cells.append(_cell("qa", workload, variant, batch, times, precision, agree, len(items),
+                                       windows=int(feed["input_ids"].shape[0]),
+                                       max_abs_logit_diff_vs_torch=round(max_diff, 5)))
+    runtime.unload()
+    return cells
+
+
+def _cell(task: str, workload: Workload, variant: str, batch: int, times: list[float], precision: str,
+          agrees: float, agreement_n: int, **extra: Any) -> dict[str, Any]:
+    """One anchor cell, shaped like the bench's HTTP cells (requests/s, p50/p95 of one batch call)."""
+    times = sorted(times)
+    return {"task": task, "workload": workload.name, "variant": variant, "concurrency": batch, "batch": batch,
+            "throughput_rps": round(batch / statistics.median(times), 3),
+            "p50_ms": round(1000 * percentile(times, 50), 2), "p95_ms": round(1000 * percentile(times, 95), 2),
+            "runs": len(times), "precision": precision, "agrees_with_fp32": agrees, "agreement_n": agreement_n,
+            **extra}
+
+
+def style_anchor_cells(version_dir: Path, settings: Any, workloads: list[Workload], threads: int,
+                       seconds: float = 4.0, agreement_inputs: int = 200) -> list[dict[str, Any]]:
+    """The style network (Keras) exported to ONNX Runtime and converted to OpenVINO: one cell per
+    (runtime, workload, batch), with the share of generated scenes whose output image matches
+    the Keras fp32 one (``image_agreement``). OpenVINO is timed compiled for the workload's fixed
+    input shape, its best case."""
+    import numpy as np
+    import onnxruntime as ort
+    import openvino as ov
+
+    from services.common import openvino_backend as ovb
+    from services.style.runtime import StyleRequest, StyleRuntime, image_agreement
+
+    runtime = StyleRuntime(settings.model_copy(update={"bf16": "off", "warmup": False}), Path("."))
+    runtime.load(version_dir, runtime.read_manifest(version_dir))
+    model = runtime.model
+    checks = runtime.agreement_inputs(agreement_inputs).astype(np.float32)
+
+    def outputs(run: Any) -> np.ndarray:
+        return np.concatenate([np.clip(np.asarray(run(checks[lo:lo + 8])), 0, 255).round()
+                               for lo in range(0, len(checks), 8)])
+
+    reference = outputs(lambda x: runtime._call(x).numpy())
+    inputs = {w.name: runtime.prepare(StyleRequest(**w.body)) for w in workloads}
+    cells: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        model.export(str(Path(tmp) / "style.onnx"), format="onnx", verbose=False)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        session = ort.InferenceSession(str(Path(tmp) / "style.onnx"), options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        model.export(str(Path(tmp) / "saved"), format="tf_saved_model", verbose=False)
+        ov_model = ov.convert_model(str(Path(tmp) / "saved"))
+
+    def ov_compiled(shape: list[int] | None, bf16: bool | None) -> Any:
+        graph = ov_model.clone()
+        if shape is not None:
+            graph.reshape({graph.inputs[0].get_any_name(): shape})
+        compiled = ovb.compile_encoder(graph, ["image"], threads, bf16)
+        return compiled, (lambda x: compiled({"image": x})[0])
+
+    default, _ = ov_compiled(None, None)
+    precisions: list[bool | None] = [None] if default.precision == "fp32" else [None, False]
+    runners: list[tuple[str, str, Any, Any]] = [
+        ("onnxruntime", "fp32", lambda x: session.run(None, {name: x})[0], lambda shape: None)]
+    for bf16 in precisions:
+        compiled, run = ov_compiled(None, bf16)
+        runners.append(("openvino", compiled.precision, run,
+                        lambda shape, bf16=bf16: ov_compiled(shape, bf16)[1]))
+    for variant, precision, run, fixed in runners:
+        agree = round(image_agreement(reference, outputs(run)), 4)
+        for workload in workloads:
+            for batch in BATCHES:
+                x = np.stack([inputs[workload.name]] * batch)
+                timed = fixed(list(x.shape)) or run
+                times = _time(lambda x=x, timed=timed: timed(x), seconds, min_runs=2)
+                cells.append(_cell("style", workload, variant, batch, times, precision, agree, len(checks)))
     runtime.unload()
     return cells

@@ -214,13 +214,13 @@ def markdown(results: dict[str, Any]) -> str:
                          [[r["task"], r["workload"], r["gflop_per_request"], r["precision"], r["service_gflops"],
                            f"{r['fraction_of_peak']:.0%}"] for r in service_efficiency(results)])]
     anchor_cells = results.get("anchors")
-    parts += ["", "## Anchors: the QA model in ONNX Runtime and OpenVINO, in-process", "",
+    parts += ["", "## Anchors: the same models in ONNX Runtime and OpenVINO, in-process", "",
               f"Status: {results.get('anchors_status', 'not run')}."]
     if anchor_cells:
-        parts += ["", _table(["input", "runtime", "precision", "batch", "windows", "p50 ms", "p95 ms", "req/s",
-                              "max abs logit diff vs torch", "answers agree with torch fp32"],
-                             [[r["workload"], r["variant"], r["precision"], r["batch"], r["windows"], r["p50_ms"],
-                               r["p95_ms"], r["throughput_rps"], r["max_abs_logit_diff_vs_torch"],
+        parts += ["", _table(["task", "input", "runtime", "precision", "batch", "windows", "p50 ms", "p95 ms", "req/s",
+                              "max abs logit diff vs torch", "answers agree with fp32"],
+                             [[r["task"], r["workload"], r["variant"], r["precision"], r["batch"], r.get("windows", ""),
+                               r["p50_ms"], r["p95_ms"], r["throughput_rps"], r.get("max_abs_logit_diff_vs_torch", ""),
                                f"{r.get('agrees_with_fp32')} (n={r.get('agreement_n')})"]
                               for r in anchor_cells])]
     prof = results.get("profile")

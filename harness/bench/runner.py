@@ -61,7 +61,7 @@ class BenchConfig:
     efficiency: bool = True
     accuracy: bool = True
     accuracy_inputs: int = 200  # generated inputs per task for the agreement table
-    anchors: bool = True  # ONNX Runtime / OpenVINO QA cells when installed
+    anchors: bool = True  # ONNX Runtime / OpenVINO QA and style cells when installed
     open_loop: bool = True  # Poisson arrivals at 70 % of the measured capacity, per workload
     overload: bool = True  # more clients than admitted: the rejection latency
     profile: bool = False  # per-stage timings of the c=1 direct cells (harness/bench/profile.py)
@@ -339,28 +339,33 @@ class BenchRun:
             stub.stop()
 
     def run_anchors(self, registry_dir: Path) -> None:
-        """ONNX Runtime and OpenVINO cells for QA (harness/bench/anchors.py), or the reason they are skipped."""
+        """ONNX Runtime and OpenVINO cells for QA and style (harness/bench/anchors.py), or why they are skipped."""
         from . import anchors
         from .efficiency import task_settings
 
-        absent = anchors.missing()
-        if "qa" not in self.config.tasks:
-            self.results["anchors_status"] = "skipped: QA is not in this run (anchors are QA only)"
-        elif absent:
-            self.results["anchors_status"] = (f"skipped: {', '.join(absent)} not installed "
-                                              "(pip install 'loopline[bench]'; make bench does)")
-        else:
-            self.progress("anchors: QA in ONNX Runtime and OpenVINO, in-process, batch 1 and 8")
+        makers = {"qa": anchors.qa_anchor_cells, "style": anchors.style_anchor_cells}
+        statuses: list[str] = []
+        for task in (t for t in self.config.tasks if t in makers):
+            absent = anchors.missing(task)
+            if absent:
+                statuses.append(f"{task} skipped: {', '.join(absent)} not installed "
+                                "(pip install 'loopline[bench]'; make install does)")
+                continue
+            self.progress(f"anchors: {task} in ONNX Runtime and OpenVINO, in-process, batch 1 and 8")
             try:
-                self.results["anchors"] = anchors.qa_anchor_cells(
-                    registry_dir / MODEL_OF_TASK["qa"] / "1",
-                    task_settings("qa", self.config.service_env, self.config.threads), self.workloads["qa"],
-                    self.config.threads, seconds=min(4.0, self.config.cell_seconds),
-                    agreement_inputs=self.config.accuracy_inputs)
-                self.results["anchors_status"] = "ran (QA only)"
+                cells = makers[task](registry_dir / MODEL_OF_TASK[task] / "1",
+                                     task_settings(task, self.config.service_env, self.config.threads),
+                                     self.workloads[task], self.config.threads,
+                                     seconds=min(4.0, self.config.cell_seconds),
+                                     agreement_inputs=self.config.accuracy_inputs)
+                self.results.setdefault("anchors", []).extend(cells)
+                statuses.append(f"{task} ran")
             except Exception as exc:  # an exporter or runtime failure must not lose the whole run
-                log.exception("anchors failed")
-                self.results["anchors_status"] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                log.exception("%s anchors failed", task)
+                statuses.append(f"{task} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+        if "vqa" in self.config.tasks:
+            statuses.append("vqa not exported (BLIP's generation loop)")
+        self.results["anchors_status"] = "; ".join(statuses) or "skipped: neither QA nor style is in this run"
         self.progress(f"anchors: {self.results['anchors_status']}")
 
     def run_inside_predict(self, registry_dir: Path) -> None:
