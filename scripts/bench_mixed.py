@@ -52,11 +52,10 @@ def main() -> None:
     for name, env in VARIANTS.items():
         config = BenchConfig(naive=False, gateway=False, label="mixed", service_env=dict(env))
         run = BenchRun(config, progress=lambda m: print(f"  {m}", flush=True))
-        run.run_dir.mkdir(parents=True, exist_ok=True)
-        run.registry_dir = Path(config.cache_dir) / f"registry-{config.sizes.vqa}-{config.sizes.qa}-{config.sizes.style}"
-        if not run.registry_dir.exists():
-            raise SystemExit(f"{run.registry_dir} is missing: run `make bench` once first")
-        (run.data_dir / "state").mkdir(parents=True, exist_ok=True)
+        try:
+            run.prepare(build=False)
+        except FileNotFoundError as exc:
+            raise SystemExit(str(exc)) from None
         servers = run.start_servers()
         try:
             workloads = run.make_workloads()

@@ -120,6 +120,19 @@ class BenchRun:
                                         "cells": [], "notes": []}
 
     # -- orchestration ------------------------------------------------------------------
+    def prepare(self, build: bool = True) -> Path:
+        """The run's directories and its registry of real-size (or tiny) models: built when
+        missing (``build``), else an error that says how to get one. Returns the registry."""
+        cfg = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.registry_dir = Path(cfg.cache_dir) / f"registry-{cfg.sizes.vqa}-{cfg.sizes.qa}-{cfg.sizes.style}"
+        if build:
+            ensure_registry(self.registry_dir, cfg.sizes, cfg.tasks)
+        elif not self.registry_dir.exists():
+            raise FileNotFoundError(f"{self.registry_dir} is missing: run `make bench` once first")
+        (self.data_dir / "state").mkdir(parents=True, exist_ok=True)
+        return self.registry_dir
+
     def run(self) -> dict[str, Any]:
         cfg = self.config
         t0 = time.perf_counter()
@@ -130,10 +143,7 @@ class BenchRun:
         self.results["peak"] = matmul_peak(cfg.threads)
         self.progress(f"peak: {self.results['peak']}")
         self.progress(f"building/reusing models {asdict(cfg.sizes)}")
-        registry_dir = Path(cfg.cache_dir) / f"registry-{cfg.sizes.vqa}-{cfg.sizes.qa}-{cfg.sizes.style}"
-        ensure_registry(registry_dir, cfg.sizes, cfg.tasks)
-        self.registry_dir = registry_dir
-        (self.data_dir / "state").mkdir(parents=True, exist_ok=True)
+        registry_dir = self.prepare()
         servers = self.start_servers()
         try:
             self.workloads = self.make_workloads()

@@ -201,6 +201,38 @@ def choose_bf16(mode: str, native: bool, agreement: Callable[[], float] | None =
                                   f"{1 - AGREEMENT_FLOOR:.0%})", share)
 
 
+_decisions: dict[tuple[Any, ...], PrecisionChoice] = {}
+
+
+def version_key(version_dir: Path, manifest: dict[str, Any]) -> tuple[str, str]:
+    """What identifies a registry version's weights in this process: its directory and the
+    sha256 of each file its manifest lists (a version never changes once written)."""
+    import json
+
+    return str(Path(version_dir).resolve()), json.dumps(manifest.get("files", {}), sort_keys=True)
+
+
+def remembered_bf16(key: tuple[Any, ...] | None, mode: str, native: bool,
+                    agreement: Callable[[], float] | None) -> PrecisionChoice:
+    """``choose_bf16``, with the outcome of an agreement check remembered per ``key`` (a version,
+    its backend and the check's settings) for the life of the process: loading the same version
+    again (a rollback to a version the service served before, a restart of its runtime) reuses
+    the decision instead of checking a few hundred inputs again. Nothing is remembered when no
+    check ran (``on``, ``off``, no native bf16) or ``key`` is None."""
+    checked = mode == "auto" and native and agreement is not None and key is not None
+    if checked:
+        with _lock:
+            known = _decisions.get(key)  # type: ignore[arg-type]
+        if known is not None:
+            return PrecisionChoice(known.bf16, f"{known.reason} (remembered from this version's check)",
+                                   known.agreement)
+    choice = choose_bf16(mode, native, agreement)
+    if checked:
+        with _lock:
+            _decisions[key] = choice  # type: ignore[index]
+    return choice
+
+
 def answer_agreement(reference: list[dict[str, Any]], got: list[dict[str, Any]]) -> float:
     """Share of answers (the ``answer`` field) that are the same in both lists."""
     if not reference:
@@ -282,6 +314,7 @@ class TorchRuntimeMixin:
     adapter: str | None = None
     settings: Any
     precision: PrecisionChoice = PrecisionChoice(False, "not loaded")
+    version: tuple[str, str] | None = None  # version_key of the loaded version
 
     @staticmethod
     def configure_threads(settings: Any) -> None:
@@ -291,8 +324,8 @@ class TorchRuntimeMixin:
         return inference_context(self.precision.bf16)
 
     def agreement_inputs(self, count: int) -> list[Any]:
-        """``count`` prepared in-world inputs for the bf16 agreement check (none: no check)."""
-        return []
+        """``count`` prepared in-world inputs for the bf16 agreement check."""
+        raise NotImplementedError(f"{type(self).__name__} must generate the inputs of its bf16 agreement check")
 
     def choose_precision(self) -> PrecisionChoice:
         """At load: bf16 per the ``bf16`` setting, the CPU and (auto) an fp32-vs-bf16 answer check on
@@ -304,7 +337,6 @@ class TorchRuntimeMixin:
             # a LoRA canary on an already loaded base: the base's weights are already cast (or not)
             self.precision = self.shared.precision
             return self.precision
-        items = self.agreement_inputs(self.settings.bf16_check_inputs) if self.settings.bf16 == "auto" else []
 
         def answers(bf16: bool) -> Callable[[list[Any]], list[dict[str, Any]]]:
             def run(batch: list[Any]) -> list[dict[str, Any]]:
@@ -312,21 +344,36 @@ class TorchRuntimeMixin:
                 return self.predict(batch)
             return run
 
-        def agreement() -> float:
-            return sequential_agreement(items, self.settings.max_batch_size, answers(False), answers(True))
-
-        self.precision = choose_bf16(self.settings.bf16, cpu_kind().native_bf16, agreement if items else None)
+        self.precision = self.decide_bf16("torch", answers(False), answers(True))
         if self.shared is not None:
             if self.precision.bf16:
                 cast_linear_weights_bf16(self.shared.model)
             self.shared.precision = self.precision
-        log.info("precision of %s: %s", type(self).__name__, self.precision.reason,
-                 extra={"bf16": self.precision.bf16, "agreement": self.precision.agreement, "cpu": cpu_kind().kind})
+        self.log_precision()
         return self.precision
+
+    def decide_bf16(self, backend: str, reference: Callable[[list[Any]], list[dict[str, Any]]],
+                    candidate: Callable[[list[Any]], list[dict[str, Any]]]) -> PrecisionChoice:
+        """bf16 or not for this version on ``backend``: the ``bf16`` setting, the CPU and, under auto,
+        ``candidate``'s answers (bf16) against ``reference``'s (fp32) on generated inputs, stopping
+        once more than 1 % changed; remembered per version (``remembered_bf16``)."""
+        mode, count = self.settings.bf16, self.settings.bf16_check_inputs
+
+        def agreement() -> float:  # the inputs are generated only when the check runs
+            return sequential_agreement(self.agreement_inputs(count), self.settings.max_batch_size, reference, candidate)
+
+        key = (*self.version, backend, count) if self.version else None
+        return remembered_bf16(key, mode, cpu_kind().native_bf16, agreement)
+
+    def log_precision(self, **extra: Any) -> None:
+        log.info("precision of %s: %s", type(self).__name__, self.precision.reason,
+                 extra={"bf16": self.precision.bf16, "agreement": self.precision.agreement, "cpu": cpu_kind().kind,
+                        **extra})
 
     def _load_shared(self, version_dir: Path, manifest: dict[str, Any],
                      loader: Callable[[Path], tuple[Any, Any]]) -> SharedModel:
         quantize = self.settings.quantize == "int8"
+        self.version = version_key(version_dir, manifest)
 
         def load(path: Path) -> tuple[Any, Any]:
             model, extra = loader(path)

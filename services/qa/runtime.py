@@ -8,8 +8,8 @@ the highest start+end logit across all windows wins (j >= i, at most
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import logging
 import threading
 from pathlib import Path
 from typing import Any, Literal
@@ -25,10 +25,9 @@ from services.common.serving import create_serving_app
 from services.common.settings import QuestionSettings, ServingSettings, TorchSettings
 from services.common.tasks import TASKS
 from services.common.text import Text
-from services.common.torch_shared import PrecisionChoice, TorchRuntimeMixin, choose_bf16, cpu_kind
+from services.common.torch_shared import PrecisionChoice, TorchRuntimeMixin
 
 MAX_WINDOWS_PER_CALL = 32  # bounds memory for very long contexts
-log = logging.getLogger("loopline.precision")
 
 
 class QaSettings(TorchSettings, QuestionSettings, ServingSettings):
@@ -123,7 +122,11 @@ class QaRuntime(TorchRuntimeMixin, ModelRuntime):
         self.max_question_tokens = self.max_len // 2
         self.backend = None
         if self.settings.backend == "openvino":
-            self._load_openvino()
+            try:
+                self._load_openvino()
+            except BaseException:
+                self.unload()  # release the shared model this load acquired
+                raise
         else:
             self.choose_precision()
 
@@ -154,7 +157,6 @@ class QaRuntime(TorchRuntimeMixin, ModelRuntime):
             ov_model = ovb.convert(ovb.outputs_of(model, names, ("start_logits", "end_logits")),
                                    [example[n] for n in names])
         threads = self.settings.num_threads
-        items = self.agreement_inputs(self.settings.bf16_check_inputs) if self.settings.bf16 == "auto" else []
         compiled: dict[bool, Any] = {}
 
         def backend(bf16: bool) -> Any:
@@ -168,18 +170,11 @@ class QaRuntime(TorchRuntimeMixin, ModelRuntime):
                 return self.predict(batch)
             return run
 
-        def agreement() -> float:
-            from services.common.torch_shared import sequential_agreement
-
-            return sequential_agreement(items, self.settings.max_batch_size, on(None), on(lambda: backend(True)))
-
-        choice = choose_bf16(self.settings.bf16, cpu_kind().native_bf16, agreement if items else None)
+        choice = self.decide_bf16("openvino", on(None), on(lambda: backend(True)))
         self.backend = backend(choice.bf16)
         self.precision = PrecisionChoice(choice.bf16, f"OpenVINO {self.backend.precision}: {choice.reason}",
                                          choice.agreement)
-        log.info("precision of %s: %s", type(self).__name__, self.precision.reason,
-                 extra={"bf16": self.precision.bf16, "agreement": self.precision.agreement, "cpu": cpu_kind().kind,
-                        "backend": "openvino"})
+        self.log_precision(backend="openvino")
 
     def agreement_inputs(self, count: int) -> list[tuple[str, str]]:
         """In-world facts and questions (services/world/facts.py)."""
@@ -238,22 +233,29 @@ class QaRuntime(TorchRuntimeMixin, ModelRuntime):
         super().unload()
 
     def _logits(self, inputs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end logits of every window, at most ``MAX_WINDOWS_PER_CALL`` windows per forward
+        call, on the OpenVINO backend when one is loaded, else on torch."""
         assert self.shared is not None
         n = inputs["input_ids"].shape[0]
-        starts, ends = [], []
-        if self.backend is not None:
-            for lo in range(0, n, MAX_WINDOWS_PER_CALL):
-                start, end = self.backend({k: v[lo:lo + MAX_WINDOWS_PER_CALL].numpy().astype(np.int64)
-                                           for k, v in inputs.items()})
-                starts.append(np.asarray(start, dtype=np.float32))
-                ends.append(np.asarray(end, dtype=np.float32))
-            return np.concatenate(starts), np.concatenate(ends)
-        with self.shared.using(self.adapter) as model, self.inference():
-            for lo in range(0, n, MAX_WINDOWS_PER_CALL):
-                out = model(**{k: v[lo:lo + MAX_WINDOWS_PER_CALL] for k, v in inputs.items()})
-                starts.append(out.start_logits.float().numpy())
-                ends.append(out.end_logits.float().numpy())
-        return np.concatenate(starts), np.concatenate(ends)
+        with contextlib.ExitStack() as stack:
+            if self.backend is not None:
+                backend = self.backend
+
+                def forward(chunk: dict[str, Any]) -> tuple[Any, Any]:
+                    start, end = backend({k: v.numpy().astype(np.int64) for k, v in chunk.items()})
+                    return start, end
+            else:
+                model = stack.enter_context(self.shared.using(self.adapter))
+                stack.enter_context(self.inference())
+
+                def forward(chunk: dict[str, Any]) -> tuple[Any, Any]:
+                    out = model(**chunk)
+                    return out.start_logits.float().numpy(), out.end_logits.float().numpy()
+
+            parts = [forward({k: v[lo:lo + MAX_WINDOWS_PER_CALL] for k, v in inputs.items()})
+                     for lo in range(0, n, MAX_WINDOWS_PER_CALL)]
+        return (np.concatenate([np.asarray(start, dtype=np.float32) for start, _ in parts]),
+                np.concatenate([np.asarray(end, dtype=np.float32) for _, end in parts]))
 
 
 def create_app() -> FastAPI:

@@ -22,7 +22,14 @@ from services.common.runtime import ModelRuntime, PredictRequest
 from services.common.serving import create_serving_app
 from services.common.settings import ImageInputSettings, PrecisionSettings, ServingSettings
 from services.common.tasks import TASKS
-from services.common.torch_shared import PrecisionChoice, choose_bf16, cpu_kind, sequential_agreement
+from services.common.torch_shared import (
+    PrecisionChoice,
+    choose_bf16,
+    cpu_kind,
+    remembered_bf16,
+    sequential_agreement,
+    version_key,
+)
 
 TASK = TASKS["style"]
 log = logging.getLogger("loopline.precision")
@@ -98,18 +105,18 @@ class StyleRuntime(ModelRuntime):
         if self.settings.bf16 != "off" and cpu_kind().native_bf16:
             mixed = self._mixed_bfloat16(version_dir)
             mixed_call = self._compiled(mixed)
-            images = self.agreement_inputs(self.settings.bf16_check_inputs)
-
             def pixels(call: Any) -> Any:
                 # one "answer" per image: its rounded pixels, compared by image_agreement below
                 return lambda batch: [{"answer": im} for im in np.clip(call(np.stack(batch)).numpy(), 0, 255).round()]
 
             def agreement() -> float:
                 return sequential_agreement(
-                    list(images), 4, pixels(self._call), pixels(mixed_call),
+                    list(self.agreement_inputs(self.settings.bf16_check_inputs)), 4, pixels(self._call), pixels(mixed_call),
                     same=lambda a, b: image_agreement(a["answer"][None], b["answer"][None]) == 1.0)
 
-            self.precision = choose_bf16(self.settings.bf16, True, agreement if self.settings.bf16 == "auto" else None)
+            key = (*version_key(version_dir, manifest), "keras", self.settings.bf16_check_inputs)
+            self.precision = remembered_bf16(key, self.settings.bf16, True,
+                                             agreement if self.settings.bf16 == "auto" else None)
             if self.precision.bf16:
                 self.model, self._call = mixed, mixed_call
         elif self.settings.bf16 != "off":

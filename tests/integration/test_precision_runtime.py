@@ -64,3 +64,29 @@ def test_style_auto_check_compares_images_and_refuses_beyond_one_percent(tmp_pat
             assert "changed" in runtime.precision.reason
     finally:
         runtime.unload()
+
+
+def test_reloading_a_checked_version_reuses_its_decision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rollback reloads a version the service dropped: its bf16 check already ran in this process,
+    so the reload serves the same precision without checking a few hundred inputs again."""
+    from harness.bench.models import MODEL_OF_TASK, ModelSizes, ensure_registry
+
+    ensure_registry(tmp_path, ModelSizes.tiny(), ("qa",))
+    version_dir = tmp_path / MODEL_OF_TASK["qa"] / "1"
+    cls = get_task("qa").runtime_class()
+    checks: list[int] = []
+    original = cls.agreement_inputs
+    monkeypatch.setattr(cls, "agreement_inputs", lambda self, n: checks.append(n) or original(self, n))
+
+    decisions = []
+    for _ in range(2):
+        runtime = cls(task_settings("qa", warmup=False, num_threads=1, bf16="auto", bf16_check_inputs=24), Path("."))
+        runtime.load(version_dir, runtime.read_manifest(version_dir))
+        decisions.append(runtime.precision)
+        runtime.unload()  # the shared model is dropped: the second load reads the weights again
+    first, second = decisions
+    assert second.bf16 == first.bf16 and second.agreement == first.agreement
+    if cpu_kind().native_bf16:
+        assert checks == [24] and "remembered" in second.reason and "remembered" not in first.reason
+    else:
+        assert checks == [] and "no native bf16" in second.reason

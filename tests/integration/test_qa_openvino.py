@@ -97,6 +97,7 @@ def test_openvino_refuses_a_base_already_cast_to_bf16_by_torch(qa_version: Path)
         torch_rt.shared.precision = PrecisionChoice(True, "as if torch had chosen bf16 for this base")
         with pytest.raises(ValueError, match="same backend"):
             _load(qa_version, backend="openvino")
+        assert torch_rt.shared.refs == 1  # the refused load released the reference it took
     finally:
         torch_rt.shared.precision = PrecisionChoice(False, "restored")
         torch_rt.unload()

@@ -159,3 +159,17 @@ def test_flop_count_includes_cpu_fused_attention() -> None:
         fused = count_flops(lambda: F.scaled_dot_product_attention(q, q, q))
         eager = count_flops(lambda: torch.softmax(q @ q.transpose(-1, -2), -1) @ q)
     assert fused == eager == 2 * (2 * 2 * 3 * 40 * 40 * 16)
+
+
+def test_prepare_without_build_names_the_missing_registry(tmp_path) -> None:  # noqa: ANN001
+    """Scripts that reuse the bench's cached models (scripts/bench_mixed.py) say how to get them."""
+    from harness.bench.models import ModelSizes
+    from harness.bench.runner import BenchConfig, BenchRun
+
+    run = BenchRun(BenchConfig(out_dir=tmp_path / "out", cache_dir=tmp_path / "cache", sizes=ModelSizes.tiny()),
+                   progress=lambda m: None)
+    with pytest.raises(FileNotFoundError, match="run `make bench` once first"):
+        run.prepare(build=False)
+    (tmp_path / "cache" / "registry-tiny-tiny-tiny").mkdir(parents=True)
+    assert run.prepare(build=False) == tmp_path / "cache" / "registry-tiny-tiny-tiny"
+    assert (run.data_dir / "state").is_dir() and run.run_dir.is_dir()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from services.common.settings import TorchSettings
@@ -96,3 +98,35 @@ def test_sequential_agreement_allows_one_percent_and_stops_early_beyond() -> Non
     assert calls == [8] and share == 1 - 3 / 8  # refused after the first batch, not after 200 inputs
     assert sequential_agreement(items, 8, reference, changing({5, 50, 150})) < 0.99
     assert sequential_agreement([], 8, reference, changing(set())) == 1.0
+
+
+def test_remembered_bf16_checks_a_version_once_and_only_under_auto() -> None:
+    """A rollback to a version this process already checked reuses the decision; a version whose
+    files differ (another manifest) is checked on its own; on/off/no-check decisions are not stored."""
+    from services.common import torch_shared
+    from services.common.torch_shared import remembered_bf16, version_key
+
+    calls: list[str] = []
+
+    def check(share: float, name: str):  # noqa: ANN202
+        return lambda: calls.append(name) or share
+
+    v1 = (*version_key(Path("/reg/qa/1"), {"files": {"model.safetensors": "aa"}}), "torch", 200)
+    v1_other_files = (*version_key(Path("/reg/qa/1"), {"files": {"model.safetensors": "bb"}}), "torch", 200)
+    assert v1 != v1_other_files
+    try:
+        first = remembered_bf16(v1, "auto", True, check(0.97, "v1"))
+        again = remembered_bf16(v1, "auto", True, check(1.0, "v1 again"))
+        assert calls == ["v1"] and not first.bf16 and not again.bf16
+        assert again.agreement == 0.97 and "remembered" in again.reason and "changed 3.0%" in again.reason
+        assert remembered_bf16(v1_other_files, "auto", True, check(1.0, "other files")).bf16
+        assert calls == ["v1", "other files"]
+        # no check ran: nothing stored, nothing reused
+        assert remembered_bf16(v1, "on", True, check(0.5, "on")).bf16
+        assert not remembered_bf16(v1, "off", True, check(0.5, "off")).bf16
+        assert not remembered_bf16(None, "auto", False, check(1.0, "no native")).bf16
+        unkeyed = [remembered_bf16(None, "auto", True, check(1.0, f"unkeyed {i}")) for i in range(2)]
+        assert calls == ["v1", "other files", "unkeyed 0", "unkeyed 1"] and all(c.bf16 for c in unkeyed)
+    finally:
+        torch_shared._decisions.pop(v1, None)
+        torch_shared._decisions.pop(v1_other_files, None)
