@@ -23,7 +23,10 @@ from .models import MODEL_OF_TASK
 
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "vqa": {"fp32": {"bf16": "off"}, "bf16": {"bf16": "on"}, "int8": {"quantize": "int8"}},
-    "qa": {"fp32": {"bf16": "off"}, "bf16": {"bf16": "on"}, "int8": {"quantize": "int8"}},
+    "qa": {"fp32": {"bf16": "off", "backend": "torch"}, "bf16": {"bf16": "on", "backend": "torch"},
+           "int8": {"quantize": "int8", "backend": "torch"},
+           # what backend=auto serves when torch's bf16 is refused (only where OpenVINO is installed)
+           "openvino_f32": {"bf16": "off", "backend": "openvino"}},
     "style": {"fp32": {"bf16": "off"}, "bf16": {"bf16": "on"}},  # Keras mixed_bfloat16
 }
 BATCH = 8
@@ -60,6 +63,8 @@ def precision_cost(registries: dict[str, Path], count: int, threads: int,
     """Per size, task and option: n, agreement with fp32, mean |confidence change|, on by default or not."""
     import torch
 
+    from services.common import openvino_backend
+
     torch.set_num_threads(threads)
     report: dict[str, Any] = {}
     for size, registry in registries.items():
@@ -67,7 +72,8 @@ def precision_cost(registries: dict[str, Path], count: int, threads: int,
             version_dir = Path(registry) / MODEL_OF_TASK[task] / "1"
             if not version_dir.exists():
                 continue
-            answers = {name: _answers(task, version_dir, opts, count, threads) for name, opts in VARIANTS[task].items()}
+            answers = {name: _answers(task, version_dir, opts, count, threads) for name, opts in VARIANTS[task].items()
+                       if opts.get("backend") != "openvino" or openvino_backend.available()}
             reference = answers["fp32"]
             for name, got in answers.items():
                 agree = sum(_agree(task, a, b) for a, b in zip(got, reference, strict=True)) / len(reference)

@@ -79,7 +79,7 @@ def qa_anchor_cells(version_dir: Path, settings: Any, workloads: list[Workload],
     from services.common import openvino_backend as ovb
     from services.qa.runtime import QaRuntime
 
-    runtime = QaRuntime(settings.model_copy(update={"bf16": "off", "warmup": False}), Path("."))
+    runtime = QaRuntime(settings.model_copy(update={"bf16": "off", "backend": "torch", "warmup": False}), Path("."))
     runtime.load(version_dir, runtime.read_manifest(version_dir))
     model = runtime.shared.model  # type: ignore[union-attr]
     # the reference answers first: exporting and converting trace the torch model

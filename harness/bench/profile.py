@@ -67,6 +67,8 @@ def inside_predict(task: str, version_dir: Path, settings: Any, body: dict[str, 
     """Best-of-3 milliseconds of the parts of one batch-1 ``predict``."""
     from services.common.tasks import get_task
 
+    from .efficiency import backend_of
+
     runtime = get_task(task).runtime_class()(settings, Path("."))
     runtime.load(version_dir, runtime.read_manifest(version_dir))
     try:
@@ -74,7 +76,8 @@ def inside_predict(task: str, version_dir: Path, settings: Any, body: dict[str, 
         runtime.predict([item])  # warm
         total_ms, _ = _timed(lambda: runtime.predict([item]))
         parts: dict[str, Any] = {"precision": "bf16" if getattr(runtime, "precision", None) and runtime.precision.bf16
-                                 else "fp32", "prepare_ms": prep_ms, "predict_ms": total_ms}
+                                 else "fp32", "backend": backend_of(runtime), "prepare_ms": prep_ms,
+                                 "predict_ms": total_ms}
         if task == "vqa":
             model = runtime.shared.model
             with runtime.inference():

@@ -206,7 +206,8 @@ def markdown(results: dict[str, Any]) -> str:
     if eff:
         parts += ["", "## Efficiency", "",
                   _table(["task", "precision", "component", "GFLOP", "s", "GFLOP/s", "of peak"],
-                         [[t, e["precision"], e["component"]["name"], round(e["component"]["flops"] / 1e9, 1),
+                         [[t, f"{e['precision']} ({e['backend']})" if e.get("backend") else e["precision"],
+                           e["component"]["name"], round(e["component"]["flops"] / 1e9, 1),
                            e["component"]["seconds"], e["component"]["gflops"],
                            f"{e['component']['fraction_of_peak']:.0%}"] for t, e in eff.items()]), "",
                   _table(["task", "input", "GFLOP/request", "precision", f"service GFLOP/s at c={max(results['config']['concurrency'])}",
@@ -231,8 +232,9 @@ def markdown(results: dict[str, Any]) -> str:
                   _table(["task / input", *service_cols],
                          [[k, *[v.get("service", {}).get(c) for c in service_cols]] for k, v in prof.items()]), "",
                   "Inside one batch-1 predict, in-process (best of 3, ms):", "",
-                  _table(["task / input", "precision", *inside_keys],
-                         [[k, v.get("inside", {}).get("precision"), *[v.get("inside", {}).get(c) for c in inside_keys]]
+                  _table(["task / input", "precision", "backend", *inside_keys],
+                         [[k, v.get("inside", {}).get("precision"), v.get("inside", {}).get("backend"),
+                           *[v.get("inside", {}).get(c) for c in inside_keys]]
                           for k, v in prof.items()])]
     cost = results.get("precision_cost")
     if cost:

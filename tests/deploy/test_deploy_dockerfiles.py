@@ -95,7 +95,7 @@ def test_pinned_base_and_only_the_service_extras(dockerfile) -> None:
     bases = [a.split()[0] for i, a in ins if i == "FROM"]
     assert all(re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", b) or b in stages for b in bases), bases
     extras = re.findall(r'/src\[([\w,-]+)\]', " ".join(a for i, a in ins if i == "RUN"))
-    expected = {"vqa": ["torch"], "qa": ["torch"], "finetune": ["torch", "finetune", "finetune-full"]}
+    expected = {"vqa": ["torch"], "qa": ["torch", "openvino"], "finetune": ["torch", "finetune", "finetune-full"]}
     assert extras == expected.get(dockerfile.stem, [dockerfile.stem])
     # torch only as the pinned CPU build
     torch_runs = [a for i, a in ins if i == "RUN" and "torch==" in a]

@@ -1,5 +1,6 @@
 """LOOPLINE_QA_BACKEND=openvino on a real (tiny, random-weight) QA version: same answers as torch
-fp32 at f32, the bf16 guard under auto, clear errors for what cannot work."""
+fp32 at f32, the bf16 guard under auto, clear errors for what cannot work; backend=auto (the
+default) takes OpenVINO f32 exactly when torch would serve fp32."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def _load(version_dir: Path, **settings: object):  # noqa: ANN202
 
 
 def test_openvino_f32_answers_exactly_as_torch_fp32(qa_version: Path) -> None:
-    torch_rt = _load(qa_version, bf16="off")
+    torch_rt = _load(qa_version, bf16="off", backend="torch")
+    assert torch_rt.backend is None
     items = torch_rt.agreement_inputs(48)
     items.append(("what is the long one?", " ".join(["the long one is a wide blue lake."] * 80)))  # several windows
     reference = torch_rt.predict(items)
@@ -92,7 +94,7 @@ def test_openvino_refuses_a_base_already_cast_to_bf16_by_torch(qa_version: Path)
     weights that torch already cast to bf16 and call them its fp32 reference."""
     from services.common.torch_shared import PrecisionChoice
 
-    torch_rt = _load(qa_version, bf16="off")
+    torch_rt = _load(qa_version, bf16="off", backend="torch")
     try:
         torch_rt.shared.precision = PrecisionChoice(True, "as if torch had chosen bf16 for this base")
         with pytest.raises(ValueError, match="same backend"):
@@ -101,3 +103,44 @@ def test_openvino_refuses_a_base_already_cast_to_bf16_by_torch(qa_version: Path)
     finally:
         torch_rt.shared.precision = PrecisionChoice(False, "restored")
         torch_rt.unload()
+
+
+def test_auto_backend_serves_openvino_f32_only_where_torch_would_serve_fp32(qa_version: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.common import openvino_backend
+
+    assert task_settings("qa").backend == "auto"  # the default
+    torch_rt = _load(qa_version, bf16="off", backend="torch")
+    items = torch_rt.agreement_inputs(32)
+    reference = torch_rt.predict(items)
+    torch_rt.unload()
+
+    fp32 = _load(qa_version, bf16="off")  # torch fp32 -> OpenVINO f32, the same answers
+    try:
+        assert fp32.backend is not None and fp32.backend.precision == "fp32"
+        assert fp32.precision.reason.startswith("OpenVINO fp32") and "bf16 off by setting" in fp32.precision.reason
+        assert [a["answer"] for a in fp32.predict(items)] == [r["answer"] for r in reference]
+    finally:
+        fp32.unload()
+
+    on = _load(qa_version, bf16="on")
+    try:
+        if cpu_kind().native_bf16:  # torch bf16 is faster than OpenVINO f32: torch stays
+            assert on.backend is None and on.precision.bf16
+        else:  # no native bf16: torch would run fp32
+            assert on.backend is not None and not on.precision.bf16
+    finally:
+        on.unload()
+
+    int8 = _load(qa_version, bf16="off", quantize="int8")  # int8 is a torch option: torch stays
+    try:
+        assert int8.backend is None and "int8" in int8.precision.reason
+    finally:
+        int8.unload()
+
+    monkeypatch.setattr(openvino_backend, "available", lambda: False)
+    plain = _load(qa_version, bf16="off")  # OpenVINO not installed: torch fp32, no error
+    try:
+        assert plain.backend is None and plain.precision.reason == "bf16 off by setting"
+    finally:
+        plain.unload()
