@@ -103,22 +103,28 @@ class StyleRuntime(ModelRuntime):
         self._call = self._compiled(self.model)
         self.precision = PrecisionChoice(False, "fp32")
         if self.settings.bf16 != "off" and cpu_kind().native_bf16:
-            mixed = self._mixed_bfloat16(version_dir)
-            mixed_call = self._compiled(mixed)
+            built: list[tuple[Any, Any]] = []
+
+            def mixed() -> tuple[Any, Any]:  # built only when checked or chosen, once
+                if not built:
+                    model = self._mixed_bfloat16(version_dir)
+                    built.append((model, self._compiled(model)))
+                return built[0]
+
             def pixels(call: Any) -> Any:
                 # one "answer" per image: its rounded pixels, compared by image_agreement below
                 return lambda batch: [{"answer": im} for im in np.clip(call(np.stack(batch)).numpy(), 0, 255).round()]
 
             def agreement() -> float:
                 return sequential_agreement(
-                    list(self.agreement_inputs(self.settings.bf16_check_inputs)), 4, pixels(self._call), pixels(mixed_call),
-                    same=lambda a, b: image_agreement(a["answer"][None], b["answer"][None]) == 1.0)
+                    list(self.agreement_inputs(self.settings.bf16_check_inputs)), 4, pixels(self._call),
+                    pixels(mixed()[1]), same=lambda a, b: image_agreement(a["answer"][None], b["answer"][None]) == 1.0)
 
             key = (*version_key(version_dir, manifest), "keras", self.settings.bf16_check_inputs)
             self.precision = remembered_bf16(key, self.settings.bf16, True,
                                              agreement if self.settings.bf16 == "auto" else None)
             if self.precision.bf16:
-                self.model, self._call = mixed, mixed_call
+                self.model, self._call = mixed()
         elif self.settings.bf16 != "off":
             self.precision = choose_bf16(self.settings.bf16, False)
         log.info("precision of StyleRuntime: %s", self.precision.reason,
