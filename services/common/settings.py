@@ -145,6 +145,11 @@ class TorchSettings(PrecisionSettings):
     quantize: Literal["none", "int8"] = Field(
         "none", description="dynamic int8 quantization of Linear layers (opt-in; full versions only, "
                             "not LoRA canaries; accuracy cost in docs/performance.md)")
+    backend: Literal["auto", "torch", "openvino"] = Field(
+        "auto", description="what runs the model: auto = torch when it serves bf16, else OpenVINO f32 when "
+                            "installed (torch fp32's answers, faster; costs a conversion at load and a second "
+                            "copy of the weights in memory), else torch fp32; torch; or openvino (pip install "
+                            "'loopline[openvino]'; bf16 per the bf16 setting and its agreement check)")
 
 
 class ServiceEndpoint(BaseSettings):

@@ -315,6 +315,7 @@ class TorchRuntimeMixin:
     settings: Any
     precision: PrecisionChoice = PrecisionChoice(False, "not loaded")
     version: tuple[str, str] | None = None  # version_key of the loaded version
+    backend: Any = None  # an OpenVINO engine serving this version (``choose_backend``), else None: torch
 
     @staticmethod
     def configure_threads(settings: Any) -> None:
@@ -392,7 +393,90 @@ class TorchRuntimeMixin:
             self.shared = acquire(Path(version_dir), load)
         return self.shared
 
+    def check_backend_setting(self) -> None:
+        """Refuse, before loading, a ``backend`` setting this process cannot serve."""
+        if self.settings.backend != "openvino":
+            return
+        from . import openvino_backend
+
+        name = f"LOOPLINE_{self.task.upper()}_BACKEND"  # type: ignore[attr-defined]
+        if not openvino_backend.available():
+            raise ValueError(f"{name}=openvino needs OpenVINO: pip install 'loopline[openvino]'")
+        if self.settings.quantize != "none":
+            raise ValueError(f"{name}=openvino cannot be combined with LOOPLINE_{self.task.upper()}_QUANTIZE "  # type: ignore[attr-defined]
+                             "(OpenVINO converts the float model)")
+
+    def choose_backend(self, convert: Callable[[], Callable[[bool], Any]]) -> None:
+        """After ``_load_shared``: what serves this version, per the ``backend`` setting.
+
+        - ``torch``: torch, bf16 per ``choose_precision``.
+        - ``auto``: torch when it serves bf16; otherwise OpenVINO f32 when it is installed (torch
+          fp32's answers, faster on the CPUs measured, docs/performance.md); otherwise torch fp32.
+        - ``openvino``: OpenVINO, bf16 per the same setting and agreement guard as torch.
+
+        ``convert()`` converts the loaded version (its adapter active) and returns a function
+        that compiles it: ``compile(bf16)`` -> an engine with a ``precision`` attribute, kept on
+        ``self.backend`` (None while torch serves). A failed load releases the shared model."""
+        self.backend = None
+        try:
+            if self.settings.backend == "openvino":
+                self._load_openvino(convert)
+            else:
+                self.choose_precision()
+                if self.settings.backend == "auto" and self.openvino_f32_pays():
+                    self._load_openvino(convert, f32_only=True)
+        except BaseException:
+            self.unload()  # release the shared model this load acquired
+            raise
+
+    def openvino_f32_pays(self) -> bool:
+        """Under ``backend=auto``: torch serves this version in fp32 (bf16 refused by the check or the
+        CPU, or off), not int8, and OpenVINO is installed. OpenVINO's f32 gives torch fp32's answers
+        (tested) and ran faster than torch fp32 on the AMD EPYC measured (docs/performance.md);
+        torch bf16, where it passes the guard, was faster still, so it stays."""
+        from . import openvino_backend
+
+        return not self.precision.bf16 and self.settings.quantize == "none" and openvino_backend.available()
+
+    def _load_openvino(self, convert: Callable[[], Callable[[bool], Any]], f32_only: bool = False) -> None:
+        """Convert this version to OpenVINO and pick its precision: bf16 (OpenVINO's own bf16 path)
+        only when the CPU has native bf16 and, under ``auto``, its answers on generated inputs agree
+        with torch fp32's on >= 99 %; otherwise f32, whose answers are torch's. ``f32_only``
+        (backend auto, torch already chose fp32): f32 without a bf16 check."""
+        assert self.shared is not None
+        torch_choice = self.precision
+        if self.shared.precision is not None and self.shared.precision.bf16:
+            raise ValueError("this base is already served in torch bf16 by another version of this service: "
+                             "serve every version of a service with the same backend")
+        self.precision = PrecisionChoice(False, "torch fp32: the reference of the OpenVINO backend")
+        compile_for = convert()
+        compiled: dict[bool, Any] = {}
+
+        def engine(bf16: bool) -> Any:
+            if bf16 not in compiled:
+                compiled[bf16] = compile_for(bf16)
+            return compiled[bf16]
+
+        def on(choose: Callable[[], Any] | None) -> Callable[[list[Any]], list[dict[str, Any]]]:
+            def run(batch: list[Any]) -> list[dict[str, Any]]:
+                self.backend = choose() if choose else None
+                return self.predict(batch)  # type: ignore[attr-defined]
+            return run
+
+        if f32_only:
+            self.backend = engine(False)
+            self.precision = PrecisionChoice(False, f"OpenVINO {self.backend.precision} (torch fp32's answers, "
+                                                    f"faster) as torch chose: {torch_choice.reason}",
+                                             torch_choice.agreement)
+        else:
+            choice = self.decide_bf16("openvino", on(None), on(lambda: engine(True)))
+            self.backend = engine(choice.bf16)
+            self.precision = PrecisionChoice(choice.bf16, f"OpenVINO {self.backend.precision}: {choice.reason}",
+                                             choice.agreement)
+        self.log_precision(backend="openvino")
+
     def unload(self) -> None:
+        self.backend = None
         if self.shared is not None:
             release(self.shared, self.adapter)
             self.shared = None

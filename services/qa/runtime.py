@@ -12,7 +12,7 @@ import contextlib
 import copy
 import threading
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI
@@ -25,7 +25,7 @@ from services.common.serving import create_serving_app
 from services.common.settings import QuestionSettings, ServingSettings, TorchSettings
 from services.common.tasks import TASKS
 from services.common.text import Text
-from services.common.torch_shared import PrecisionChoice, TorchRuntimeMixin
+from services.common.torch_shared import TorchRuntimeMixin
 
 MAX_WINDOWS_PER_CALL = 32  # bounds memory for very long contexts
 
@@ -43,11 +43,6 @@ class QaSettings(TorchSettings, QuestionSettings, ServingSettings):
                                     "(384, as the old pipeline: less padding than 512 for long contexts)")
     max_wait_ms: float = Field(20.0, ge=0, le=10_000, description="longest a request waits for batch-mates "
                                "still being prepared (a lone request never waits)")
-    backend: Literal["auto", "torch", "openvino"] = Field(
-        "auto", description="what runs the encoder: auto = torch when it serves bf16, else OpenVINO f32 when "
-                            "installed (torch fp32's answers, faster), else torch fp32; torch; or openvino (pip "
-                            "install 'loopline[openvino]'; bf16 per the bf16 setting and its agreement check). "
-                            "OpenVINO converts the version at load")
 
 
 class QaRequest(PredictRequest):
@@ -99,17 +94,9 @@ class QaRuntime(TorchRuntimeMixin, ModelRuntime):
     request_model = QaRequest
     settings_class = QaSettings
     settings: QaSettings
-    backend: Any = None  # a compiled OpenVINO encoder (LOOPLINE_QA_BACKEND=openvino), else torch
 
     def load(self, version_dir: Path, manifest: dict[str, Any]) -> None:
-        if self.settings.backend == "openvino":
-            from services.common import openvino_backend
-
-            if not openvino_backend.available():
-                raise ValueError("LOOPLINE_QA_BACKEND=openvino needs OpenVINO: pip install 'loopline[openvino]'")
-            if self.settings.quantize != "none":
-                raise ValueError("LOOPLINE_QA_BACKEND=openvino cannot be combined with LOOPLINE_QA_QUANTIZE "
-                                 "(OpenVINO converts the float model)")
+        self.check_backend_setting()
         shared = self._load_shared(version_dir, manifest, _load_base)
         self.tokenizer = shared.extra
         # a fast tokenizer keeps truncation/padding state in its Rust object: prepare() runs on
@@ -122,26 +109,7 @@ class QaRuntime(TorchRuntimeMixin, ModelRuntime):
         self.max_len = min(self.settings.max_seq_len or model_max, model_max, self.tokenizer.model_max_length)
         self.stride = min(self.settings.doc_stride, self.max_len // 4)
         self.max_question_tokens = self.max_len // 2
-        self.backend = None
-        try:
-            if self.settings.backend == "openvino":
-                self._load_openvino()
-            else:
-                self.choose_precision()
-                if self.settings.backend == "auto" and self.openvino_f32_pays():
-                    self._load_openvino(f32_only=True)
-        except BaseException:
-            self.unload()  # release the shared model this load acquired
-            raise
-
-    def openvino_f32_pays(self) -> bool:
-        """Under ``backend=auto``: torch serves this version in fp32 (bf16 refused by the check or the
-        CPU, or off) and OpenVINO is installed. OpenVINO's f32 gives torch fp32's answers (tested) and
-        ran 1.4-1.9x faster than torch fp32 on the AMD EPYC measured (docs/performance.md); torch bf16,
-        where it passes the guard, was faster still, so it stays."""
-        from services.common import openvino_backend
-
-        return not self.precision.bf16 and self.settings.quantize == "none" and openvino_backend.available()
+        self.choose_backend(self._convert_openvino)
 
     def encoder_inputs(self) -> list[str]:
         """The encoder's inputs as predict() feeds them (BERT takes segment ids, DistilBERT does not)."""
@@ -152,19 +120,11 @@ class QaRuntime(TorchRuntimeMixin, ModelRuntime):
         return [n for n in ("input_ids", "attention_mask", "token_type_ids")
                 if n in self.tokenizer.model_input_names and n in takes]
 
-    def _load_openvino(self, f32_only: bool = False) -> None:
-        """Convert this version's encoder to OpenVINO and pick its precision: bf16 (OpenVINO's own
-        bf16 path) only when the CPU has native bf16 and, under ``auto``, its answers on generated
-        inputs agree with torch fp32's on >= 99 %; otherwise f32, whose answers are torch's.
-        ``f32_only`` (backend auto, torch already chose fp32): f32 without a bf16 check."""
+    def _convert_openvino(self) -> Any:
+        """This version's encoder (start and end logits) in OpenVINO; returns ``compile(bf16)``."""
         from services.common import openvino_backend as ovb
 
         assert self.shared is not None
-        torch_choice = self.precision
-        if self.shared.precision is not None and self.shared.precision.bf16:
-            raise ValueError("this base is already served in torch bf16 by another version of this service: "
-                             "serve every version of a service with the same backend")
-        self.precision = PrecisionChoice(False, "torch fp32: the reference of the OpenVINO backend")
         names = self.encoder_inputs()
         example = self.tokenizer(["what is it?", "what is the warm-up?"], ["it is a warm-up sentence."] * 2,
                                  padding="longest", return_tensors="pt")
@@ -172,30 +132,7 @@ class QaRuntime(TorchRuntimeMixin, ModelRuntime):
             ov_model = ovb.convert(ovb.outputs_of(model, names, ("start_logits", "end_logits")),
                                    [example[n] for n in names])
         threads = self.settings.num_threads
-        compiled: dict[bool, Any] = {}
-
-        def backend(bf16: bool) -> Any:
-            if bf16 not in compiled:
-                compiled[bf16] = ovb.compile_encoder(ov_model, names, threads, bf16)
-            return compiled[bf16]
-
-        def on(engine: Any) -> Any:
-            def run(batch: list[tuple[str, str]]) -> list[dict[str, Any]]:
-                self.backend = engine() if engine else None
-                return self.predict(batch)
-            return run
-
-        if f32_only:
-            self.backend = backend(False)
-            self.precision = PrecisionChoice(False, f"OpenVINO {self.backend.precision} (torch fp32's answers, "
-                                                    f"faster) as torch chose: {torch_choice.reason}",
-                                             torch_choice.agreement)
-        else:
-            choice = self.decide_bf16("openvino", on(None), on(lambda: backend(True)))
-            self.backend = backend(choice.bf16)
-            self.precision = PrecisionChoice(choice.bf16, f"OpenVINO {self.backend.precision}: {choice.reason}",
-                                             choice.agreement)
-        self.log_precision(backend="openvino")
+        return lambda bf16: ovb.compile_encoder(ov_model, names, threads, bf16)
 
     def agreement_inputs(self, count: int) -> list[tuple[str, str]]:
         """In-world facts and questions (services/world/facts.py)."""
@@ -248,10 +185,6 @@ class QaRuntime(TorchRuntimeMixin, ModelRuntime):
                 best[sample] = (score, {"answer": contexts[sample][char_start:char_end], "confidence": round(conf, 6),
                                         "start": char_start, "end": char_end})
         return [b[1] if b else {"answer": "", "confidence": 0.0, "start": 0, "end": 0} for b in best]
-
-    def unload(self) -> None:
-        self.backend = None
-        super().unload()
 
     def _logits(self, inputs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """Start and end logits of every window, at most ``MAX_WINDOWS_PER_CALL`` windows per forward

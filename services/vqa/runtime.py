@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -86,6 +87,110 @@ def fuse_vision_attention(model: Any) -> int:
     return switched
 
 
+def blip_parts(model: Any) -> tuple[Any, Any, Any]:
+    """BLIP VQA's three networks as torch modules with plain tensor inputs and outputs, what
+    ``BlipForQuestionAnswering.generate`` runs: the vision encoder (pixels -> image embeddings),
+    the question encoder (question ids and mask, image embeddings -> question embeddings) and the
+    answer decoder (answer ids so far, question embeddings -> next-token logits). The decoder
+    recomputes the answer prefix each step instead of keeping a key/value cache: answers are at
+    most ``max_new_tokens`` long, and a step's cost is reading the weights either way."""
+    import torch
+
+    class Vision(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, pixel_values: Any) -> Any:
+            return self.model.vision_model(pixel_values=pixel_values)[0]
+
+    class Question(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, attention_mask: Any, image_embeds: Any) -> Any:
+            image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long)
+            return self.model.text_encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                           encoder_hidden_states=image_embeds, encoder_attention_mask=image_mask,
+                                           return_dict=False)[0]
+
+    class Decoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, question_embeds: Any) -> Any:
+            # generate() attends to every question position, padding included: so does this
+            question_mask = torch.ones(question_embeds.shape[:-1], dtype=torch.long)
+            out = self.model.text_decoder(input_ids=input_ids, encoder_hidden_states=question_embeds,
+                                          encoder_attention_mask=question_mask, use_cache=False, return_dict=True)
+            return out.logits[:, -1, :]
+
+    return Vision().eval(), Question().eval(), Decoder().eval()
+
+
+def greedy_generate(vision: Any, question: Any, decoder: Any, pixels: np.ndarray, input_ids: np.ndarray,
+                    attention_mask: np.ndarray, max_new_tokens: int, bos: int, eos: int, pad: int
+                    ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Greedy decoding as ``BlipForQuestionAnswering.generate(do_sample=False, num_beams=1)`` does it,
+    on three engines that take and return numpy arrays (``blip_parts`` compiled elsewhere): the
+    generated ids (an answer that ended is padded) and each step's logits."""
+    image = vision({"pixel_values": pixels})[0]
+    questions = question({"input_ids": input_ids, "attention_mask": attention_mask, "image_embeds": image})[0]
+    rows = pixels.shape[0]
+    ids = np.full((rows, 1), bos, dtype=np.int64)
+    done = np.zeros(rows, dtype=bool)
+    scores: list[np.ndarray] = []
+    for _ in range(max_new_tokens):
+        logits = np.asarray(decoder({"input_ids": ids, "question_embeds": questions})[0], dtype=np.float32)
+        scores.append(logits)
+        token = np.where(done, pad, logits.argmax(-1))
+        ids = np.concatenate([ids, token[:, None].astype(np.int64)], axis=1)
+        done |= token == eos
+        if done.all():
+            break
+    return ids[:, 1:], scores
+
+
+class OpenVinoBlip:
+    """BLIP's three networks compiled by OpenVINO, decoded greedily (``greedy_generate``)."""
+
+    INPUTS = (("pixel_values",), ("input_ids", "attention_mask", "image_embeds"), ("input_ids", "question_embeds"))
+
+    def __init__(self, parts: list[Any], precision: str) -> None:
+        self.parts = parts
+        self.precision = precision
+
+    def generate(self, pixels: np.ndarray, input_ids: np.ndarray, attention_mask: np.ndarray, max_new_tokens: int,
+                 bos: int, eos: int, pad: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        return greedy_generate(*self.parts, pixels, input_ids, attention_mask, max_new_tokens, bos, eos, pad)
+
+
+def convert_blip(model: Any, tokenizer: Any, image_side: int, threads: int) -> Any:
+    """``model`` (its adapter active, if any) in OpenVINO; returns ``compile(bf16)`` -> ``OpenVinoBlip``."""
+    import torch
+
+    from services.common import openvino_backend as ovb
+
+    vision, question, decoder = blip_parts(model)
+    pixels = torch.zeros(2, 3, image_side, image_side)
+    text = tokenizer(["what is it?", "what colour is the big one?"], padding="longest", return_tensors="pt")
+    with torch.no_grad():
+        image = vision(pixels)
+        questions = question(text["input_ids"], text["attention_mask"], image)
+    answer = torch.full((2, 3), 1, dtype=torch.long)
+    examples = ((pixels,), (text["input_ids"], text["attention_mask"], image), (answer, questions))
+    converted = [ovb.convert(part, example) for part, example in zip((vision, question, decoder), examples, strict=True)]
+
+    def compile_for(bf16: bool) -> OpenVinoBlip:
+        parts = [ovb.compile_encoder(m, names, threads, bf16)
+                 for m, names in zip(converted, OpenVinoBlip.INPUTS, strict=True)]
+        return OpenVinoBlip(parts, parts[0].precision)
+
+    return compile_for
+
+
 def answer_confidence(step_logprobs: list[list[float]]) -> list[float]:
     """Geometric-mean token probability per answer (see module docstring)."""
     import math
@@ -100,13 +205,19 @@ class VqaRuntime(TorchRuntimeMixin, ModelRuntime):
     settings: VqaSettings
 
     def load(self, version_dir: Path, manifest: dict[str, Any]) -> None:
+        self.check_backend_setting()
         shared = self._load_shared(version_dir, manifest, _load_base)
         fuse_vision_attention(shared.model)
         self.processor = shared.extra
         self.image_side = int(shared.model.config.vision_config.image_size)
         self.eos_id = self.processor.tokenizer.sep_token_id
         self.pad_id = self.processor.tokenizer.pad_token_id
-        self.choose_precision()
+        self.choose_backend(self._convert_openvino)
+
+    def _convert_openvino(self) -> Any:
+        assert self.shared is not None
+        with self.shared.using(self.adapter) as model:
+            return convert_blip(model, self.processor.tokenizer, self.image_side, self.settings.num_threads)
 
     def agreement_inputs(self, count: int) -> list[tuple[Any, str]]:
         """Shapes-world scenes and questions (services/world/shapes.py), prepared as requests are."""
@@ -137,21 +248,12 @@ class VqaRuntime(TorchRuntimeMixin, ModelRuntime):
         self.predict([(pixels, "what is this?")])
 
     def predict(self, batch: list[tuple[Any, str]]) -> list[dict[str, Any]]:
-        import torch
-
-        assert self.shared is not None
-        pixels = torch.cat([p for p, _ in batch])
-        text = self.processor.tokenizer([q for _, q in batch], padding="longest", return_tensors="pt")
-        with self.shared.using(self.adapter) as model, self.inference():
-            out = model.generate(pixel_values=pixels, input_ids=text["input_ids"],
-                                 attention_mask=text["attention_mask"], max_new_tokens=self.settings.max_new_tokens,
-                                 do_sample=False, num_beams=1, output_scores=True, return_dict_in_generate=True)
-        sequences = out.sequences
-        generated = sequences[:, -len(out.scores):] if out.scores else sequences[:, :0]
+        generated, scores = self._generate(batch)
         step_lps: list[list[float]] = [[] for _ in batch]
         done = [False] * len(batch)
-        for t, scores in enumerate(out.scores):
-            logprobs = torch.log_softmax(scores.float(), dim=-1)
+        for t, logits in enumerate(scores):
+            shifted = logits - logits.max(axis=-1, keepdims=True)
+            logprobs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
             for b in range(len(batch)):
                 if done[b]:
                     continue  # past the end of this answer: padding
@@ -161,6 +263,28 @@ class VqaRuntime(TorchRuntimeMixin, ModelRuntime):
         answers = self.processor.tokenizer.batch_decode(generated, skip_special_tokens=True)
         confidences = answer_confidence(step_lps)
         return [{"answer": a.strip(), "confidence": c} for a, c in zip(answers, confidences, strict=True)]
+
+    def _generate(self, batch: list[tuple[Any, str]]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The greedy answer ids of a batch (an ended answer is padded) and each step's logits, on the
+        OpenVINO backend when one is loaded, else on torch's ``generate``."""
+        import torch
+
+        assert self.shared is not None
+        pixels = torch.cat([p for p, _ in batch])
+        questions = [q for _, q in batch]
+        if self.backend is not None:
+            text = self.processor.tokenizer(questions, padding="longest", return_tensors="np")
+            return self.backend.generate(pixels.numpy(), text["input_ids"].astype(np.int64),
+                                         text["attention_mask"].astype(np.int64), self.settings.max_new_tokens,
+                                         self.shared.model.decoder_start_token_id, self.eos_id, self.pad_id)
+        text = self.processor.tokenizer(questions, padding="longest", return_tensors="pt")
+        with self.shared.using(self.adapter) as model, self.inference():
+            out = model.generate(pixel_values=pixels, input_ids=text["input_ids"],
+                                 attention_mask=text["attention_mask"], max_new_tokens=self.settings.max_new_tokens,
+                                 do_sample=False, num_beams=1, output_scores=True, return_dict_in_generate=True)
+        sequences = out.sequences
+        generated = sequences[:, -len(out.scores):] if out.scores else sequences[:, :0]
+        return generated.numpy(), [step.float().numpy() for step in out.scores]
 
 
 def create_app() -> FastAPI:

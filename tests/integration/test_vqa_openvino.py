@@ -1,0 +1,110 @@
+"""LOOPLINE_VQA_BACKEND on a real (tiny, random-weight) BLIP version: OpenVINO f32 answers exactly as
+torch fp32's ``generate`` (its greedy loop re-implemented over the three converted networks), the
+confidences too; backend=auto (the default) takes OpenVINO f32 exactly when torch would serve fp32;
+clear errors for what cannot work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.common.tasks import get_task, task_settings
+from services.common.torch_shared import cpu_kind
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def vqa_version(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from harness.bench.models import MODEL_OF_TASK, ModelSizes, ensure_registry
+
+    registry = tmp_path_factory.mktemp("ovreg")
+    ensure_registry(registry, ModelSizes.tiny(), ("vqa",))
+    return registry / MODEL_OF_TASK["vqa"] / "1"
+
+
+def _load(version_dir: Path, **settings: object):  # noqa: ANN202
+    runtime = get_task("vqa").runtime_class()(task_settings("vqa", warmup=False, num_threads=1, **settings), Path("."))
+    runtime.load(version_dir, runtime.read_manifest(version_dir))
+    return runtime
+
+
+def test_openvino_f32_answers_exactly_as_torch_generate(vqa_version: Path) -> None:
+    torch_rt = _load(vqa_version, bf16="off", backend="torch")
+    assert torch_rt.backend is None
+    items = torch_rt.agreement_inputs(40)
+    reference = [a for lo in range(0, 40, 8) for a in torch_rt.predict(items[lo:lo + 8])]
+    ids_torch, steps_torch = torch_rt._generate(items[:8])
+    torch_rt.unload()
+
+    ov_rt = _load(vqa_version, bf16="off", backend="openvino")
+    try:
+        assert ov_rt.backend is not None and ov_rt.backend.precision == "fp32"
+        assert ov_rt.precision.reason.startswith("OpenVINO fp32") and not ov_rt.precision.bf16
+        engine, calls = ov_rt.backend, []
+
+        class Counting:
+            precision = engine.precision
+
+            def generate(self, *args: object) -> object:
+                calls.append(args[0].shape)
+                return engine.generate(*args)
+
+        ov_rt.backend = Counting()
+        got = [a for lo in range(0, 40, 8) for a in ov_rt.predict(items[lo:lo + 8])]
+        assert calls and calls[0][0] == 8, "predict did not run on the OpenVINO backend"
+        ov_rt.backend = engine
+        ids_ov, steps_ov = ov_rt._generate(items[:8])
+    finally:
+        ov_rt.unload()
+    assert [g["answer"] for g in got] == [r["answer"] for r in reference]
+    for g, r in zip(got, reference, strict=True):
+        assert g["confidence"] == pytest.approx(r["confidence"], abs=1e-4)
+    # token for token, step for step (an answer that ended is padded as generate pads it)
+    assert np.array_equal(ids_ov, ids_torch) and len(steps_ov) == len(steps_torch)
+    assert max(float(np.abs(a - b).max()) for a, b in zip(steps_ov, steps_torch, strict=True)) < 1e-3
+    assert ov_rt.backend is None  # unload drops the compiled networks
+
+
+def test_auto_backend_serves_openvino_f32_only_where_torch_would_serve_fp32(vqa_version: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.common import openvino_backend
+
+    assert task_settings("vqa").backend == "auto"  # the default
+    fp32 = _load(vqa_version, bf16="off")
+    try:
+        assert fp32.backend is not None and fp32.backend.precision == "fp32"
+        assert "bf16 off by setting" in fp32.precision.reason
+        answers = fp32.predict(fp32.agreement_inputs(3))
+        assert len(answers) == 3 and all(0.0 <= a["confidence"] <= 1.0 for a in answers)
+    finally:
+        fp32.unload()
+
+    on = _load(vqa_version, bf16="on")
+    try:
+        if cpu_kind().native_bf16:  # torch bf16 is faster than OpenVINO f32: torch stays
+            assert on.backend is None and on.precision.bf16
+        else:
+            assert on.backend is not None and not on.precision.bf16
+    finally:
+        on.unload()
+
+    monkeypatch.setattr(openvino_backend, "available", lambda: False)
+    plain = _load(vqa_version, bf16="off")  # OpenVINO not installed: torch fp32, no error
+    try:
+        assert plain.backend is None and plain.precision.reason == "bf16 off by setting"
+        assert len(plain.predict(plain.agreement_inputs(2))) == 2
+    finally:
+        plain.unload()
+
+
+def test_openvino_backend_errors_say_what_to_do(vqa_version: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.common import openvino_backend
+
+    with pytest.raises(ValueError, match="cannot be combined with LOOPLINE_VQA_QUANTIZE"):
+        _load(vqa_version, backend="openvino", quantize="int8")
+    monkeypatch.setattr(openvino_backend, "available", lambda: False)
+    with pytest.raises(ValueError, match=r"LOOPLINE_VQA_BACKEND=openvino needs OpenVINO: pip install"):
+        _load(vqa_version, backend="openvino")
