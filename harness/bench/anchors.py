@@ -1,4 +1,4 @@
-"""Anchors: the same QA and style models in ONNX Runtime and OpenVINO, timed in-process at batch 1 and 8.
+"""Anchors: the same VQA, QA and style models in ONNX Runtime and OpenVINO, timed in-process at batch 1 and 8.
 
 What a specialised CPU runtime does with the model, with no HTTP, no batching queue and no
 decoding in the timed part (QA windows are tokenized once, as the service would cut them; the
@@ -10,9 +10,12 @@ compared as the style bf16 check does (``image_agreement``: mean pixel differenc
 
 Exports: QA through ``torch.onnx.export`` and ``openvino.convert_model`` of the traced torch
 model; style (Keras 3) through ``model.export(format="onnx")`` (tf2onnx) and a TF SavedModel
-that ``openvino.convert_model`` reads. All optional (``pip install 'loopline[bench]'``, which
-``make install`` does); without them the cells are skipped with the reason in the report. VQA
-(BLIP's vision encoder + autoregressive decoder loop) is not exported here.
+that ``openvino.convert_model`` reads; VQA as BLIP's three networks (vision encoder, question
+encoder, answer decoder: ``services/vqa/runtime.py:blip_parts``) through ``torch.onnx.export`` and
+``openvino.convert_model``, decoded by the same greedy loop the VQA service's OpenVINO backend runs
+(timed: one whole ``generate``, every decoder step included, from prepared pixels and question).
+All optional (``pip install 'loopline[bench]'``, which ``make install`` does); without them the
+cells are skipped with the reason in the report.
 """
 
 from __future__ import annotations
@@ -123,6 +126,85 @@ def qa_anchor_cells(version_dir: Path, settings: Any, workloads: list[Workload],
                     cells.append(_cell("qa", workload, variant, batch, times, precision, agree, len(items),
                                        windows=int(feed["input_ids"].shape[0]),
                                        max_abs_logit_diff_vs_torch=round(max_diff, 5)))
+    runtime.unload()
+    return cells
+
+
+def vqa_anchor_cells(version_dir: Path, settings: Any, workloads: list[Workload], threads: int,
+                     seconds: float = 4.0, agreement_inputs: int = 200) -> list[dict[str, Any]]:
+    """BLIP in ONNX Runtime and OpenVINO: one cell per (runtime, workload, batch), with the share of
+    generated shapes-world questions whose answer matches the torch fp32 service's. Agreement is
+    counted on the service's own ``predict`` with the runtime as its backend (same preparation,
+    same decoding, same answer text)."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from services.vqa.runtime import CompiledBlip, VqaRequest, VqaRuntime, blip_parts, convert_blip
+
+    runtime = VqaRuntime(settings.model_copy(update={"bf16": "off", "backend": "torch", "warmup": False}), Path("."))
+    runtime.load(version_dir, runtime.read_manifest(version_dir))
+    assert runtime.shared is not None
+    model, tokenizer = runtime.shared.model, runtime.processor.tokenizer
+    items = runtime.agreement_inputs(agreement_inputs)
+
+    def answers_of(engine: Any) -> list[dict[str, Any]]:
+        runtime.backend = engine  # this runtime instance only: predict() now decodes on ``engine``
+        try:
+            return [a for lo in range(0, len(items), 8) for a in runtime.predict(items[lo:lo + 8])]
+        finally:
+            runtime.backend = None
+
+    from services.common.torch_shared import answer_agreement
+
+    reference = answers_of(None)
+    compile_for = convert_blip(model, tokenizer, runtime.image_side, threads)
+    ov_default = compile_for(None)  # OpenVINO's own precision (bf16 where the CPU has it): what a user gets
+    engines = [("openvino", ov_default)]
+    if ov_default.precision != "fp32":
+        engines.append(("openvino", compile_for(False)))
+    with tempfile.TemporaryDirectory() as tmp:
+        parts = blip_parts(model)
+        pixels = torch.zeros(2, 3, runtime.image_side, runtime.image_side)
+        text = tokenizer(["what is it?", "what colour is the big one?"], padding="longest", return_tensors="pt")
+        with torch.no_grad():
+            image = parts[0](pixels)
+            questions = parts[1](text["input_ids"], text["attention_mask"], image)
+        examples = ((pixels,), (text["input_ids"], text["attention_mask"], image),
+                    (torch.full((2, 3), 1, dtype=torch.long), questions))
+        dynamic = {"pixel_values": {0: "batch"}, "input_ids": {0: "batch", 1: "tokens"},
+                   "attention_mask": {0: "batch", 1: "tokens"}, "image_embeds": {0: "batch"},
+                   "question_embeds": {0: "batch", 1: "question_tokens"}}
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        sessions = []
+        for i, (part, example, names) in enumerate(zip(parts, examples, CompiledBlip.INPUTS, strict=True)):
+            path = str(Path(tmp) / f"blip-{i}.onnx")
+            torch.onnx.export(part, example, path, input_names=list(names), output_names=["out"], opset_version=17,
+                              dynamo=False, dynamic_axes={n: dynamic[n] for n in names})
+            sessions.append(ort.InferenceSession(path, options, providers=["CPUExecutionProvider"]))
+    engines.insert(0, ("onnxruntime", CompiledBlip([lambda feed, s=s: s.run(None, feed) for s in sessions], "fp32")))
+
+    cells: list[dict[str, Any]] = []
+    for variant, engine in engines:
+        agree = round(answer_agreement(reference, answers_of(engine)), 4)
+        for workload in workloads:
+            pixels_one, question = runtime.prepare(VqaRequest(**workload.body))
+            for batch in BATCHES:
+                x = np.concatenate([pixels_one.numpy()] * batch)
+                enc = tokenizer([question] * batch, padding="longest", return_tensors="np")
+                ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+                steps: list[int] = []
+
+                def run(engine: Any = engine, x: Any = x, ids: Any = ids, mask: Any = mask,
+                        steps: list[int] = steps) -> None:
+                    steps.append(len(engine.generate(x, ids, mask, runtime.settings.max_new_tokens,
+                                                     model.decoder_start_token_id, runtime.eos_id,
+                                                     runtime.pad_id)[1]))
+
+                times = _time(run, seconds, min_runs=2)
+                cells.append(_cell("vqa", workload, variant, batch, times, engine.precision, agree, len(items),
+                                   decoder_steps=steps[-1]))
     runtime.unload()
     return cells
 

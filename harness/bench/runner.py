@@ -61,7 +61,7 @@ class BenchConfig:
     efficiency: bool = True
     accuracy: bool = True
     accuracy_inputs: int = 200  # generated inputs per task for the agreement table
-    anchors: bool = True  # ONNX Runtime / OpenVINO QA and style cells when installed
+    anchors: bool = True  # ONNX Runtime / OpenVINO VQA, QA and style cells when installed
     open_loop: bool = True  # Poisson arrivals at 70 % of the measured capacity, per workload
     overload: bool = True  # more clients than admitted: the rejection latency
     profile: bool = False  # per-stage timings of the c=1 direct cells (harness/bench/profile.py)
@@ -349,11 +349,11 @@ class BenchRun:
             stub.stop()
 
     def run_anchors(self, registry_dir: Path) -> None:
-        """ONNX Runtime and OpenVINO cells for QA and style (harness/bench/anchors.py), or why they are skipped."""
+        """ONNX Runtime and OpenVINO cells for VQA, QA and style (harness/bench/anchors.py), or why they are skipped."""
         from . import anchors
         from .efficiency import task_settings
 
-        makers = {"qa": anchors.qa_anchor_cells, "style": anchors.style_anchor_cells}
+        makers = {"vqa": anchors.vqa_anchor_cells, "qa": anchors.qa_anchor_cells, "style": anchors.style_anchor_cells}
         statuses: list[str] = []
         for task in (t for t in self.config.tasks if t in makers):
             absent = anchors.missing(task)
@@ -373,9 +373,7 @@ class BenchRun:
             except Exception as exc:  # an exporter or runtime failure must not lose the whole run
                 log.exception("%s anchors failed", task)
                 statuses.append(f"{task} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
-        if "vqa" in self.config.tasks:
-            statuses.append("vqa not exported (BLIP's generation loop)")
-        self.results["anchors_status"] = "; ".join(statuses) or "skipped: neither QA nor style is in this run"
+        self.results["anchors_status"] = "; ".join(statuses) or "skipped: no task of this run has anchors"
         self.progress(f"anchors: {self.results['anchors_status']}")
 
     def run_inside_predict(self, registry_dir: Path) -> None:

@@ -153,8 +153,10 @@ def greedy_generate(vision: Any, question: Any, decoder: Any, pixels: np.ndarray
     return ids[:, 1:], scores
 
 
-class OpenVinoBlip:
-    """BLIP's three networks compiled by OpenVINO, decoded greedily (``greedy_generate``)."""
+class CompiledBlip:
+    """BLIP's three networks compiled by a runtime (OpenVINO in the service; ONNX Runtime too in the
+    bench's anchors), decoded greedily (``greedy_generate``). Each part takes ``{name: array}``
+    with the names in ``INPUTS`` and returns a list of arrays."""
 
     INPUTS = (("pixel_values",), ("input_ids", "attention_mask", "image_embeds"), ("input_ids", "question_embeds"))
 
@@ -168,7 +170,7 @@ class OpenVinoBlip:
 
 
 def convert_blip(model: Any, tokenizer: Any, image_side: int, threads: int) -> Any:
-    """``model`` (its adapter active, if any) in OpenVINO; returns ``compile(bf16)`` -> ``OpenVinoBlip``."""
+    """``model`` (its adapter active, if any) in OpenVINO; returns ``compile(bf16)`` -> ``CompiledBlip``."""
     import torch
 
     from services.common import openvino_backend as ovb
@@ -183,10 +185,10 @@ def convert_blip(model: Any, tokenizer: Any, image_side: int, threads: int) -> A
     examples = ((pixels,), (text["input_ids"], text["attention_mask"], image), (answer, questions))
     converted = [ovb.convert(part, example) for part, example in zip((vision, question, decoder), examples, strict=True)]
 
-    def compile_for(bf16: bool) -> OpenVinoBlip:
+    def compile_for(bf16: bool | None) -> CompiledBlip:
         parts = [ovb.compile_encoder(m, names, threads, bf16)
-                 for m, names in zip(converted, OpenVinoBlip.INPUTS, strict=True)]
-        return OpenVinoBlip(parts, parts[0].precision)
+                 for m, names in zip(converted, CompiledBlip.INPUTS, strict=True)]
+        return CompiledBlip(parts, parts[0].precision)
 
     return compile_for
 

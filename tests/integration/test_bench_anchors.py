@@ -1,4 +1,4 @@
-"""The bench's anchors on tiny random-weight models: QA and style really run in ONNX Runtime and
+"""The bench's anchors on tiny random-weight models: VQA, QA and style really run in ONNX Runtime and
 OpenVINO, give the service's fp32 outputs, and land as result cells of their own."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from harness.bench.models import ModelSizes, ensure_registry
 
     path = tmp_path_factory.mktemp("anchorreg")
-    ensure_registry(path, ModelSizes.tiny(), ("qa", "style"))
+    ensure_registry(path, ModelSizes.tiny(), ("vqa", "qa", "style"))
     return path
 
 
@@ -67,8 +67,23 @@ def test_qa_anchor_cells(registry: Path) -> None:
     assert all(c["windows"] >= c["batch"] for c in cells)
 
 
+def test_vqa_anchor_cells(registry: Path) -> None:
+    from harness.bench.anchors import missing, vqa_anchor_cells
+    from harness.bench.models import MODEL_OF_TASK
+    from harness.bench.workloads import vqa_workload
+
+    assert missing("vqa") == []
+    workloads = [vqa_workload()]
+    cells = vqa_anchor_cells(registry / MODEL_OF_TASK["vqa"] / "1", task_settings("vqa", num_threads=1),
+                             workloads, threads=1, seconds=0.1, agreement_inputs=24)
+    _check_cells(cells, "vqa", workloads)
+    assert all(1 <= c["decoder_steps"] <= task_settings("vqa").max_new_tokens for c in cells)
+
+
 def test_bench_run_reports_anchor_status_per_task(registry: Path, tmp_path: Path) -> None:
-    """The runner's anchor step: QA and style cells in the results, VQA named as not exported."""
+    """The runner's anchor step: VQA, QA and style cells in the results, a status per task."""
+    from harness.bench.workloads import vqa_workload
+
     from harness.bench.models import ModelSizes
     from harness.bench.runner import BenchConfig, BenchRun
     from harness.bench.workloads import style_workload
@@ -76,7 +91,7 @@ def test_bench_run_reports_anchor_status_per_task(registry: Path, tmp_path: Path
     config = BenchConfig(out_dir=tmp_path / "out", cache_dir=tmp_path / "cache", sizes=ModelSizes.tiny(),
                          tasks=("vqa", "qa", "style"), threads=1, cell_seconds=0.1, accuracy_inputs=24)
     run = BenchRun(config, progress=lambda msg: None)
-    run.workloads = {"qa": _qa_workloads(registry), "style": [style_workload(64)]}
+    run.workloads = {"vqa": [vqa_workload()], "qa": _qa_workloads(registry), "style": [style_workload(64)]}
     run.run_anchors(registry)
-    assert run.results["anchors_status"] == "qa ran; style ran; vqa not exported (BLIP's generation loop)"
-    assert {c["task"] for c in run.results["anchors"]} == {"qa", "style"}
+    assert run.results["anchors_status"] == "vqa ran; qa ran; style ran"
+    assert {c["task"] for c in run.results["anchors"]} == {"vqa", "qa", "style"}
