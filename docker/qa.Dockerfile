@@ -36,7 +36,7 @@ RUN PIP_EXTRA_INDEX_URL="$TORCH_INDEX_URL" PIP_FIND_LINKS="$TORCH_WHEELS" pip in
 COPY pyproject.toml /src/pyproject.toml
 RUN mkdir -p /src/services && touch /src/services/__init__.py /src/README.md \
  && pip install "/src[torch]" && pip uninstall -y loopline && rm -rf /src
-# OpenVINO, the QA service's own layer: LOOPLINE_QA_BACKEND=auto (the default) serves a version
+# OpenVINO, one layer shared with vqa: LOOPLINE_QA_BACKEND=auto (the default) serves a version
 # on OpenVINO f32 when torch would serve it in fp32 (the same answers, faster; README, Performance)
 COPY pyproject.toml /src/pyproject.toml
 RUN mkdir -p /src/services && touch /src/services/__init__.py /src/README.md \

@@ -36,6 +36,11 @@ RUN PIP_EXTRA_INDEX_URL="$TORCH_INDEX_URL" PIP_FIND_LINKS="$TORCH_WHEELS" pip in
 COPY pyproject.toml /src/pyproject.toml
 RUN mkdir -p /src/services && touch /src/services/__init__.py /src/README.md \
  && pip install "/src[torch]" && pip uninstall -y loopline && rm -rf /src
+# OpenVINO, one layer shared with qa: LOOPLINE_VQA_BACKEND=auto (the default) serves a version on
+# OpenVINO f32 when torch would serve it in fp32 (the same answers, faster; README, Performance)
+COPY pyproject.toml /src/pyproject.toml
+RUN mkdir -p /src/services && touch /src/services/__init__.py /src/README.md \
+ && pip install "/src[openvino]" && pip uninstall -y loopline && rm -rf /src
 COPY pyproject.toml README.md /src/
 COPY services /src/services
 RUN pip install --no-deps /src && rm -rf /src

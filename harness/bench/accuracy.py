@@ -22,7 +22,9 @@ from services.common.torch_shared import AGREEMENT_FLOOR
 from .models import MODEL_OF_TASK
 
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
-    "vqa": {"fp32": {"bf16": "off"}, "bf16": {"bf16": "on"}, "int8": {"quantize": "int8"}},
+    "vqa": {"fp32": {"bf16": "off", "backend": "torch"}, "bf16": {"bf16": "on", "backend": "torch"},
+            "int8": {"quantize": "int8", "backend": "torch"},
+            "openvino_f32": {"bf16": "off", "backend": "openvino"}},
     "qa": {"fp32": {"bf16": "off", "backend": "torch"}, "bf16": {"bf16": "on", "backend": "torch"},
            "int8": {"quantize": "int8", "backend": "torch"},
            # what backend=auto serves when torch's bf16 is refused (only where OpenVINO is installed)

@@ -39,7 +39,7 @@ def bench(
     efficiency: Annotated[bool, typer.Option(help="count FLOPs and time the batched components")] = True,
     accuracy: Annotated[bool, typer.Option(help="bf16/int8 answer agreement with fp32 on generated inputs")] = True,
     accuracy_inputs: Annotated[int, typer.Option(min=10, help="generated inputs per task for the agreement table")] = 200,
-    anchors: Annotated[bool, typer.Option(help="QA and style in ONNX Runtime and OpenVINO in-process (pip install "
+    anchors: Annotated[bool, typer.Option(help="VQA, QA and style in ONNX Runtime and OpenVINO in-process (pip install "
                                           "'loopline[bench]')")] = True,
     profile: Annotated[bool, typer.Option("--profile", help="where a single request's time goes: per-stage "
                                           "timings of the c=1 cells and of the parts of predict")] = False,

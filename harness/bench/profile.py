@@ -79,9 +79,13 @@ def inside_predict(task: str, version_dir: Path, settings: Any, body: dict[str, 
                                  else "fp32", "backend": backend_of(runtime), "prepare_ms": prep_ms,
                                  "predict_ms": total_ms}
         if task == "vqa":
-            model = runtime.shared.model
-            with runtime.inference():
-                enc_ms, _ = _timed(lambda: model.vision_model(pixel_values=item[0]))
+            model, engine = runtime.shared.model, runtime.backend
+            if engine is not None:  # OpenVINO serves (backend=auto, fp32): its vision encoder
+                pixels = item[0].numpy()
+                enc_ms, _ = _timed(lambda: engine.parts[0]({"pixel_values": pixels}))
+            else:
+                with runtime.inference():
+                    enc_ms, _ = _timed(lambda: model.vision_model(pixel_values=item[0]))
             parts.update({"vision_encoder_ms": enc_ms, "generation_confidence_decode_ms": round(total_ms - enc_ms, 2)})
         elif task == "qa":
             question, context = item

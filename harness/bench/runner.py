@@ -38,8 +38,9 @@ ANSWER_KEY = {"vqa": "answer", "qa": "answer", "style": "image_b64"}
 # the services run with their defaults (bf16 auto, batch waits only for requests being prepared,
 # QA windows of 384 tokens): what `make up` serves is what the bench measures
 TUNED_ENV: dict[str, str] = {}
-# `--untuned`: fp32 and the settings before issue 13 (a fixed 5 ms batch wait, the model's 512-token windows)
+# `--untuned`: torch fp32 and the settings before issue 13 (a fixed 5 ms batch wait, the model's 512-token windows)
 UNTUNED_ENV = {"LOOPLINE_VQA_BF16": "off", "LOOPLINE_QA_BF16": "off", "LOOPLINE_STYLE_BF16": "off",
+               "LOOPLINE_VQA_BACKEND": "torch", "LOOPLINE_QA_BACKEND": "torch",
                "LOOPLINE_QA_MAX_SEQ_LEN": "512", "LOOPLINE_VQA_MAX_WAIT_MS": "5", "LOOPLINE_QA_MAX_WAIT_MS": "5"}
 
 

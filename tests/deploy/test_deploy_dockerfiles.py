@@ -95,7 +95,7 @@ def test_pinned_base_and_only_the_service_extras(dockerfile) -> None:
     bases = [a.split()[0] for i, a in ins if i == "FROM"]
     assert all(re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", b) or b in stages for b in bases), bases
     extras = re.findall(r'/src\[([\w,-]+)\]', " ".join(a for i, a in ins if i == "RUN"))
-    expected = {"vqa": ["torch"], "qa": ["torch", "openvino"], "finetune": ["torch", "finetune", "finetune-full"]}
+    expected = {"vqa": ["torch", "openvino"], "qa": ["torch", "openvino"], "finetune": ["torch", "finetune", "finetune-full"]}
     assert extras == expected.get(dockerfile.stem, [dockerfile.stem])
     # torch only as the pinned CPU build
     torch_runs = [a for i, a in ins if i == "RUN" and "torch==" in a]
@@ -126,6 +126,8 @@ def test_service_dockerfiles_share_their_leading_lines() -> None:
     assert len(set(base.values())) == 1, "the base + user + venv lines differ between Dockerfiles"
     torch = {stem: _prefix(REPO / "docker" / f"{stem}.Dockerfile", '"/src[torch]"') for stem in ("vqa", "qa", "finetune")}
     assert len(set(torch.values())) == 1, "the torch lines differ between vqa, qa and finetune"
+    openvino = {stem: _prefix(REPO / "docker" / f"{stem}.Dockerfile", '"/src[openvino]"') for stem in ("vqa", "qa")}
+    assert len(set(openvino.values())) == 1, "the OpenVINO lines differ between vqa and qa (one shared layer)"
 
 
 def test_model_image_copies_one_registry_version() -> None:
