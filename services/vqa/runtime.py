@@ -7,6 +7,7 @@ greedy answer. It lies in [0, 1] and does not shrink just because an answer is l
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from services.common.settings import ImageInputSettings, QuestionSettings, Servi
 from services.common.tasks import TASKS
 from services.common.text import Text
 from services.common.torch_shared import TorchRuntimeMixin
+
+log = logging.getLogger("loopline.vqa")
 
 
 class VqaSettings(TorchSettings, QuestionSettings, ImageInputSettings, ServingSettings):
@@ -169,6 +172,23 @@ class CompiledBlip:
         return greedy_generate(*self.parts, pixels, input_ids, attention_mask, max_new_tokens, bos, eos, pad)
 
 
+def greedy_loop_differs(model: Any) -> str | None:
+    """Why ``greedy_generate`` would not give ``generate``'s answers for ``model``, or None: a
+    checkpoint whose decoder generation config asks for a logits processor (repetition penalty,
+    n-gram blocking, a minimum length, banned or forced tokens) that the plain greedy loop does not
+    apply. ``BlipForQuestionAnswering.generate`` decodes with ``text_decoder``'s config."""
+    config = getattr(getattr(model, "text_decoder", None), "generation_config", None) or model.generation_config
+    asks = {"repetition_penalty": getattr(config, "repetition_penalty", None) not in (None, 1.0),
+            "encoder_repetition_penalty": getattr(config, "encoder_repetition_penalty", None) not in (None, 1.0)}
+    for name in ("no_repeat_ngram_size", "encoder_no_repeat_ngram_size", "min_length", "min_new_tokens",
+                 "bad_words_ids", "suppress_tokens", "begin_suppress_tokens", "forced_bos_token_id",
+                 "forced_eos_token_id", "sequence_bias", "exponential_decay_length_penalty"):
+        asks[name] = bool(getattr(config, name, None))
+    named = sorted(name for name, on in asks.items() if on)
+    return f"its generation config sets {', '.join(named)}, which the OpenVINO greedy loop does not apply" \
+        if named else None
+
+
 def convert_blip(model: Any, tokenizer: Any, image_side: int, threads: int) -> Any:
     """``model`` (its adapter active, if any) in OpenVINO; returns ``compile(bf16)`` -> ``CompiledBlip``."""
     import torch
@@ -216,8 +236,20 @@ class VqaRuntime(TorchRuntimeMixin, ModelRuntime):
         self.pad_id = self.processor.tokenizer.pad_token_id
         self.choose_backend(self._convert_openvino)
 
+    def openvino_f32_pays(self) -> bool:
+        """As for every torch runtime, and only when the greedy loop gives ``generate``'s answers."""
+        assert self.shared is not None
+        differs = greedy_loop_differs(self.shared.model)
+        if differs is not None and super().openvino_f32_pays():
+            log.info("VQA stays on torch: %s", differs)
+        return differs is None and super().openvino_f32_pays()
+
     def _convert_openvino(self) -> Any:
         assert self.shared is not None
+        differs = greedy_loop_differs(self.shared.model)
+        if differs is not None:
+            raise ValueError(f"LOOPLINE_VQA_BACKEND=openvino cannot serve this version: {differs}; "
+                             "use LOOPLINE_VQA_BACKEND=torch or auto")
         with self.shared.using(self.adapter) as model:
             return convert_blip(model, self.processor.tokenizer, self.image_side, self.settings.num_threads)
 

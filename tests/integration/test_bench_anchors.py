@@ -82,11 +82,9 @@ def test_vqa_anchor_cells(registry: Path) -> None:
 
 def test_bench_run_reports_anchor_status_per_task(registry: Path, tmp_path: Path) -> None:
     """The runner's anchor step: VQA, QA and style cells in the results, a status per task."""
-    from harness.bench.workloads import vqa_workload
-
     from harness.bench.models import ModelSizes
     from harness.bench.runner import BenchConfig, BenchRun
-    from harness.bench.workloads import style_workload
+    from harness.bench.workloads import style_workload, vqa_workload
 
     config = BenchConfig(out_dir=tmp_path / "out", cache_dir=tmp_path / "cache", sizes=ModelSizes.tiny(),
                          tasks=("vqa", "qa", "style"), threads=1, cell_seconds=0.1, accuracy_inputs=24)

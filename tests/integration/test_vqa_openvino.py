@@ -108,3 +108,26 @@ def test_openvino_backend_errors_say_what_to_do(vqa_version: Path, monkeypatch: 
     monkeypatch.setattr(openvino_backend, "available", lambda: False)
     with pytest.raises(ValueError, match=r"LOOPLINE_VQA_BACKEND=openvino needs OpenVINO: pip install"):
         _load(vqa_version, backend="openvino")
+
+
+def test_a_decoder_config_the_greedy_loop_does_not_apply_keeps_torch(vqa_version: Path) -> None:
+    """A checkpoint whose decoder generation config asks for a logits processor (here a repetition
+    penalty) would decode differently in the plain greedy loop: auto keeps torch, openvino refuses."""
+    from services.vqa.runtime import greedy_loop_differs
+
+    plain = _load(vqa_version, bf16="off", backend="torch")
+    try:
+        assert greedy_loop_differs(plain.shared.model) is None
+        plain.shared.model.text_decoder.generation_config.repetition_penalty = 1.3
+        assert "repetition_penalty" in greedy_loop_differs(plain.shared.model)
+        auto = _load(vqa_version, bf16="off")  # the same shared base, its config changed
+        try:
+            assert auto.backend is None and not auto.precision.bf16
+        finally:
+            auto.unload()
+        with pytest.raises(ValueError, match="repetition_penalty, which the OpenVINO greedy loop does not apply"):
+            _load(vqa_version, bf16="off", backend="openvino")
+        assert plain.shared.refs == 1  # the refused load released what it took
+    finally:
+        plain.shared.model.text_decoder.generation_config.repetition_penalty = 1.0
+        plain.unload()
