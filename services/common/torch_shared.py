@@ -411,7 +411,8 @@ class TorchRuntimeMixin:
 
         - ``torch``: torch, bf16 per ``choose_precision``.
         - ``auto``: torch when it serves bf16; otherwise OpenVINO f32 when it is installed (torch
-          fp32's answers, faster on the CPUs measured, docs/performance.md); otherwise torch fp32.
+          fp32's answers, faster on the CPUs measured, docs/performance.md); otherwise, or when the
+          conversion fails (logged), torch fp32.
         - ``openvino``: OpenVINO, bf16 per the same setting and agreement guard as torch.
 
         ``convert()`` converts the loaded version (its adapter active) and returns a function
@@ -424,7 +425,14 @@ class TorchRuntimeMixin:
             else:
                 self.choose_precision()
                 if self.settings.backend == "auto" and self.openvino_f32_pays():
-                    self._load_openvino(convert, f32_only=True)
+                    torch_choice = self.precision
+                    try:
+                        self._load_openvino(convert, f32_only=True)
+                    except Exception as exc:  # auto must never lose a version torch can serve
+                        self.backend, self.precision = None, torch_choice
+                        log.warning("%s stays on torch fp32: OpenVINO could not convert this version (%s: %s)",
+                                    type(self).__name__, type(exc).__name__, str(exc).splitlines()[0][:300]
+                                    if str(exc) else "")
         except BaseException:
             self.unload()  # release the shared model this load acquired
             raise

@@ -131,3 +131,24 @@ def test_a_decoder_config_the_greedy_loop_does_not_apply_keeps_torch(vqa_version
     finally:
         plain.shared.model.text_decoder.generation_config.repetition_penalty = 1.0
         plain.unload()
+
+
+def test_auto_keeps_torch_when_the_conversion_fails(vqa_version: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """``auto`` must never lose a version torch can serve; ``openvino``, asked for, says why it failed."""
+    from services.vqa import runtime as vqa_runtime
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("cannot trace this network")
+
+    monkeypatch.setattr(vqa_runtime, "convert_blip", broken)
+    auto = _load(vqa_version, bf16="off")
+    try:
+        assert auto.backend is None and auto.precision.reason == "bf16 off by setting"
+        assert "stays on torch fp32: OpenVINO could not convert this version (RuntimeError: cannot trace" in caplog.text
+        assert len(auto.predict(auto.agreement_inputs(2))) == 2
+        with pytest.raises(RuntimeError, match="cannot trace"):
+            _load(vqa_version, bf16="off", backend="openvino")
+        assert auto.shared.refs == 1
+    finally:
+        auto.unload()
