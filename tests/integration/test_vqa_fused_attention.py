@@ -23,7 +23,8 @@ def test_fused_vision_attention_matches_eager(tmp_path: Path) -> None:
     ensure_registry(tmp_path, ModelSizes.tiny(), ("vqa",))
     version_dir = tmp_path / MODEL_OF_TASK["vqa"] / "1"
     eager = BlipForQuestionAnswering.from_pretrained(version_dir).eval()
-    runtime = get_task("vqa").runtime_class()(task_settings("vqa", warmup=False, num_threads=1, bf16="off"), Path("."))
+    runtime = get_task("vqa").runtime_class()(task_settings("vqa", warmup=False, num_threads=1, bf16="off",
+                                                            backend="torch"), Path("."))
     runtime.load(version_dir, runtime.read_manifest(version_dir))
     try:
         fused = runtime.shared.model
