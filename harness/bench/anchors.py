@@ -140,7 +140,8 @@ def vqa_anchor_cells(version_dir: Path, settings: Any, workloads: list[Workload]
     import onnxruntime as ort
     import torch
 
-    from services.vqa.runtime import CompiledBlip, VqaRequest, VqaRuntime, blip_parts, convert_blip
+    from services.common.torch_shared import answer_agreement
+    from services.vqa.runtime import CompiledBlip, VqaRequest, VqaRuntime, blip_examples, blip_parts, convert_blip
 
     runtime = VqaRuntime(settings.model_copy(update={"bf16": "off", "backend": "torch", "warmup": False}), Path("."))
     runtime.load(version_dir, runtime.read_manifest(version_dir))
@@ -155,8 +156,6 @@ def vqa_anchor_cells(version_dir: Path, settings: Any, workloads: list[Workload]
         finally:
             runtime.backend = None
 
-    from services.common.torch_shared import answer_agreement
-
     reference = answers_of(None)
     compile_for = convert_blip(model, tokenizer, runtime.image_side, threads)
     ov_default = compile_for(None)  # OpenVINO's own precision (bf16 where the CPU has it): what a user gets
@@ -165,13 +164,7 @@ def vqa_anchor_cells(version_dir: Path, settings: Any, workloads: list[Workload]
         engines.append(("openvino", compile_for(False)))
     with tempfile.TemporaryDirectory() as tmp:
         parts = blip_parts(model)
-        pixels = torch.zeros(2, 3, runtime.image_side, runtime.image_side)
-        text = tokenizer(["what is it?", "what colour is the big one?"], padding="longest", return_tensors="pt")
-        with torch.no_grad():
-            image = parts[0](pixels)
-            questions = parts[1](text["input_ids"], text["attention_mask"], image)
-        examples = ((pixels,), (text["input_ids"], text["attention_mask"], image),
-                    (torch.full((2, 3), 1, dtype=torch.long), questions))
+        examples = blip_examples(parts, tokenizer, runtime.image_side)
         dynamic = {"pixel_values": {0: "batch"}, "input_ids": {0: "batch", 1: "tokens"},
                    "attention_mask": {0: "batch", 1: "tokens"}, "image_embeds": {0: "batch"},
                    "question_embeds": {0: "batch", 1: "question_tokens"}}

@@ -189,21 +189,27 @@ def greedy_loop_differs(model: Any) -> str | None:
         if named else None
 
 
-def convert_blip(model: Any, tokenizer: Any, image_side: int, threads: int) -> Any:
-    """``model`` (its adapter active, if any) in OpenVINO; returns ``compile(bf16)`` -> ``CompiledBlip``."""
+def blip_examples(parts: tuple[Any, Any, Any], tokenizer: Any, image_side: int) -> tuple[tuple[Any, ...], ...]:
+    """Example inputs of ``blip_parts``' three networks (batch 2), what tracing exporters need."""
     import torch
 
-    from services.common import openvino_backend as ovb
-
-    vision, question, decoder = blip_parts(model)
+    vision, question, _ = parts
     pixels = torch.zeros(2, 3, image_side, image_side)
     text = tokenizer(["what is it?", "what colour is the big one?"], padding="longest", return_tensors="pt")
     with torch.no_grad():
         image = vision(pixels)
         questions = question(text["input_ids"], text["attention_mask"], image)
     answer = torch.full((2, 3), 1, dtype=torch.long)
-    examples = ((pixels,), (text["input_ids"], text["attention_mask"], image), (answer, questions))
-    converted = [ovb.convert(part, example) for part, example in zip((vision, question, decoder), examples, strict=True)]
+    return (pixels,), (text["input_ids"], text["attention_mask"], image), (answer, questions)
+
+
+def convert_blip(model: Any, tokenizer: Any, image_side: int, threads: int) -> Any:
+    """``model`` (its adapter active, if any) in OpenVINO; returns ``compile(bf16)`` -> ``CompiledBlip``."""
+    from services.common import openvino_backend as ovb
+
+    parts = blip_parts(model)
+    converted = [ovb.convert(part, example)
+                 for part, example in zip(parts, blip_examples(parts, tokenizer, image_side), strict=True)]
 
     def compile_for(bf16: bool | None) -> CompiledBlip:
         parts = [ovb.compile_encoder(m, names, threads, bf16)
