@@ -167,6 +167,11 @@ def service_efficiency(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _share(value: float | None) -> str:
+    """A 0-1 share as a percentage; "-" where the variant has no model metrics (naive)."""
+    return "-" if value is None else f"{value * 100:.0f}%"
+
+
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
     out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     out += ["| " + " | ".join("-" if v is None else str(v) for v in row) + " |" for row in rows]
@@ -189,9 +194,10 @@ def markdown(results: dict[str, Any]) -> str:
                     [[g["goal"], g["measured"], g["baseline"], g["met"]] for g in evaluate_goals(results)]), "",
              "## Every cell (closed loop)", "",
              _table(["task", "input", "variant", "c", "ok", "err", "p50 ms", "p95 ms", "p99 ms", "req/s",
-                     "mean batch", "peak RSS MB"],
+                     "mean batch", "model busy", "peak RSS MB"],
                     [[r["task"], r["workload"], r["variant"], r["concurrency"], r["requests"], r["errors"],
                       r["p50_ms"], r["p95_ms"], r["p99_ms"], r["throughput_rps"], r.get("mean_batch_size"),
+                      _share(r.get("model_busy")),
                       ", ".join(f"{k} {v}" for k, v in r.get("peak_rss_mb", {}).items())]
                      for r in results.get("cells", [])])]
     relay = results.get("relay", {})

@@ -95,19 +95,22 @@ def machine_info(threads: int) -> dict[str, Any]:
             "platform": platform.platform(), "loadavg_start": [round(x, 2) for x in os.getloadavg()]}
 
 
-def scrape_batches(url: str) -> tuple[float, float]:
-    """Sum and count of ``loopline_batch_size`` over every model the service serves."""
+def scrape_batches(url: str) -> tuple[float, float, float]:
+    """Sum and count of ``loopline_batch_size`` and the sum of ``loopline_batch_seconds`` (time the model
+    ran) over every model the service serves."""
     try:
         text = httpx.get(url + "/metrics", timeout=5).text
     except httpx.HTTPError:
-        return 0.0, 0.0
-    total = count = 0.0
+        return 0.0, 0.0, 0.0
+    total = count = model_s = 0.0
     for line in text.splitlines():
         if line.startswith("loopline_batch_size_sum"):
             total += float(line.rsplit(" ", 1)[1])
         elif line.startswith("loopline_batch_size_count"):
             count += float(line.rsplit(" ", 1)[1])
-    return total, count
+        elif line.startswith("loopline_batch_seconds_sum"):
+            model_s += float(line.rsplit(" ", 1)[1])
+    return total, count, model_s
 
 
 class BenchRun:
@@ -315,6 +318,9 @@ class BenchRun:
             row["stages"] = stage_means(stages_before, scrape_stages(service.url), row["mean_ms"])
         batches = after[1] - before[1]
         row["mean_batch_size"] = round((after[0] - before[0]) / batches, 2) if batches > 0 else None
+        # the share of the cell's wall time the model was running: what is left is serving (HTTP, decode,
+        # waiting for batch-mates), where the CPU does not do the model's work
+        row["model_busy"] = round((after[2] - before[2]) / row["elapsed_s"], 3) if batches > 0 and row["elapsed_s"] else None
         row["peak_rss_mb"] = {name: round(v / 2**20) for name, v in rss.peak.items()}
         return row
 

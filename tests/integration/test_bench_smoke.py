@@ -31,6 +31,10 @@ def test_quick_bench_writes_table_json_and_plot(tmp_path: Path) -> None:
                 assert cell["requests"] >= c and cell["errors"] == 0, cell
                 assert 0 < cell["p50_ms"] <= cell["p95_ms"] <= cell["p99_ms"]
         assert cells[(task, "direct", 1)]["mean_batch_size"] == 1.0
+        # the share of the cell's wall time the model ran: positive, and at most the whole cell
+        busy = cells[(task, "direct", 2)]["model_busy"]
+        assert busy is not None and 0 < busy <= 1.05, busy
+        assert cells[(task, "naive", 1)].get("model_busy") is None
     assert results["efficiency"]["qa"]["flops_per_request"]["150-token context"] > 0
     assert results["efficiency"]["qa"]["component"]["fraction_of_peak"] > 0
     if results["gateway_status"] == "ran":  # the gateway variant runs whenever the gateway is installed
