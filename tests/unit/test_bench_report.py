@@ -173,3 +173,29 @@ def test_prepare_without_build_names_the_missing_registry(tmp_path) -> None:  # 
     (tmp_path / "cache" / "registry-tiny-tiny-tiny").mkdir(parents=True)
     assert run.prepare(build=False) == tmp_path / "cache" / "registry-tiny-tiny-tiny"
     assert (run.data_dir / "state").is_dir() and run.run_dir.is_dir()
+
+
+def test_bf16_gate_script_finds_the_winning_span_and_its_margin_over_the_runner_up() -> None:
+    """scripts/bench_bf16_gate.py: a bf16 winner whose margin exceeds 2 x eps is the f32 winner."""
+    import importlib.util
+    import types
+    from pathlib import Path
+
+    import numpy as np
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "bench_bf16_gate.py"
+    spec = importlib.util.spec_from_file_location("bench_bf16_gate", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    runtime = types.SimpleNamespace(settings=types.SimpleNamespace(max_answer_tokens=3))
+    seq_ids = [[None, 0, None, 1, 1, 1, 1, None], [None, 0, None, 1, 1, 1, 1, None]]
+    starts = np.array([[9, 9, 9, 0.0, 2.0, 0.0, 0.0, 9], [9, 9, 9, 0.0, 0.0, 0.0, 1.5, 9]])
+    ends = np.array([[9, 9, 9, 0.0, 0.0, 3.0, 0.0, 9], [9, 9, 9, 0.0, 0.0, 0.0, 3.0, 9]])
+    # question and special tokens (logit 9) never win; window 0's span 4..5 scores 5.0, window 1's 6..6 4.5
+    span, margin = module.top_two(runtime, starts, ends, [0, 1], seq_ids)
+    assert span == (0, 4, 5) and margin == pytest.approx(0.5)
+    # an end before its start, or a span longer than max_answer_tokens, is not a candidate
+    ends_late = np.array([[9, 9, 9, 5.0, 0.0, 0.0, 0.0, 9]])
+    span, _ = module.top_two(runtime, np.array([[9, 9, 9, 0.0, 0.0, 0.0, 4.0, 9]]), ends_late, [0], seq_ids[:1])
+    assert span != (0, 6, 3) and span[1] <= span[2] < span[1] + 3
