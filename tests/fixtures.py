@@ -102,3 +102,21 @@ def inference_rows(db: Path, request_ids: list[str], columns: str = "*", timeout
         if len(rows) == len(set(request_ids)) or time.monotonic() > deadline:
             return rows
         time.sleep(0.05)
+
+
+def tiny_bench_version(root: Path, task: str) -> Path:
+    """The version directory of a tiny random-weight ``task`` model (the bench's tiny build) under ``root``."""
+    from harness.bench.models import MODEL_OF_TASK, ModelSizes, ensure_registry
+
+    ensure_registry(root, ModelSizes.tiny(), (task,))
+    return root / MODEL_OF_TASK[task] / "1"
+
+
+def load_runtime(task: str, version_dir: Path, **settings: Any) -> Any:
+    """``task``'s runtime, loaded in-process from ``version_dir`` on one thread, no warm-up; ``settings``
+    override the task's settings (e.g. ``bf16="off", backend="torch"``). The caller unloads it."""
+    from services.common.tasks import get_task, task_settings
+
+    runtime = get_task(task).runtime_class()(task_settings(task, warmup=False, num_threads=1, **settings), Path("."))
+    runtime.load(version_dir, runtime.read_manifest(version_dir))
+    return runtime

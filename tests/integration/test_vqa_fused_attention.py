@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.tasks import get_task, task_settings
+from tests.fixtures import load_runtime, tiny_bench_version
 
 pytestmark = pytest.mark.integration
 
@@ -17,15 +17,11 @@ def test_fused_vision_attention_matches_eager(tmp_path: Path) -> None:
     from transformers import BlipForQuestionAnswering
     from transformers.models.blip.modeling_blip import BlipAttention
 
-    from harness.bench.models import MODEL_OF_TASK, ModelSizes, ensure_registry
     from services.vqa.runtime import fuse_vision_attention
 
-    ensure_registry(tmp_path, ModelSizes.tiny(), ("vqa",))
-    version_dir = tmp_path / MODEL_OF_TASK["vqa"] / "1"
+    version_dir = tiny_bench_version(tmp_path, "vqa")
     eager = BlipForQuestionAnswering.from_pretrained(version_dir).eval()
-    runtime = get_task("vqa").runtime_class()(task_settings("vqa", warmup=False, num_threads=1, bf16="off",
-                                                            backend="torch"), Path("."))
-    runtime.load(version_dir, runtime.read_manifest(version_dir))
+    runtime = load_runtime("vqa", version_dir, bf16="off", backend="torch")
     try:
         fused = runtime.shared.model
         attention = [m for m in fused.modules() if isinstance(m, BlipAttention)]

@@ -10,25 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.common.tasks import get_task, task_settings
+from services.common.tasks import task_settings
 from services.common.torch_shared import cpu_kind
+from tests.fixtures import load_runtime, tiny_bench_version
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def vqa_version(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from harness.bench.models import MODEL_OF_TASK, ModelSizes, ensure_registry
-
-    registry = tmp_path_factory.mktemp("ovreg")
-    ensure_registry(registry, ModelSizes.tiny(), ("vqa",))
-    return registry / MODEL_OF_TASK["vqa"] / "1"
+    return tiny_bench_version(tmp_path_factory.mktemp("ovreg"), "vqa")
 
 
 def _load(version_dir: Path, **settings: object):  # noqa: ANN202
-    runtime = get_task("vqa").runtime_class()(task_settings("vqa", warmup=False, num_threads=1, **settings), Path("."))
-    runtime.load(version_dir, runtime.read_manifest(version_dir))
-    return runtime
+    return load_runtime("vqa", version_dir, **settings)
 
 
 def test_openvino_f32_answers_exactly_as_torch_generate(vqa_version: Path) -> None:
