@@ -306,6 +306,12 @@ def inference_context(bf16: bool) -> contextlib.AbstractContextManager[Any]:
     return stack
 
 
+def log_precision(runtime: str, precision: PrecisionChoice, **extra: Any) -> None:
+    """The one log line saying which precision a runtime serves a version in, and why (every task's)."""
+    log.info("precision of %s: %s", runtime, precision.reason,
+             extra={"bf16": precision.bf16, "agreement": precision.agreement, "cpu": cpu_kind().kind, **extra})
+
+
 class TorchRuntimeMixin:
     """What every torch runtime shares: threads, full versions or LoRA adapters over a shared
     base, opt-in int8, and the inference context (``inference_mode`` + optional bf16)."""
@@ -330,7 +336,7 @@ class TorchRuntimeMixin:
 
     def choose_precision(self) -> PrecisionChoice:
         """At load: bf16 per the ``bf16`` setting, the CPU and (auto) an fp32-vs-bf16 answer check on
-        generated inputs; logged with the reason, kept on ``self.precision``."""
+        generated inputs, kept on ``self.precision`` with the reason (``choose_backend`` logs it)."""
         if self.settings.quantize != "none":
             self.precision = PrecisionChoice(False, f"{self.settings.quantize} quantized: no autocast")
             return self.precision
@@ -350,7 +356,6 @@ class TorchRuntimeMixin:
             if self.precision.bf16:
                 cast_linear_weights_bf16(self.shared.model)
             self.shared.precision = self.precision
-        self.log_precision()
         return self.precision
 
     def decide_bf16(self, backend: str, reference: Callable[[list[Any]], list[dict[str, Any]]],
@@ -367,9 +372,7 @@ class TorchRuntimeMixin:
         return remembered_bf16(key, mode, cpu_kind().native_bf16, agreement)
 
     def log_precision(self, **extra: Any) -> None:
-        log.info("precision of %s: %s", type(self).__name__, self.precision.reason,
-                 extra={"bf16": self.precision.bf16, "agreement": self.precision.agreement, "cpu": cpu_kind().kind,
-                        **extra})
+        log_precision(type(self).__name__, self.precision, **extra)
 
     def _load_shared(self, version_dir: Path, manifest: dict[str, Any],
                      loader: Callable[[Path], tuple[Any, Any]]) -> SharedModel:
@@ -436,6 +439,8 @@ class TorchRuntimeMixin:
         except BaseException:
             self.unload()  # release the shared model this load acquired
             raise
+        # one line for what serves the version and why (OpenVINO's reason includes torch's)
+        self.log_precision(**({"backend": "openvino"} if self.backend is not None else {}))
 
     def openvino_f32_pays(self) -> bool:
         """Under ``backend=auto``: torch serves this version in fp32 (bf16 refused by the check or the
@@ -481,7 +486,6 @@ class TorchRuntimeMixin:
             self.backend = engine(choice.bf16)
             self.precision = PrecisionChoice(choice.bf16, f"OpenVINO {self.backend.precision}: {choice.reason}",
                                              choice.agreement)
-        self.log_precision(backend="openvino")
 
     def unload(self) -> None:
         self.backend = None

@@ -6,7 +6,6 @@ Same-size images in a batch run as one tensor; other sizes run as their own grou
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,13 @@ from services.common.torch_shared import (
     PrecisionChoice,
     choose_bf16,
     cpu_kind,
+    log_precision,
     remembered_bf16,
     sequential_agreement,
     version_key,
 )
 
 TASK = TASKS["style"]
-log = logging.getLogger("loopline.precision")
 
 
 # an output image "agrees" when its pixels differ from fp32 by at most this mean (0-255 scale):
@@ -127,8 +126,7 @@ class StyleRuntime(ModelRuntime):
                 self.model, self._call = mixed()
         elif self.settings.bf16 != "off":
             self.precision = choose_bf16(self.settings.bf16, False)
-        log.info("precision of StyleRuntime: %s", self.precision.reason,
-                 extra={"bf16": self.precision.bf16, "agreement": self.precision.agreement, "cpu": cpu_kind().kind})
+        log_precision(type(self).__name__, self.precision)
 
     def _compiled(self, model: Any) -> Any:
         import tensorflow as tf

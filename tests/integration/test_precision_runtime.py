@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from services.common.tasks import get_task, task_settings
+from services.common.tasks import get_task
 from services.common.torch_shared import PrecisionChoice, cpu_kind
+from tests.fixtures import load_runtime, tiny_bench_version
 
 pytestmark = pytest.mark.integration
 
@@ -16,25 +17,18 @@ pytestmark = pytest.mark.integration
 def test_pre_cast_bf16_weights_answer_exactly_as_autocast(tmp_path: Path, task: str) -> None:
     import torch
 
-    from harness.bench.models import MODEL_OF_TASK, ModelSizes, ensure_registry
-
     if not cpu_kind().native_bf16:
         pytest.skip(f"no native bf16 on {cpu_kind().kind}: bf16 is never chosen here")
-    ensure_registry(tmp_path, ModelSizes.tiny(), (task,))
-    version_dir = tmp_path / MODEL_OF_TASK[task] / "1"
-    cls = get_task(task).runtime_class()
-
-    torch_only = {"backend": "torch"}  # the reference is torch's autocast, not OpenVINO (auto serves fp32 there)
-    fp32 = cls(task_settings(task, warmup=False, num_threads=1, bf16="off", **torch_only), Path("."))
-    fp32.load(version_dir, fp32.read_manifest(version_dir))
+    version_dir = tiny_bench_version(tmp_path, task)
+    # the reference is torch's autocast, not OpenVINO (auto serves fp32 there)
+    fp32 = load_runtime(task, version_dir, bf16="off", backend="torch")
     assert not fp32.precision.bf16 and "off" in fp32.precision.reason
     items = fp32.agreement_inputs(24)
     fp32.precision = PrecisionChoice(True, "autocast over fp32 weights")
     reference = fp32.predict(items)
     fp32.unload()
 
-    auto = cls(task_settings(task, warmup=False, num_threads=1, bf16="auto", bf16_check_inputs=24), Path("."))
-    auto.load(version_dir, auto.read_manifest(version_dir))
+    auto = load_runtime(task, version_dir, bf16="auto", bf16_check_inputs=24)
     try:
         assert auto.precision.agreement is not None  # the check ran
         if auto.precision.bf16:
@@ -48,15 +42,9 @@ def test_pre_cast_bf16_weights_answer_exactly_as_autocast(tmp_path: Path, task: 
 
 
 def test_style_auto_check_compares_images_and_refuses_beyond_one_percent(tmp_path: Path) -> None:
-    from harness.bench.models import MODEL_OF_TASK, ModelSizes, ensure_registry
-
     if not cpu_kind().native_bf16:
         pytest.skip(f"no native bf16 on {cpu_kind().kind}: the style check never runs here")
-    ensure_registry(tmp_path, ModelSizes.tiny(), ("style",))
-    version_dir = tmp_path / MODEL_OF_TASK["style"] / "1"
-    runtime = get_task("style").runtime_class()(task_settings("style", warmup=False, num_threads=1, bf16="auto",
-                                                              bf16_check_inputs=40), Path("."))
-    runtime.load(version_dir, runtime.read_manifest(version_dir))
+    runtime = load_runtime("style", tiny_bench_version(tmp_path, "style"), bf16="auto", bf16_check_inputs=40)
     try:
         share = runtime.precision.agreement
         assert share is not None  # the image check ran
@@ -70,10 +58,7 @@ def test_style_auto_check_compares_images_and_refuses_beyond_one_percent(tmp_pat
 def test_reloading_a_checked_version_reuses_its_decision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A rollback reloads a version the service dropped: its bf16 check already ran in this process,
     so the reload serves the same precision without checking a few hundred inputs again."""
-    from harness.bench.models import MODEL_OF_TASK, ModelSizes, ensure_registry
-
-    ensure_registry(tmp_path, ModelSizes.tiny(), ("qa",))
-    version_dir = tmp_path / MODEL_OF_TASK["qa"] / "1"
+    version_dir = tiny_bench_version(tmp_path, "qa")
     cls = get_task("qa").runtime_class()
     checks: list[int] = []
     original = cls.agreement_inputs
@@ -81,8 +66,7 @@ def test_reloading_a_checked_version_reuses_its_decision(tmp_path: Path, monkeyp
 
     decisions = []
     for _ in range(2):
-        runtime = cls(task_settings("qa", warmup=False, num_threads=1, bf16="auto", bf16_check_inputs=24), Path("."))
-        runtime.load(version_dir, runtime.read_manifest(version_dir))
+        runtime = load_runtime("qa", version_dir, bf16="auto", bf16_check_inputs=24)
         decisions.append(runtime.precision)
         runtime.unload()  # the shared model is dropped: the second load reads the weights again
     first, second = decisions
@@ -91,3 +75,19 @@ def test_reloading_a_checked_version_reuses_its_decision(tmp_path: Path, monkeyp
         assert checks == [24] and "remembered" in second.reason and "remembered" not in first.reason
     else:
         assert checks == [] and "no native bf16" in second.reason
+
+
+@pytest.mark.parametrize("task", ["qa", "style"])
+def test_every_runtime_logs_one_precision_line_with_its_reason(tmp_path: Path, task: str,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """Torch runtimes and the Keras style runtime write the same ``precision of <Runtime>`` record."""
+    caplog.set_level("INFO", logger="loopline.precision")
+    runtime = load_runtime(task, tiny_bench_version(tmp_path, task), bf16="off")
+    try:
+        records = [r for r in caplog.records if r.name == "loopline.precision" and "precision of" in r.getMessage()]
+        assert len(records) == 1, [r.getMessage() for r in records]
+        record = records[0]
+        assert record.getMessage() == f"precision of {type(runtime).__name__}: {runtime.precision.reason}"
+        assert record.bf16 is False and record.cpu == cpu_kind().kind and hasattr(record, "agreement")
+    finally:
+        runtime.unload()
