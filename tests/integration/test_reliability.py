@@ -68,9 +68,11 @@ def test_overload_rejects_quickly_with_retry_after_and_recovers(module_data: Pat
         # CI machine this test only proves rejections do not queue behind the work (seconds, not minutes)
         p50 = percentile([dt for dt, _ in rejected], 50)
         print(f"rejections: p50 {p50:.3f}s p99 {p99:.3f}s over {len(rejected)}")
-        # p50 was 0.24 s even on a quiet machine with these 30 KB bodies (a fresh httpx client per call
-        # and the unread body; small bodies in `loopline soak` reject in milliseconds) and 0.54 s in
-        # two CI runs: the bound is 1 s, still far below a request that waited for the work
+        # p50 was 0.24 s here and 0.54 s in two CI runs. Not the unread 30 KB body: a bare uvicorn app
+        # answering 503 without reading it takes 0.5 ms with a reused httpx client and ~22 ms with a fresh
+        # one (each builds an SSL context); the rest is ten such clients and the busy QA service sharing
+        # two cores (small bodies in `loopline soak` reject in milliseconds). The bound is 1 s, still far
+        # below a request that waited for the work
         assert p50 < 1.0 and p99 is not None and p99 < 3.0, f"rejections must be immediate: p50 {p50:.3f}s p99 {p99:.3f}s"
         ok = httpx.post(gw.url + "/v1/qa", json={"question": "q", "context": "c"}, timeout=30)
         assert ok.status_code == 200, "recovers by itself once the load drops"
