@@ -150,6 +150,9 @@ class TorchSettings(PrecisionSettings):
                             "installed (torch fp32's answers, faster; costs a conversion at load and a second "
                             "copy of the weights in memory), else torch fp32; torch; or openvino (pip install "
                             "'loopline[openvino]'; bf16 per the bf16 setting and its agreement check)")
+    openvino_cache: bool = Field(
+        True, description="keep each version's OpenVINO conversion under <registry>/.openvino-cache (sha256-checked) "
+                          "so a reload, a rollback or a new replica reads it instead of converting again")
 
 
 class ServiceEndpoint(BaseSettings):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -18,6 +19,22 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("loopline.precision")
+OPENVINO_CACHE = ".openvino-cache"  # in the registry's root: the registry lists only model directories
+
+
+@functools.cache
+def _code_digest(runtime_cls: type) -> str:
+    """sha256 of the sources that build and convert a runtime's networks: its module, this one and
+    the OpenVINO backend's (any change to them makes earlier conversions stale)."""
+    import inspect
+    import sys
+
+    from . import openvino_backend
+
+    digest = hashlib.sha256()
+    for module in (sys.modules[runtime_cls.__module__], sys.modules[__name__], openvino_backend):
+        digest.update(Path(inspect.getfile(module)).read_bytes())
+    return digest.hexdigest()
 _lock = threading.Lock()
 _shared: dict[str, SharedModel] = {}
 
@@ -321,6 +338,7 @@ class TorchRuntimeMixin:
     settings: Any
     precision: PrecisionChoice = PrecisionChoice(False, "not loaded")
     version: tuple[str, str] | None = None  # version_key of the loaded version
+    weights_identity: list[dict[str, str]] | None = None  # its files' sha256 (and its base's, for an adapter)
     backend: Any = None  # an OpenVINO engine serving this version (``choose_backend``), else None: torch
 
     @staticmethod
@@ -383,12 +401,15 @@ class TorchRuntimeMixin:
             model, extra = loader(path)
             return (quantize_int8(model) if quantize else model), extra
 
+        self.weights_identity = [manifest.get("files", {})]
         if manifest.get("kind") == "lora-adapter":
             if quantize:
                 raise ValueError("a LoRA adapter version cannot be served with quantize=int8 (peft needs float Linear layers)")
             from .runtime import ModelRuntime
 
-            self.shared = acquire(ModelRuntime.base_dir(version_dir, manifest), load)
+            base_dir = ModelRuntime.base_dir(version_dir, manifest)
+            self.weights_identity.append(ModelRuntime.read_manifest(base_dir).get("files", {}))
+            self.shared = acquire(base_dir, load)
             self.adapter = f"{manifest['model']}-v{manifest['version']}"
             with _lock:
                 self.shared.add_adapter(self.adapter, Path(version_dir))
@@ -441,6 +462,26 @@ class TorchRuntimeMixin:
             raise
         # one line for what serves the version and why (OpenVINO's reason includes torch's)
         self.log_precision(**({"backend": "openvino"} if self.backend is not None else {}))
+
+    def openvino_cache_entry(self, network: str) -> Path | None:
+        """Where ``convert_cached`` keeps this version's conversion of ``network``:
+        ``<registry>/.openvino-cache/<digest>``, the digest covering the weights (the sha256 of each
+        file of the version, and of its base for a LoRA adapter), the code that builds and converts
+        the network and the torch, transformers and OpenVINO versions. None when the
+        ``openvino_cache`` setting is off."""
+        if not self.settings.openvino_cache or self.version is None:
+            return None
+        import json
+
+        import openvino
+        import torch
+        import transformers
+
+        material = {"task": self.task, "network": network,  # type: ignore[attr-defined]
+                    "weights": self.weights_identity, "code": _code_digest(type(self)),
+                    "versions": [torch.__version__, transformers.__version__, openvino.__version__]}
+        digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
+        return Path(self.version[0]).parent.parent / OPENVINO_CACHE / f"{self.task}-{network}-{digest}"  # type: ignore[attr-defined]
 
     def openvino_f32_pays(self) -> bool:
         """Under ``backend=auto``: torch serves this version in fp32 (bf16 refused by the check or the

@@ -129,8 +129,8 @@ class QaRuntime(TorchRuntimeMixin, ModelRuntime):
         example = self.tokenizer(["what is it?", "what is the warm-up?"], ["it is a warm-up sentence."] * 2,
                                  padding="longest", return_tensors="pt")
         with self.shared.using(self.adapter) as model:
-            ov_model = ovb.convert(ovb.outputs_of(model, names, ("start_logits", "end_logits")),
-                                   [example[n] for n in names])
+            ov_model = ovb.convert_cached(ovb.outputs_of(model, names, ("start_logits", "end_logits")),
+                                          [example[n] for n in names], self.openvino_cache_entry("encoder"))
         threads = self.settings.num_threads
         return lambda bf16: ovb.compile_encoder(ov_model, names, threads, bf16)
 

@@ -8,6 +8,7 @@ greedy answer. It lies in [0, 1] and does not shrink just because an answer is l
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -203,13 +204,16 @@ def blip_examples(parts: tuple[Any, Any, Any], tokenizer: Any, image_side: int) 
     return (pixels,), (text["input_ids"], text["attention_mask"], image), (answer, questions)
 
 
-def convert_blip(model: Any, tokenizer: Any, image_side: int, threads: int) -> Any:
-    """``model`` (its adapter active, if any) in OpenVINO; returns ``compile(bf16)`` -> ``CompiledBlip``."""
+def convert_blip(model: Any, tokenizer: Any, image_side: int, threads: int,
+                 cache: Callable[[str], Path | None] = lambda network: None) -> Any:
+    """``model`` (its adapter active, if any) in OpenVINO; returns ``compile(bf16)`` -> ``CompiledBlip``.
+    ``cache(network)``: where ``convert_cached`` keeps each of the three conversions (None: nowhere)."""
     from services.common import openvino_backend as ovb
 
     parts = blip_parts(model)
-    converted = [ovb.convert(part, example)
-                 for part, example in zip(parts, blip_examples(parts, tokenizer, image_side), strict=True)]
+    converted = [ovb.convert_cached(part, example, cache(network))
+                 for part, example, network in zip(parts, blip_examples(parts, tokenizer, image_side),
+                                                   ("vision", "question", "decoder"), strict=True)]
 
     def compile_for(bf16: bool | None) -> CompiledBlip:
         parts = [ovb.compile_encoder(m, names, threads, bf16)
@@ -257,7 +261,8 @@ class VqaRuntime(TorchRuntimeMixin, ModelRuntime):
             raise ValueError(f"LOOPLINE_VQA_BACKEND=openvino cannot serve this version: {differs}; "
                              "use LOOPLINE_VQA_BACKEND=torch or auto")
         with self.shared.using(self.adapter) as model:
-            return convert_blip(model, self.processor.tokenizer, self.image_side, self.settings.num_threads)
+            return convert_blip(model, self.processor.tokenizer, self.image_side, self.settings.num_threads,
+                                self.openvino_cache_entry)
 
     def agreement_inputs(self, count: int) -> list[tuple[Any, str]]:
         """Shapes-world scenes and questions (services/world/shapes.py), prepared as requests are."""
