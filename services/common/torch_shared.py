@@ -35,6 +35,8 @@ def _code_digest(runtime_cls: type) -> str:
     for module in (sys.modules[runtime_cls.__module__], sys.modules[__name__], openvino_backend):
         digest.update(Path(inspect.getfile(module)).read_bytes())
     return digest.hexdigest()
+
+
 _lock = threading.Lock()
 _shared: dict[str, SharedModel] = {}
 
