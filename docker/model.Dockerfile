@@ -2,9 +2,10 @@
 # A "model image": one registry version packed into an image, for clusters without shared
 # storage. Its default command copies the version into the registry volume, so it runs
 # as an init container (see `model_images` in ansible/roles/app/defaults/main.yml).
-# The build context is the registry itself:
+# The build context is that one version's directory (not the whole registry: other versions and
+# the services' .openvino-cache would be sent to the builder for nothing):
 #   docker build -f docker/model.Dockerfile --build-arg MODEL=qa-extractive \
-#     --build-arg VERSION=1 -t loopline/model-qa-extractive:1 data/registry
+#     --build-arg VERSION=1 -t loopline/model-qa-extractive:1 data/registry/qa-extractive/1
 FROM busybox:1.36.1
 ARG MODEL
 ARG VERSION
@@ -12,7 +13,7 @@ LABEL org.opencontainers.image.title="loopline model ${MODEL} v${VERSION}"
 ENV LOOPLINE_MODEL=${MODEL} LOOPLINE_MODEL_VERSION=${VERSION} LOOPLINE_REGISTRY_DIR=/data/registry
 # owned by the uid that runs the copy: the registry writes its files 0600, so a root-owned copy
 # would be unreadable to the uid-10001 init container
-COPY --chown=10001:0 ${MODEL}/${VERSION} /models/${MODEL}/${VERSION}
+COPY --chown=10001:0 . /models/${MODEL}/${VERSION}
 USER 10001
 HEALTHCHECK NONE
 # Copy under a temporary name and rename (a reader never sees half a version); an existing

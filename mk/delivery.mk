@@ -76,7 +76,7 @@ images: $(if $(filter podman,$(IMAGE_BUILDER)),base-image) ## build every servic
 model-image: ## pack one registry version into an image: make model-image MODEL=qa-extractive VERSION=1 [REGISTRY_DIR=data/registry]
 	@test -n "$(VERSION)" || { echo "set VERSION (and MODEL)"; exit 2; }
 	$(if $(filter podman,$(MODEL_IMAGE_ENGINE)),$(ENGINE) podman,docker) build -f docker/model.Dockerfile --build-arg MODEL=$(MODEL) --build-arg VERSION=$(VERSION) \
-	  -t $(IMAGE_REGISTRY)/model-$(MODEL):$(VERSION) $(REGISTRY_DIR)
+	  -t $(IMAGE_REGISTRY)/model-$(MODEL):$(VERSION) $(REGISTRY_DIR)/$(MODEL)/$(VERSION)
 
 eval-gate: models ## CI: evaluation gate on the sample data (non-zero exit blocks the release)
 	$(EVAL_GATE_CMD)

@@ -136,10 +136,11 @@ def test_model_image_copies_one_registry_version() -> None:
     assert {"MODEL", "VERSION"} <= args
     copies = [a for i, a in ins if i == "COPY"]
     # owned by the init container's uid: registry files are 0600
-    assert copies == ["--chown=10001:0 ${MODEL}/${VERSION} /models/${MODEL}/${VERSION}"]
+    assert copies == ["--chown=10001:0 . /models/${MODEL}/${VERSION}"]
     users = [a for i, a in ins if i == "USER"]
     assert users and users[-1] != "0"
-    # its build context is the registry (make model-image)
+    # its build context is that one version's directory, not the registry with every other version
+    # and the services' .openvino-cache (make model-image)
     dry = run(["make", "-n", "model-image", "MODEL=qa-extractive", "VERSION=1"])
     assert dry.returncode == 0, dry.stderr
-    assert "-f docker/model.Dockerfile" in dry.stdout and dry.stdout.rstrip().endswith("data/registry")
+    assert "-f docker/model.Dockerfile" in dry.stdout and dry.stdout.rstrip().endswith("data/registry/qa-extractive/1")
