@@ -18,7 +18,6 @@ converted again.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
@@ -28,6 +27,8 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from .registry import sha256_file
 
 log = logging.getLogger("loopline.openvino")
 CACHED_FILES = ("model.xml", "model.bin")
@@ -80,14 +81,6 @@ def convert(module: Any, example: Sequence[Any]) -> Any:
         return ov.convert_model(module, example_input=tuple(example))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def convert_cached(module: Any, example: Sequence[Any], entry: Path | None) -> Any:
     """``convert(module, example)``, kept in the directory ``entry`` (None: no cache). ``entry``'s
     name must identify everything the conversion depends on (weights, code, library versions):
@@ -113,7 +106,7 @@ def read_cached(entry: Path) -> Any:
     try:
         expected = json.loads(digests.read_text())
         for name in CACHED_FILES:
-            if _sha256(entry / name) != expected[name]:
+            if sha256_file(entry / name) != expected[name]:
                 raise ValueError(f"{name} does not match its sha256")
         model = ov.Core().read_model(str(entry / "model.xml"))
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
@@ -147,7 +140,7 @@ def write_cached(entry: Path, model: Any) -> None:
     try:
         tmp.mkdir(parents=True)
         ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=False)
-        (tmp / "sha256.json").write_text(json.dumps({n: _sha256(tmp / n) for n in CACHED_FILES}))
+        (tmp / "sha256.json").write_text(json.dumps({n: sha256_file(tmp / n) for n in CACHED_FILES}))
         try:
             os.rename(tmp, entry)
         except OSError:

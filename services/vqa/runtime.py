@@ -249,10 +249,11 @@ class VqaRuntime(TorchRuntimeMixin, ModelRuntime):
     def openvino_f32_pays(self) -> bool:
         """As for every torch runtime, and only when the greedy loop gives ``generate``'s answers."""
         assert self.shared is not None
-        differs = greedy_loop_differs(self.shared.model)
-        if differs is not None and super().openvino_f32_pays():
+        pays = super().openvino_f32_pays()
+        differs = greedy_loop_differs(self.shared.model) if pays else None
+        if differs is not None:
             log.info("VQA stays on torch: %s", differs)
-        return differs is None and super().openvino_f32_pays()
+        return pays and differs is None
 
     def _convert_openvino(self) -> Any:
         assert self.shared is not None
