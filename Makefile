@@ -5,7 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip
 LOOPLINE := $(BIN)/loopline
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+# every install takes its versions and hashes from the lock (make lock regenerates it)
+LOCK := requirements.lock
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 # torch is PyTorch's CPU build, pinned with its +cpu label: a plain torch==2.13.0 from PyPI is the
 # CUDA build with gigabytes of NVIDIA libraries. From PyTorch's CPU index by default, or from a
@@ -15,23 +17,33 @@ TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
 TORCH_WHEEL_DIR ?= $(patsubst %/,%,$(dir $(firstword $(wildcard $(addsuffix /torch-2.13.0+cpu-*.whl,$(shell pip config get global.find-links 2>/dev/null))))))
 
 .DEFAULT_GOAL := help
-.PHONY: help install sysdeps models up test test-unit test-integration test-e2e test-deploy lint bench soak clean
+.PHONY: help install lock sysdeps models up test test-unit test-integration test-e2e test-deploy lint bench soak clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	# torch first, the CPU build: any other spec pulls a multi-GB CUDA build
-	$(PIP) install -q $(if $(TORCH_WHEEL_DIR),--find-links $(TORCH_WHEEL_DIR),--extra-index-url $(TORCH_INDEX_URL)) 'torch==2.13.0+cpu'
-	$(PIP) install -q -e '.[all,dev,bench]'
+	@PYTHONPATH=. $(BIN)/python -c 'import services.ops.lockfile as l, pathlib as p; d = l.digest(p.Path("pyproject.toml")); \
+	  assert d in p.Path("$(LOCK)").read_text(), "pyproject.toml changed since $(LOCK) was generated: run make lock"'
+	# the locked installer, then exactly the lock (every extra: all, dev, bench), each file checked
+	# against its sha256, whatever the index serves today; torch is the lock's CPU build, from the
+	# wheel folder or PyTorch's CPU index (any other source pulls a multi-GB CUDA build)
+	awk '/^pip==/{p=1;print;next} p&&/^ /{print;next} {p=0}' $(LOCK) > $(VENV)/pip.lock && $(PIP) install -q --require-hashes --no-deps -r $(VENV)/pip.lock
+	$(PIP) install -q --require-hashes --no-deps $(if $(TORCH_WHEEL_DIR),--find-links $(TORCH_WHEEL_DIR),--extra-index-url $(TORCH_INDEX_URL)) -r $(LOCK)
+	$(PIP) install -q --no-deps -e .
+	$(PIP) check
 	@rm -f $(VENV)/.installed-*; touch $@
 
-install: $(STAMP) ## create .venv and install Loopline with every extra
+install: $(STAMP) ## create .venv and install Loopline with every extra, at the versions of requirements.lock
 
-SYSDEPS := chromium docker-compose groovy podman runc debootstrap netavark aardvark-dns fuse-overlayfs
-sysdeps: ## Debian packages the checks need (chromium, docker-compose, groovy, podman, runc, debootstrap); skipped when present
+lock: ## regenerate requirements.lock (hashes) from pyproject.toml with pip-tools; commit both together
+	PY=$(PY) TORCH_WHEEL_DIR=$(TORCH_WHEEL_DIR) TORCH_INDEX_URL=$(TORCH_INDEX_URL) scripts/lock_dependencies.sh
+
+# every system program the tests, make targets and scripts run (tests/unit/test_sysdeps.py checks it)
+SYSDEPS := chromium docker-compose groovy openjdk-17-jre-headless podman runc catatonit debootstrap netavark \
+  aardvark-dns fuse-overlayfs curl git
+sysdeps: ## Debian packages the tests and scripts run (the SYSDEPS list); skipped when present
 	@missing=""; for p in $(SYSDEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

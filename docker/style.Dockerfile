@@ -21,11 +21,19 @@ RUN useradd --system --uid 10001 --gid 0 --home-dir /tmp --no-create-home --shel
  && mkdir -p /data /var/log/loopline \
  && chown 10001:0 /data /var/log/loopline \
  && python -m venv /opt/venv
-# the dependencies of the extras only (a stub package stands for the code), so a code change
-# does not reinstall them
+# every pip install below takes its versions and sha256 hashes from the lock (`make lock`), the
+# installer first, from its own lines (an older pip checks hashes only on requirements, not on
+# constraints): the same versions on every build, whatever the index serves that day
+COPY requirements.lock services/ops/lockfile.py /etc/loopline/
+# hadolint ignore=DL3013
+RUN awk '/^pip==/{p=1;print;next} p&&/^ /{print;next} {p=0}' /etc/loopline/requirements.lock > /tmp/pip.lock \
+ && pip install --require-hashes --no-deps -r /tmp/pip.lock && rm /tmp/pip.lock \
+ && pip install -c /etc/loopline/requirements.lock setuptools
+# the extra's requirements only (read from pyproject.toml, at the lock's versions), so a code
+# change does not reinstall them
 COPY pyproject.toml /src/pyproject.toml
-RUN mkdir -p /src/services && touch /src/services/__init__.py /src/README.md \
- && pip install "/src[style]" && pip uninstall -y loopline && rm -rf /src
+RUN python /etc/loopline/lockfile.py requirements /src/pyproject.toml style > /src/requirements.txt \
+ && pip install -c /etc/loopline/requirements.lock -r /src/requirements.txt && rm -rf /src
 COPY pyproject.toml README.md /src/
 COPY services /src/services
 RUN pip install --no-deps /src && rm -rf /src

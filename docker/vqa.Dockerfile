@@ -21,6 +21,14 @@ RUN useradd --system --uid 10001 --gid 0 --home-dir /tmp --no-create-home --shel
  && mkdir -p /data /var/log/loopline \
  && chown 10001:0 /data /var/log/loopline \
  && python -m venv /opt/venv
+# every pip install below takes its versions and sha256 hashes from the lock (`make lock`), the
+# installer first, from its own lines (an older pip checks hashes only on requirements, not on
+# constraints): the same versions on every build, whatever the index serves that day
+COPY requirements.lock services/ops/lockfile.py /etc/loopline/
+# hadolint ignore=DL3013
+RUN awk '/^pip==/{p=1;print;next} p&&/^ /{print;next} {p=0}' /etc/loopline/requirements.lock > /tmp/pip.lock \
+ && pip install --require-hashes --no-deps -r /tmp/pip.lock && rm /tmp/pip.lock \
+ && pip install -c /etc/loopline/requirements.lock setuptools
 # PyTorch's CPU build, pinned with its +cpu label: a plain torch==2.13.0 from PyPI is the CUDA
 # build with gigabytes of NVIDIA libraries. Default source: PyTorch's CPU wheel index. Offline,
 # a wheel folder bind-mounted at build time instead (scripts/deploy_images.sh does this):
@@ -28,19 +36,19 @@ RUN useradd --system --uid 10001 --gid 0 --home-dir /tmp --no-create-home --shel
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG TORCH_WHEELS=
 # C++ headers (62 MB) serve only extension builds, and the images have no compiler
-RUN PIP_EXTRA_INDEX_URL="$TORCH_INDEX_URL" PIP_FIND_LINKS="$TORCH_WHEELS" pip install "torch==2.13.0+cpu" \
+RUN PIP_EXTRA_INDEX_URL="$TORCH_INDEX_URL" PIP_FIND_LINKS="$TORCH_WHEELS" pip install -c /etc/loopline/requirements.lock "torch==2.13.0+cpu" \
  && rm -rf /opt/venv/lib/python3.11/site-packages/torch/include
-# the dependencies of the extras only (a stub package stands for the code), so a code change
-# does not reinstall them; the vqa extra is exactly the torch extra, and naming it so gives vqa,
+# the extra's requirements only (read from pyproject.toml, at the lock's versions), so a code
+# change does not reinstall them; the vqa extra is exactly the torch extra, and naming it so gives vqa,
 # qa and finetune one shared layer (tests/deploy checks the extras still agree)
 COPY pyproject.toml /src/pyproject.toml
-RUN mkdir -p /src/services && touch /src/services/__init__.py /src/README.md \
- && pip install "/src[torch]" && pip uninstall -y loopline && rm -rf /src
+RUN python /etc/loopline/lockfile.py requirements /src/pyproject.toml torch > /src/requirements.txt \
+ && pip install -c /etc/loopline/requirements.lock -r /src/requirements.txt && rm -rf /src
 # OpenVINO, one layer shared with qa: LOOPLINE_VQA_BACKEND=auto (the default) serves a version on
 # OpenVINO f32 when torch would serve it in fp32 (the same answers, faster; README, Performance)
 COPY pyproject.toml /src/pyproject.toml
-RUN mkdir -p /src/services && touch /src/services/__init__.py /src/README.md \
- && pip install "/src[openvino]" && pip uninstall -y loopline && rm -rf /src
+RUN python /etc/loopline/lockfile.py requirements /src/pyproject.toml openvino > /src/requirements.txt \
+ && pip install -c /etc/loopline/requirements.lock -r /src/requirements.txt && rm -rf /src
 COPY pyproject.toml README.md /src/
 COPY services /src/services
 RUN pip install --no-deps /src && rm -rf /src

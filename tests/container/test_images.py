@@ -57,6 +57,18 @@ def test_no_nvidia_package_in_any_image(packages, name) -> None:
         assert "torch" not in packages[name], f"{name} does not need torch"
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_image_holds_exactly_the_locked_versions(packages, name) -> None:
+    """Every distribution in an image is the lock's version (requirements.lock, `make lock`)."""
+    from services.ops import lockfile
+
+    pins = lockfile.parse_lock(REPO / "requirements.lock")
+    held = {lockfile.canonical(p): v for p, v in packages[name].items() if lockfile.canonical(p) != "loopline"}
+    differ = {p: (v, pins.get(p, ("not locked",))[0]) for p, v in held.items() if pins.get(p, (None,))[0] != v}
+    assert not differ, f"{name}: image version vs lock: {differ}"
+    assert packages[name]["loopline"] == "0.1.0"
+
+
 def test_elasticsearch_client_major_matches_the_8x_server(packages) -> None:
     for name in ("gateway", "watchdog", "finetune", "finetune-full"):
         version = packages[name].get("elasticsearch")

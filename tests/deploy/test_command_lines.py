@@ -134,14 +134,17 @@ def test_a_wrong_option_or_command_is_caught() -> None:
 
 @pytest.mark.parametrize("wheel_dir", ["", "/srv/wheels"])
 def test_make_install_asks_for_the_cpu_torch_build(wheel_dir: str) -> None:
-    """A plain ``torch==2.13.0`` is the CUDA build on a normal machine: install pins the +cpu
-    build, from PyTorch's CPU index or from a wheel folder."""
+    """A plain ``torch==2.13.0`` is the CUDA build on a normal machine: install takes the lock's
+    +cpu build, hash-checked, from PyTorch's CPU index or from a wheel folder."""
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     done = subprocess.run(["make", "-n", "-W", "pyproject.toml", "install", f"TORCH_WHEEL_DIR={wheel_dir}"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    torch_lines = [line for line in done.stdout.splitlines() if "pip install" in line and "torch" in line]
+    torch_lines = [line for line in done.stdout.splitlines()
+                   if "pip install" in line and ("torch" in line or "-r requirements.lock" in line)]
     assert len(torch_lines) == 1, done.stdout
-    assert "'torch==2.13.0+cpu'" in torch_lines[0]
+    assert "--require-hashes" in torch_lines[0] and "--no-deps" in torch_lines[0]
+    locked = (ROOT / "requirements.lock").read_text()
+    assert "\ntorch==2.13.0+cpu \\\n    --hash=sha256:" in locked, "the lock must pin the CPU build, with its hash"
     expected = f"--find-links {wheel_dir}" if wheel_dir else "--extra-index-url https://download.pytorch.org/whl/cpu"
     assert expected in torch_lines[0], torch_lines[0]
