@@ -29,7 +29,7 @@ def wait_ready(client: httpx.Client, deadline: float) -> None:
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            response = client.get("/readyz")
+            response = client.get("/readyz", params={"all": "true"})
             if response.status_code == 200:
                 return
             last = f"HTTP {response.status_code}: {response.text[:300]}"

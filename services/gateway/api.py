@@ -36,16 +36,27 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["health"], summary="Ready when every backend is ready; 503 names the others")
-async def readyz(request: Request) -> JSONResponse:
-    missing = await core_of(request).not_ready()
-    if missing:
-        names = ", ".join(sorted(missing))
-        return JSONResponse({"status": "not ready", "not_ready": missing,
+@router.get("/readyz", tags=["health"],
+            summary="Ready when the gateway itself can serve; ?all=true: only when every backend is ready too")
+async def readyz(request: Request,
+                 every: bool = Query(False, alias="all", description="503 unless every backend is ready")) -> JSONResponse:
+    core = core_of(request)
+    # a Kubernetes readiness probe uses the plain form: one backend without ready pods must not take
+    # the UI, feedback and the other tasks out of the Service, so backends are reported, not required
+    own = await core.run_io(core.own_problem)
+    missing = await core.not_ready()
+    backends = {task: missing.get(task, "ready") for task in core.backends}
+    body: dict[str, Any] = {"backends": backends, "event_store": core.store.health()}
+    problems = {"gateway": own} if own else {}
+    if every:
+        problems.update(missing)
+    if problems:
+        names = ", ".join(sorted(problems))
+        return JSONResponse({"status": "not ready", "not_ready": problems, **body,
                              "error": {"code": "not_ready", "message": f"not ready: {names}"}},
                             status_code=503, headers={"Retry-After": "2"})
     # inference does not need the event store: a store outage is reported, not a reason to stop serving
-    return JSONResponse({"status": "ready", "event_store": core_of(request).store.health()})
+    return JSONResponse({"status": "ready", **body})
 
 
 @router.post("/v1/vqa", tags=["inference"], response_model=VqaResponse, summary="Ask a question about an image",

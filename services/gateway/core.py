@@ -189,6 +189,15 @@ class GatewayCore:
         return str(feedback_id)
 
     # -- readiness --------------------------------------------------------------------------
+    def own_problem(self) -> str | None:
+        """Why this gateway cannot serve by itself (None when it can): the registry must be readable."""
+        try:
+            if self.registry.root.exists():
+                next(self.registry.root.iterdir(), None)
+        except OSError:
+            return "registry not readable"
+        return None
+
     async def not_ready(self) -> dict[str, str]:
         async def probe(task: str, backend: Backend) -> tuple[str, str | None]:
             try:

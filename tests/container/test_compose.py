@@ -71,7 +71,7 @@ def stack(built_images: str) -> Iterator[Stack]:
     started = time.monotonic()
     try:
         s.compose("up", "-d", "--no-build", timeout=1200)
-        wait_for(lambda: httpx.get(f"{s.gateway}/readyz", timeout=5).status_code == 200, timeout=600, interval=3,
+        wait_for(lambda: httpx.get(f"{s.gateway}/readyz?all=true", timeout=5).status_code == 200, timeout=600, interval=3,
                  what="gateway /readyz through the published port")
         print(f"compose: stack ready in {time.monotonic() - started:.0f}s")
         yield s

@@ -188,8 +188,11 @@ def test_breaker_opens_fast_and_closes_when_backend_returns(stack) -> None:
         statuses.append(r.status_code)
     assert set(statuses) == {503}
     assert "Retry-After" in r.headers and max(durations[3:]) < 0.5, "open breaker answers at once"
-    ready = httpx.get(stack.url + "/readyz")
+    ready = httpx.get(stack.url + "/readyz", params={"all": "true"})
     assert ready.status_code == 503 and "qa" in ready.json()["not_ready"]
+    own = httpx.get(stack.url + "/readyz")  # what the Kubernetes probe asks: the gateway itself still serves
+    assert own.status_code == 200 and own.json()["backends"]["qa"] != "ready", own.text
+    assert own.json()["backends"]["vqa"] == "ready"
     qa.start().wait_ready()
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -198,7 +201,7 @@ def test_breaker_opens_fast_and_closes_when_backend_returns(stack) -> None:
             break
         time.sleep(0.2)
     assert r.status_code == 200, "the breaker closed again"
-    assert httpx.get(stack.url + "/readyz").status_code == 200
+    assert httpx.get(stack.url + "/readyz", params={"all": "true"}).status_code == 200
 
 
 def test_gateway_metrics_docs_and_ui(stack) -> None:

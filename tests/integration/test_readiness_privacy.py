@@ -42,7 +42,10 @@ def test_public_readyz_names_the_backend_not_the_exception(data_dir: Path, tmp_p
         closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
         gateway = start_service("gateway", data_dir, tmp_path, LOOPLINE_QA_URL=qa.url, LOOPLINE_VQA_URL=closed,
                                 LOOPLINE_STYLE_URL=closed, LOOPLINE_ADMIN_TOKEN=ADMIN_TOKEN).wait_ready(path="/healthz")
-        r = httpx.get(gateway.url + "/readyz", timeout=10)
+        own = httpx.get(gateway.url + "/readyz", timeout=10)
+        assert own.status_code == 200, "no backend ready, yet the gateway itself serves (UI, feedback, models)"
+        assert own.json()["backends"]["vqa"] == "unreachable" and MARKER not in own.text
+        r = httpx.get(gateway.url + "/readyz", params={"all": "true"}, timeout=10)
         assert r.status_code == 503
         public = r.json()
         assert "qa" in public["not_ready"] and "qa-broken" in public["not_ready"]["qa"]

@@ -31,7 +31,7 @@ def test_up_serves_refuses_a_second_start_and_stops_cleanly(data_dir: Path, tmp_
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
-                if httpx.get(gateway + "/readyz", timeout=2).status_code == 200:
+                if httpx.get(gateway + "/readyz?all=true", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

@@ -36,7 +36,7 @@ function route() {
 async function checkHealth() {
   const line = document.getElementById("health");
   try {
-    await api("/readyz");
+    await api("/readyz?all=true");
     line.dataset.state = "ready";
     line.textContent = "All services ready";
   } catch (err) {
