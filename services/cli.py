@@ -161,8 +161,8 @@ def register_optional_commands() -> None:
     """Commands whose modules carry heavy imports register themselves lazily."""
     import importlib
 
-    for module in ("services.finetune.cli", "services.watchdog.cli", "harness.bench.cli", "harness.reliability.cli",
-                   "harness.drift.cli"):
+    for module in ("services.finetune.cli", "services.watchdog.cli", "services.gateway.cli", "harness.bench.cli",
+                   "harness.reliability.cli", "harness.drift.cli", "harness.redteam.cli"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

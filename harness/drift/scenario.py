@@ -11,8 +11,10 @@
    its share without being worse.
 4. Accuracy is measured again on the same held-out inputs (after).
 
-With ``poisoned`` the corrections are shuffled across the world's answers: the gate must
-refuse the job and production must stay where it was.
+The corrections come from three users, so anonymous corrections reach the default quorum
+(docs/threat-model.md). With ``poisoned`` the corrections are shuffled across the world's
+answers and a careless reviewer accepts every pending group: the gate must refuse the job
+and production must stay where it was.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from services.world import shapes
 MODEL = "vqa-blip"
 ADMIN_TOKEN = "drift-demo-admin-token-0123456789"
 DRIFT_COLOR = "pink"
+USERS = 3  # distinct users who send the corrections (the default quorum)
 SIZES = {"feedback": 48, "shifted_heldout": 60, "world": 120}
 SEEDS = {"feedback": 101, "shifted_heldout": 202, "world": 303, "poison": 404}
 Log = Callable[[str], None]
@@ -154,11 +157,15 @@ def run_drift(data_dir: Path, *, poisoned: bool = False, log: Log = print, job_t
             bad = 0
             for answer, row, correction in zip(answers, inputs.feedback, corrections, strict=True):
                 if answer["answer"] != row["answer"]:
+                    # several users: an anonymous correction trains once enough distinct senders agree
                     r = client.post("/v1/feedback", json={"request_id": answer["request_id"], "rating": "bad",
-                                                          "correction": correction})
+                                                          "correction": correction},
+                                    headers={"X-Client-Id": f"user-{bad % USERS}"})
                     r.raise_for_status()
                     bad += 1
-            result["feedback"] = {"requests": len(answers), "bad_with_correction": bad}
+            if poisoned:  # a careless reviewer accepts every pending group: only the gate stands in the way
+                result["reviewed"] = accept_all_pending(client)
+            result["feedback"] = {"requests": len(answers), "bad_with_correction": bad, "users": USERS}
             log(f"feedback: {bad} of {len(answers)} shifted answers rated bad with a "
                 f"{'shuffled' if poisoned else 'right'} correction")
 
@@ -193,6 +200,20 @@ def run_drift(data_dir: Path, *, poisoned: bool = False, log: Log = print, job_t
                               for k in ("shifted", "world")} if "after" in result else None
     result["seconds"] = round(time.monotonic() - started, 1)
     return result
+
+
+def accept_all_pending(client: httpx.Client) -> int:
+    """Accept every group of pending corrections with the admin key; how many corrections."""
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    found = client.get("/v1/feedback/groups", params={"state": "pending", "model": MODEL}, headers=headers)
+    found.raise_for_status()
+    accepted = 0
+    for group in found.json()["groups"]:
+        r = client.post("/v1/feedback/review", json={"action": "accept", "group": group["group"],
+                                                     "reason": "drift demo: a careless reviewer"}, headers=headers)
+        r.raise_for_status()
+        accepted += r.json()["count"]
+    return accepted
 
 
 def wait_job(client: httpx.Client, job_id: str, timeout_s: float) -> dict[str, Any]:

@@ -52,6 +52,9 @@ class CommonSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log threshold")
     log_file: Path | None = Field(None, description="also write the JSON log lines here (Filebeat sidecars read it)")
     admin_token: str | None = Field(None, description="bearer token for admin routes; generated under state_dir when unset")
+    feedback_quorum: int = Field(3, ge=1, le=1000, description=(
+        "a correction without a reviewer key is accepted when this many distinct anonymous senders gave the same "
+        "correction to the same served answer of the same model (docs/threat-model.md)"))
 
     @field_validator("data_dir", "registry_dir", "state_dir")
     @classmethod

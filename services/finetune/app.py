@@ -15,7 +15,7 @@ from fastapi import Depends, FastAPI, Query
 from fastapi.responses import JSONResponse
 
 from services.common.auth import load_or_create_admin_token, require_admin
-from services.common.errors import BadRequest, NotFound
+from services.common.errors import BadRequest, NotFound, Unavailable
 from services.common.events import EventsSettings, open_event_store
 from services.common.http import base_app
 from services.common.logs import configure_logging
@@ -41,7 +41,7 @@ def create_app(settings: FinetuneSettings | None = None, common: CommonSettings 
     store = JobStore(common.state / "finetune.db")
     events = open_event_store(EventsSettings(), common.state, service="finetune")
     worker = Worker(settings=settings, store=store, registry=registry, events=events, data_dir=common.data_dir,
-                    state_dir=common.state)
+                    state_dir=common.state, quorum=common.feedback_quorum)
     promoter = AutoPromoter(settings, registry, events) if settings.auto_promote_after_s else None
 
     @asynccontextmanager
@@ -89,6 +89,11 @@ def create_app(settings: FinetuneSettings | None = None, common: CommonSettings 
             raise BadRequest(f"{task} feedback is free comments; {task} jobs train from style_image + content_dir")
         if task != "style" and (body.style_image or body.content_dir):
             raise BadRequest(f"style_image/content_dir are for style models; {body.model} is task {task}")
+        if body.use_feedback:  # refused now rather than queued to fail: nothing accepted to learn from
+            try:
+                await asyncio.to_thread(worker.accepted_feedback, body.model_dump())
+            except Unavailable:
+                pass  # the store may be back when the job starts; the worker says so if not
         job = store.create(model=body.model, task=task, runner=settings.runner, request=body.model_dump())
         log.info("queued job %s for %s", job.id, body.model, extra={"event_action": "finetune-queued"})
         worker.notify()

@@ -134,7 +134,7 @@ def _run_local(request: dict[str, Any], show: bool, as_json: bool) -> dict[str, 
     registry = Registry(common.registry)
     store = JobStore(common.state / "finetune.db")
     worker = Worker(settings=settings, store=store, registry=registry, events=open_event_store(EventsSettings(), common.state, service="finetune-cli"),
-                    data_dir=common.data_dir, state_dir=common.state)
+                    data_dir=common.data_dir, state_dir=common.state, quorum=common.feedback_quorum)
     try:
         task = task_of(registry, request["model"])
     except Exception as exc:  # NotFound

@@ -35,6 +35,8 @@ class GatePolicy:
     min_train_fit: float = 0.6
     z: float = 1.645
     world_tolerance: float = 0.05  # issue 14: the original world may drop at most 5 points
+    slice_max_drop: float = 0.10  # issue 24: no slice with enough items may lose more than 10 points
+    slice_min_items: int = 10
 
 
 @dataclass
@@ -72,6 +74,9 @@ def decide(task: str, new: dict[str, Any], production: dict[str, Any] | None, po
         checks.append(_check("keeps_world", nw >= pw - policy.world_tolerance,
                              f"world {metric} {nw:.4f} vs production {pw:.4f} over {new_world['count']} held-out "
                              f"world items (tolerance {policy.world_tolerance})"))
+    slices = slice_check(metric, direction, new["heldout"], (production or {}).get("heldout"), policy)
+    if slices is not None:
+        checks.append(slices)
     if task == "style":
         start, end = float(new["train"]["initial_loss"]), float(new["train"]["final_loss"])
         checks.append(_check("fits_data", end < start,
@@ -87,6 +92,42 @@ def decide(task: str, new: dict[str, Any], production: dict[str, Any] | None, po
     else:
         reason = "gate passed: " + "; ".join(c["detail"] for c in checks)
     return GateDecision(passed=not failed, reason=reason, metric=metric, checks=checks)
+
+
+def slice_check(metric: str, direction: str, new: dict[str, Any], production: dict[str, Any] | None,
+                policy: GatePolicy) -> dict[str, Any] | None:
+    """Per slice of the held-out world set: the new version may lose at most ``slice_max_drop`` on
+    any slice with ``slice_min_items`` items or more. A consistent lie that passes quorum and
+    costs the whole world only a few points still empties the slice it lies about."""
+    new_slices = (new.get("world") or {}).get("slices")
+    prod_slices = ((production or {}).get("world") or {}).get("slices")
+    if not new_slices or not prod_slices:
+        return None
+    sign = 1.0 if direction == "higher" else -1.0
+    table, worst = [], []
+    for name in sorted(set(new_slices) & set(prod_slices)):
+        n, p = new_slices[name], prod_slices[name]
+        if min(int(n["count"]), int(p["count"])) < policy.slice_min_items:
+            continue
+        drop = sign * (float(p["score"]) - float(n["score"]))
+        row = {"slice": name, "new": n["score"], "production": p["score"], "count": n["count"],
+               "passed": drop <= policy.slice_max_drop + 1e-9}
+        table.append(row)
+        if not row["passed"]:
+            worst.append((drop, row))
+    if not table:
+        return None
+    worst.sort(key=lambda d: -d[0])
+    if worst:
+        detail = "; ".join(f"slice {r['slice']}: {metric} {float(r['new']):.2f} vs production {float(r['production']):.2f} "
+                           f"({r['count']} items)" for _, r in worst[:3])
+        detail += f" (a slice may lose at most {policy.slice_max_drop:.2f}; {len(worst)} of {len(table)} slices lost more)"
+    else:
+        detail = (f"no slice lost more than {policy.slice_max_drop:.2f} {metric} ({len(table)} slices of "
+                  f">= {policy.slice_min_items} world items)")
+    out = _check("slices", not worst, detail)
+    out["slices"] = table
+    return out
 
 
 def _check(name: str, passed: bool, detail: str) -> dict[str, Any]:

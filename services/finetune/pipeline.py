@@ -45,6 +45,21 @@ def gather_rows(task: str, request: dict[str, Any], data_dir: Path, feedback_row
     return merge(task, *parts)
 
 
+UNSTORED_DATA = ("skipped", "corrections", "feedback_ids", "senders")  # job record only; lineage has ids/senders
+
+
+def used_corrections(feedback_ids: list[str], feedback_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Which corrections a job trains on and who sent them (the job record and the lineage)."""
+    by_id = {r["feedback_id"]: r for r in feedback_rows}
+    corrections = [{"feedback_id": fid, "sender": by_id.get(fid, {}).get("sender"),
+                    "correction": by_id.get(fid, {}).get("correction"),
+                    "accepted_by": by_id.get(fid, {}).get("trust_by")} for fid in feedback_ids]
+    senders: dict[str, int] = {}
+    for c in corrections:
+        senders[c["sender"] or "unknown"] = senders.get(c["sender"] or "unknown", 0) + 1
+    return {"feedback_ids": list(feedback_ids), "corrections": corrections, "senders": senders}
+
+
 def run_job(job_id: str, request: dict[str, Any], *, settings: FinetuneSettings, registry: Registry, data_dir: Path,
             reporter: Reporter, feedback_rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Train, publish, score and gate; returns the job outcome (status, version, alias, gate, data)."""
@@ -66,7 +81,8 @@ def run_job(job_id: str, request: dict[str, Any], *, settings: FinetuneSettings,
             train_rows, held_rows = split_holdout(dataset.rows, hyper.holdout_fraction, hyper.seed)
             dataset_sha, feedback_ids = dataset.sha256(), dataset.feedback_ids
             data = {"rows": len(dataset.rows), "train": len(train_rows), "heldout": len(held_rows),
-                    "repeat": hyper.repeat, "feedback": len(feedback_ids), "skipped": dataset.skipped}
+                    "repeat": hyper.repeat, "feedback": len(feedback_ids), "skipped": dataset.skipped,
+                    **used_corrections(feedback_ids, feedback_rows or [])}
         reporter.report({"phase": "training"})
         trained = trainer.train(ctx, train_rows * hyper.repeat)
         train_seconds = round(time.monotonic() - started, 2)
@@ -74,9 +90,9 @@ def run_job(job_id: str, request: dict[str, Any], *, settings: FinetuneSettings,
         ref = registry.create_version(
             model, task=task, framework=trained.framework, kind=trained.kind, write=trained.write, base=trained.base,
             lineage={"job": job_id, "dataset_sha256": dataset_sha, "feedback_ids": feedback_ids,
-                     "parent_version": trained.parent_version},
+                     "feedback_senders": data.get("senders", {}), "parent_version": trained.parent_version},
             extra={"training": {"hyperparameters": hyper.as_dict(), "data": {k: v for k, v in data.items()
-                                                                             if k != "skipped"},
+                                                                             if k not in UNSTORED_DATA},
                                 "dataset": request.get("dataset"), "seconds": train_seconds,
                                 **trained.train_scores, **trained.extra}})
         log.info("job %s published %s v%d", job_id, model, ref.version)
@@ -100,7 +116,8 @@ def _gate(ctx: TrainContext, trainer: Any, version: int, production: int | None,
         new["train"] = trainer.evaluate(ctx, version, unique)
     prod = {"version": production, "heldout": trainer.evaluate(ctx, production, held_rows)} if production else None
     policy = GatePolicy(settings.gate_tolerance, settings.gate_min_improvement, settings.gate_min_train_fit,
-                        settings.gate_z)
+                        settings.gate_z, slice_max_drop=settings.gate_slice_max_drop,
+                        slice_min_items=settings.gate_slice_min_items)
     decision = decide(trainer.task, new, prod, policy)
     new, prod = public(new), public(prod)
     registry.update_metrics(model, version, {**new, "production": prod, "gate": decision.as_dict(), "job": ctx.job_id})

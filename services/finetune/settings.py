@@ -36,6 +36,10 @@ class FinetuneSettings(BaseSettings):
     gate_z: float = Field(1.645, ge=0, le=10, description=(
         "no-worse check allows for sampling noise: refuse when mean(new - production) + z * stderr < -tolerance"))
     gate_fit_rows: int = Field(64, ge=1, description="most training rows scored for the fit check")
+    gate_slice_max_drop: float = Field(0.10, ge=0, le=1, description=(
+        "per slice of the held-out world set (VQA: expected answer, question kind; QA: fact kind) the new version "
+        "may score at most this much below production (0.10 = 10 points); the refusal names the slice"))
+    gate_slice_min_items: int = Field(10, ge=1, description="slices with fewer held-out items are not judged")
     canary_weight: float = Field(0.1, ge=0, le=1, description="traffic share of a version that passes the gate")
     promote_new_style: bool = Field(True, description=(
         "a brand-new style-<name> model has no production to protect: make a passing first version production"))
@@ -94,6 +98,8 @@ class FinetuneSettings(BaseSettings):
     kube_active_deadline_s: int = Field(6 * 3600, ge=60)
     kube_ttl_after_finished_s: int = Field(24 * 3600, ge=0)
     kube_poll_s: float = Field(5.0, gt=0, description="how often a running Job is checked")
+    kube_start_timeout_s: float = Field(
+        300.0, gt=0, description="a Job pod that cannot pull or start its image this long fails the job (and is deleted)")
     kube_api_url: str | None = Field(None, description="API server URL (unset: in-cluster config, else kubeconfig)")
     kube_token: str | None = Field(None, description="bearer token when kube_api_url is set")
     kube_verify_ssl: bool = True

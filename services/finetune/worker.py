@@ -15,6 +15,7 @@ from typing import Any
 from services.common.errors import LooplineError, Unavailable
 from services.common.events import EventStore
 from services.common.registry import Registry
+from services.common.trust import record_review, states_for
 
 from .pipeline import task_of
 from .runners import Runner, make_runner
@@ -23,6 +24,12 @@ from .store import JobStore
 from .trainers.base import JobCancelled
 
 log = logging.getLogger("loopline.finetune.worker")
+
+
+class NoAcceptedFeedback(LooplineError):
+    status, code = 409, "no_accepted_feedback"
+
+
 INTERRUPTED = "interrupted: the fine-tune service stopped while the job was running (no version was aliased)"
 
 
@@ -49,8 +56,9 @@ class StoreReporter:
 
 class Worker:
     def __init__(self, *, settings: FinetuneSettings, store: JobStore, registry: Registry, events: EventStore,
-                 data_dir: Path, state_dir: Path, runner: Runner | None = None) -> None:
+                 data_dir: Path, state_dir: Path, runner: Runner | None = None, quorum: int = 3) -> None:
         self.settings = settings
+        self.quorum = quorum
         self.store = store
         self.registry = registry
         self.events = events
@@ -124,8 +132,11 @@ class Worker:
             if reattach:
                 outcome = self.runner.reattach(job_id, self._cancel)
             else:
-                outcome = self.runner.run(job_id, request, self._feedback_for(request), self._cancel,
+                feedback = self.accepted_feedback(request)
+                outcome = self.runner.run(job_id, request, feedback, self._cancel,
                                           StoreReporter(self.store, job_id, self._cancel))
+                if outcome.get("status") == "rejected":
+                    self._hold_back(job_id, outcome)
             self._record(job_id, outcome)
         except JobCancelled as exc:
             self.store.finish(job_id, "cancelled", error=str(exc))
@@ -151,18 +162,42 @@ class Worker:
                                         "eta_s": 0.0})
         self._event(job_id, status, {k: outcome.get(k) for k in ("version", "alias", "error", "train_seconds")})
 
-    def _feedback_for(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+    def accepted_feedback(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+        """The model's *accepted* corrections (docs/threat-model.md); none accepted refuses the job."""
         if not request.get("use_feedback"):
             return []
         task = task_of(self.registry, request["model"])
         try:
-            rows = self.events.feedback(task=task, since=request.get("feedback_since"), with_correction=True,
-                                        limit=self.settings.feedback_limit)
+            rows, states = states_for(self.events, self.quorum, task=task, since=request.get("feedback_since"),
+                                      limit=self.settings.feedback_limit)
         except Unavailable:
             raise Unavailable("this job learns from feedback, and the event store that holds it cannot be reached "
                               "right now; start the job again once the store is back", code="event_store_unavailable",
                               retry_after=30) from None
-        return [r for r in rows if r.get("model") in (None, request["model"])]
+        mine = [r for r in rows if r.get("model") in (None, request["model"]) and r["feedback_id"] in states]
+        accepted = [{**r, "trust_by": states[r["feedback_id"]]["by"]} for r in mine
+                    if states[r["feedback_id"]]["state"] == "accepted"]
+        if not accepted:
+            counts = {s: sum(1 for r in mine if states[r["feedback_id"]]["state"] == s) for s in ("pending", "rejected")}
+            senders = len({r.get("sender") for r in mine})
+            raise NoAcceptedFeedback(
+                f"no accepted correction for {request['model']}: {counts['pending']} pending and {counts['rejected']} "
+                f"rejected from {senders} sender(s). A correction trains once a reviewer accepts it (the Feedback "
+                f"page, POST /v1/feedback/review), it was sent with a reviewer key, or {self.quorum} distinct "
+                "senders gave the same correction to the same answer")
+        return accepted
+
+    def _hold_back(self, job_id: str, outcome: dict[str, Any]) -> None:
+        """A refused job's corrections do not ride along into later jobs: they are rejected (a reviewer
+        may accept them again)."""
+        ids = list((outcome.get("data") or {}).get("feedback_ids") or [])
+        if not ids:
+            return
+        try:
+            record_review(self.events, "reject", ids, f"gate:{job_id}",
+                          f"job {job_id} trained on them and the gate refused it", job_id=job_id)
+        except Exception:  # the job's outcome matters more than this note; it is logged
+            log.warning("could not hold back the corrections of refused job %s", job_id, exc_info=True)
 
     def _event(self, job_id: str, action: str, doc: dict[str, Any]) -> None:
         try:

@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from services.common.errors import BadRequest, Invalid, Unavailable
 
 from .core import GatewayCore
-from .deps import admin, core_of
+from .deps import admin, core_of, feedback_sender
 from .inputs import IMAGE_FIELDS, image_payload, json_body, openapi_body, read_input
 from .schemas import (
     FeedbackIn,
@@ -114,11 +114,14 @@ async def styles(request: Request) -> dict[str, Any]:
 
 @router.post("/v1/feedback", tags=["feedback"], status_code=201, response_model=FeedbackOut,
              summary="Rate an answer; a correction teaches the next fine-tune",
-             responses={404: {"description": "unknown request_id"}})
-async def feedback(request: Request, body: FeedbackIn) -> dict[str, str]:
-    core = core_of(request)
+             responses={404: {"description": "unknown request_id"},
+                        429: {"description": "too much feedback from this sender or address (Retry-After)"}})
+async def feedback(request: Request, body: FeedbackIn) -> dict[str, Any]:
+    core, sender = feedback_sender(request)
     correction = body.correction.strip() if body.correction else None
-    return {"feedback_id": await core.feedback(body.request_id, body.rating, correction or None, body.comment)}
+    feedback_id = await core.feedback(body.request_id, body.rating, correction or None, body.comment, sender=sender)
+    trust = await core.run_io(core.trust_of, feedback_id) if correction else None
+    return {"feedback_id": feedback_id, "trust": trust, "sender": sender.id}
 
 
 @router.get("/v1/models", tags=["models"], summary="Every model with task, versions, manifests and aliases")

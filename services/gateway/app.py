@@ -18,7 +18,7 @@ from services.common.http import base_app
 from services.common.logs import configure_logging
 from services.common.settings import CommonSettings
 
-from . import api, compat
+from . import api, compat, review
 from .core import GatewayCore
 from .settings import GatewaySettings
 
@@ -61,6 +61,7 @@ def create_app(common: CommonSettings | None = None, settings: GatewaySettings |
                            allow_headers=["Authorization", "Content-Type", "X-Client-Id", "X-Model-Version"])
     app.include_router(api.router)
     app.include_router(compat.router)
+    app.include_router(review.router)
     if STATIC.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

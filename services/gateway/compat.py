@@ -20,7 +20,7 @@ from services.common.tasks import TASKS
 from services.common.text import Text
 
 from .core import GatewayCore
-from .deps import core_of
+from .deps import core_of, feedback_sender
 from .inputs import IMAGE_FIELDS, image_payload, openapi_body, read_input
 from .schemas import LegacyAnswerIn, LegacyAnswerOut, LegacyPredictIn, LegacyPredictOut
 
@@ -103,7 +103,7 @@ class LegacyFeedback(BaseModel):
 
 @router.post("/feedback", status_code=201, summary="Style seed: feedback form (feedback, model, filenames, timestamp)")
 async def legacy_feedback(request: Request) -> JSONResponse:
-    core = core_of(request)
+    core, sender = feedback_sender(request)
     form, _ = await read_input(request, LegacyFeedback, (), 1)
     rating = form.feedback.strip().lower()
     if rating not in ("good", "bad"):
@@ -114,7 +114,7 @@ async def legacy_feedback(request: Request) -> JSONResponse:
         request_id = match.group(1) if match else None
     if request_id is None:
         raise Invalid("name the stylized image: output_image_filename (as /stylize returned it) or request_id")
-    feedback_id = await core.feedback(request_id, rating, None, form.comment)
+    feedback_id = await core.feedback(request_id, rating, None, form.comment, sender=sender)
     return JSONResponse({"status": "ok", "feedback_id": feedback_id}, status_code=201)
 
 

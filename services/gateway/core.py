@@ -15,14 +15,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from services.common.errors import LooplineError, NotFound
 from services.common.events import EventStore, FeedbackRecord, InferenceEvent
 from services.common.events.resilient import ResilientEventStore, StoreCollector
+from services.common.keys import KeyStore
 from services.common.logs import model_var, request_id_var, version_var
 from services.common.registry import Registry
 from services.common.settings import CommonSettings
 from services.common.tasks import TASKS, get_task
+from services.common.trust import group_key, latest_reviews, resolve
 
 from .backends import Backend, BackendError
 from .breaker import CircuitBreaker
 from .routing import Route, Router
+from .senders import FeedbackThrottle, Sender, Throttled
 from .settings import GatewaySettings
 
 log = logging.getLogger("loopline.gateway")
@@ -41,6 +44,12 @@ class GatewayMetrics:
                                   ("backend",), registry=self.registry)
         self.feedback = Counter("loopline_gateway_feedback_total", "feedback received", ("rating",),
                                 registry=self.registry)
+        self.feedback_throttled = Counter("loopline_gateway_feedback_throttled_total",
+                                          "feedback calls refused with 429, by bucket", ("scope",),
+                                          registry=self.registry)
+        self.feedback_trust = Counter("loopline_gateway_feedback_trust_total",
+                                      "corrections received, by trust state on arrival", ("state",),
+                                      registry=self.registry)
 
 
 class GatewayCore:
@@ -53,6 +62,9 @@ class GatewayCore:
         self._model_tasks: dict[str, str] = {}
         self._models_read_at = float("-inf")
         self.metrics = GatewayMetrics()
+        self.keys = KeyStore(common.state)
+        self.throttle = FeedbackThrottle(settings.feedback_rate_per_min, settings.feedback_burst,
+                                         settings.feedback_address_rate_per_min, settings.feedback_address_burst)
         if isinstance(store, ResilientEventStore):
             self.metrics.registry.register(StoreCollector(store))  # type: ignore[arg-type]
         # SQLite and file writes run here, never on the event loop
@@ -177,16 +189,50 @@ class GatewayCore:
         return str(rel)
 
     # -- feedback ---------------------------------------------------------------------------
-    async def feedback(self, request_id: str, rating: str, correction: str | None, comment: str | None) -> str:
+    def admit_feedback(self, sender: Sender) -> None:
+        """Raise 429 + Retry-After when the sender's or its address's bucket is empty."""
+        refused = self.throttle.check(sender)
+        if refused is None:
+            return
+        scope, wait = refused
+        self.metrics.feedback_throttled.labels(scope).inc()
+        log.warning("feedback throttled (%s bucket) for %s", scope, sender.id,
+                    extra={"event_action": "feedback-throttled", "event_outcome": "failure",
+                           "labels.sender": sender.id, "labels.scope": scope})
+        what = "this sender" if scope == "sender" else "this source address"
+        raise Throttled(f"too much feedback from {what}: retry after {wait:.0f} s", wait)
+
+    async def feedback(self, request_id: str, rating: str, correction: str | None, comment: str | None,
+                       sender: Sender | None = None) -> str:
         request = await self.run_io(self.store.get_request, request_id)
         if request is None:
             raise NotFound(f"no request with id {request_id!r}: feedback must name a request_id the gateway answered")
         record = FeedbackRecord(request_id=request_id, rating=rating, correction=correction, comment=comment,
-                                task=request.get("task"), model=request.get("model"), version=request.get("version"))
+                                task=request.get("task"), model=request.get("model"), version=request.get("version"),
+                                sender=sender.id if sender else None,
+                                sender_role=sender.role if sender else "anonymous",
+                                trust="accepted" if sender is not None and sender.trusted else "pending")
         feedback_id = await self.run_io(self.store.record_feedback, record)
         self.metrics.feedback.labels(rating).inc()
-        log.info("feedback %s on %s", rating, request_id, extra={"event_action": "feedback"})
+        log.info("feedback %s on %s", rating, request_id,
+                 extra={"event_action": "feedback", "labels.sender": record.sender})
         return str(feedback_id)
+
+    def trust_of(self, feedback_id: str) -> str | None:
+        """The correction's trust state now (None: no correction); quorum may accept it at once."""
+        stored = self.store.get_feedback(feedback_id)
+        if stored is None or not (stored.get("correction") or "").strip():
+            return None
+        rows = self.store.feedback(model=stored.get("model"), with_correction=True,
+                                   limit=self.settings.feedback_trust_rows)
+        mine = next((r for r in rows if r["feedback_id"] == feedback_id), None)
+        if mine is None:
+            return None
+        key = group_key(mine)
+        group = [r for r in rows if group_key(r) == key]
+        state = resolve(group, latest_reviews(self.store), self.common.feedback_quorum)[feedback_id]["state"]
+        self.metrics.feedback_trust.labels(state).inc()
+        return str(state)
 
     # -- readiness --------------------------------------------------------------------------
     def own_problem(self) -> str | None:

@@ -69,6 +69,17 @@ class FeedbackIn(BaseModel):
 
 class FeedbackOut(BaseModel):
     feedback_id: str
+    trust: Literal["pending", "accepted", "rejected"] | None = Field(
+        None, description="the correction's trust state (null without a correction); only accepted ones train")
+    sender: str = Field(..., description="who sent it: key:<name>, client:<X-Client-Id> or addr:<source address>")
+
+
+class ReviewIn(BaseModel):
+    action: Literal["accept", "reject"]
+    feedback_ids: list[str] = Field(default_factory=list, max_length=10_000, description="these corrections")
+    group: str | None = Field(None, max_length=20_000, description="a whole group (GET /v1/feedback/groups)")
+    sender: str | None = Field(None, max_length=200, description="everything this sender sent")
+    reason: str | None = Field(None, max_length=500)
 
 
 class PromoteIn(BaseModel):

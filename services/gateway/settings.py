@@ -29,6 +29,14 @@ class GatewaySettings(BaseSettings):
     default_vqa_model: str | None = Field(None, description="VQA model when a request names none (default: the task table's)")
     default_qa_model: str | None = Field(None, description="QA model when a request names none (default: the task table's)")
     default_style: str = Field("mosaic", description="style used when /stylize names none")
+    feedback_rate_per_min: float = Field(20.0, gt=0, description=(
+        "feedback calls a minute per anonymous sender (X-Client-Id, else source address); 429 + Retry-After above"))
+    feedback_burst: int = Field(20, ge=1, description="feedback calls an anonymous sender may make at once")
+    feedback_address_rate_per_min: float = Field(120.0, gt=0, description=(
+        "feedback calls a minute per source address, whatever client ids it sends"))
+    feedback_address_burst: int = Field(300, ge=1, description="feedback calls one source address may make at once")
+    feedback_trust_rows: int = Field(10_000, ge=100, description=(
+        "newest corrections of a model read to tell a new correction's trust state (quorum)"))
 
     def timeout_of(self, task: str) -> float:
         return float(getattr(self, f"timeout_{task}_s", DEFAULT_BACKEND_TIMEOUT_S))

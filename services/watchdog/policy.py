@@ -37,9 +37,14 @@ def breaches(stats: dict[str, Any], p: WatchdogSettings, margin: float = 0.0) ->
     conf = stats.get("mean_confidence")
     if conf is not None and conf < p.min_confidence + margin:
         found.append(f"mean confidence {conf:.3f} below {p.min_confidence + margin:.3f}")
-    bad, n_fb = stats.get("bad_feedback_rate"), stats.get("feedback_count") or 0
-    if bad is not None and n_fb >= p.min_feedback and bad > p.max_bad_feedback_rate - margin:
-        found.append(f"bad-feedback rate {bad:.2f} above {p.max_bad_feedback_rate - margin:.2f} ({n_fb} ratings)")
+    n_fb = stats.get("feedback_count") or 0
+    senders, bad_senders = stats.get("feedback_senders"), stats.get("bad_feedback_senders") or 0
+    # one vote per sender: a flood from one client (or one reviewer) counts once
+    bad = bad_senders / senders if senders else None
+    if (bad is not None and n_fb >= p.min_feedback and senders >= p.min_feedback_senders
+            and bad > p.max_bad_feedback_rate - margin):
+        found.append(f"bad-feedback rate {bad:.2f} above {p.max_bad_feedback_rate - margin:.2f} "
+                     f"({n_fb} ratings from {senders} senders, {bad_senders} mostly bad)")
     p95 = stats.get("latency_p95_ms")
     if p95 is not None and p95 > p.max_p95_latency_ms * (1 - margin):
         found.append(f"p95 latency {p95:.0f} ms above {p.max_p95_latency_ms * (1 - margin):.0f} ms")
@@ -81,4 +86,7 @@ def combine(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "feedback_count": fb,
         "bad_feedback_rate": (sum((r.get("bad_feedback_rate") or 0) * (r.get("feedback_count") or 0) for r in rows) / fb
                               if fb else None),
+        # a sender who rated two versions counts twice here: the watchdog judges production's rows only
+        "feedback_senders": sum(r.get("feedback_senders") or 0 for r in rows),
+        "bad_feedback_senders": sum(r.get("bad_feedback_senders") or 0 for r in rows),
     }

@@ -17,6 +17,9 @@ class WatchdogSettings(BaseSettings):
     min_confidence: float = Field(0.75, ge=0, le=1, description="mean confidence below this is a breach (VQA seed: 0.75)")
     max_bad_feedback_rate: float = Field(0.3, ge=0, le=1, description="share of bad ratings above this is a breach")
     min_feedback: int = Field(5, ge=1, description="ratings needed before the bad-feedback rate counts")
+    min_feedback_senders: int = Field(3, ge=1, description=(
+        "distinct senders who must have rated before the bad-feedback rate counts; the rate is then the share of "
+        "senders whose ratings were mostly bad, so one client's flood counts once"))
     max_p95_latency_ms: float = Field(10_000.0, gt=0)
     max_error_rate: float = Field(0.05, ge=0, le=1)
     recovery_margin: float = Field(0.05, ge=0, le=1, description="hysteresis: metrics must be this much better to re-arm")

@@ -24,7 +24,9 @@ CANNED = {"loopline-events": {"tasks": {"buckets": [{"key": "qa", "doc_count": 3
          "ok": {"doc_count": 2, "latency": {"values": {"50.0": 12.0, "95.0": 30.5}},
                 "confidence": {"value": 0.61}}}]}}]}}]}},
     "loopline-events-feedback": {"groups": {"buckets": [
-        {"key": ["qa", "qa-extractive", 1], "doc_count": 4, "bad": {"doc_count": 1}}]}}}
+        {"key": ["qa", "qa-extractive", 1], "doc_count": 4, "bad": {"doc_count": 1},
+         "senders": {"buckets": [{"key": "client:a", "doc_count": 3, "bad": {"doc_count": 0}},
+                                 {"key": "client:b", "doc_count": 1, "bad": {"doc_count": 1}}]}}]}}}
 
 
 @pytest.fixture
@@ -69,7 +71,8 @@ def test_install_bulk_retry_feedback_and_summary(es) -> None:
     summary = store.summary(window_s=3600, task="qa")
     assert summary == [{"task": "qa", "model": "qa-extractive", "version": 1, "count": 3, "error_rate": 0.3333,
                         "latency_p50_ms": 12.0, "latency_p95_ms": 30.5, "mean_confidence": 0.61,
-                        "feedback_count": 4, "bad_feedback_rate": 0.25}]
+                        "feedback_count": 4, "bad_feedback_rate": 0.25,
+                        "feedback_senders": 2, "bad_feedback_senders": 1}]
     search = [r for r in es.matching("POST", "/loopline-events/_search") if "aggs" in r.json()][-1].json()
     assert search["size"] == 0 and "percentiles" in str(search["aggs"])
     assert {"term": {"loopline.task": "qa"}} in search["query"]["bool"]["filter"]

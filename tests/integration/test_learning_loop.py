@@ -44,13 +44,15 @@ def test_feedback_to_canary_to_production_and_back(loop_stack, module_data: Path
     registry = Registry(module_data / "registry")
     before = registry.resolve("qa-extractive")
     with httpx.Client(base_url=gateway.url, timeout=60) as client:
-        for _ in range(3):
+        for user in range(3):  # three users agree on each correction: the quorum accepts them
             for question, context, answer in FACTS:
                 r = client.post("/v1/qa", json={"question": question, "context": context})
                 assert r.status_code == 200
                 fb = client.post("/v1/feedback", json={"request_id": r.json()["request_id"], "rating": "bad",
-                                                       "correction": answer})
+                                                       "correction": answer}, headers={"X-Client-Id": f"user-{user}"})
                 assert fb.status_code == 201
+                assert fb.json()["sender"] == f"client:user-{user}"
+                assert fb.json()["trust"] == ("accepted" if user == 2 else "pending"), fb.json()
 
         common = CommonSettings(data_dir=module_data, admin_token=ADMIN_TOKEN, finetune_url=finetune.url)
         policy = WatchdogSettings(min_events=10, min_feedback=5, trigger="finetune", models=["qa-extractive"])
@@ -74,6 +76,9 @@ def test_feedback_to_canary_to_production_and_back(loop_stack, module_data: Path
         manifest = registry.manifest("qa-extractive", new)
         assert manifest["kind"] == "lora-adapter" and manifest["base"]["version"] == before
         assert len(manifest["lineage"]["feedback_ids"]) >= 10 and manifest["metrics"]
+        assert set(manifest["lineage"]["feedback_senders"]) == {"client:user-0", "client:user-1", "client:user-2"}
+        assert {c["sender"] for c in job["data"]["corrections"]} == set(manifest["lineage"]["feedback_senders"])
+        assert all(c["accepted_by"] == "quorum of 3 senders" for c in job["data"]["corrections"])
         assert registry.aliases("qa-extractive")["canary"] == new
 
         # requests start reaching the canary (10 % of clients, sticky) once the service has loaded it

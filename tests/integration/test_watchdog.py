@@ -25,7 +25,7 @@ def _fill(store: SqliteEventStore, n: int, confidence: float, bad: int = 0) -> N
                                               latency_ms=10, confidence=confidence, status=200))
         if i < bad:
             store.record_feedback(FeedbackRecord(request_id=rid, rating="bad", correction="x", task="qa",
-                                                 model="qa-extractive", version=1))
+                                                 model="qa-extractive", version=1, sender=f"client:{i}"))
 
 
 class CountingTrigger(DryRunTrigger):

@@ -55,7 +55,14 @@ def test_the_filebeat_logs_have_a_data_view_and_a_saved_search() -> None:
         filebeat["output"]["elasticsearch"]["index"]
     prefix = re.sub(r"%\{.*\}$", "", index)  # loopline-logs-%{+yyyy.MM.dd} -> loopline-logs-
     (logs_view,) = [o for o in objects if o["type"] == "index-pattern" and o["attributes"]["title"] == prefix + "*"]
-    (search,) = [o for o in objects if o["type"] == "search"]
+    (search,) = [o for o in objects if o["type"] == "search" and "log.level" in o["attributes"]["columns"]]
     assert search["references"][0]["id"] == logs_view["id"], "the saved search reads the logs, not the events"
     source = json.loads(search["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
     assert "log.level" in source["query"]["query"] and "trace.id" in search["attributes"]["columns"]
+
+
+def test_feedback_senders_have_a_saved_search_on_mapped_fields() -> None:
+    objects = [json.loads(line) for line in NDJSON.read_text().splitlines()]
+    (search,) = [o for o in objects if o["id"] == "loopline-feedback-senders"]
+    fields = mapped_fields(ECS_MAPPINGS["properties"])
+    assert {"loopline.sender", "loopline.trust"} <= set(search["attributes"]["columns"]) <= fields

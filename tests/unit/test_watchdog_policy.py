@@ -9,16 +9,24 @@ pytestmark = pytest.mark.unit
 P = WatchdogSettings(min_events=10, min_confidence=0.75, max_bad_feedback_rate=0.3, min_feedback=3,
                      cooldown_s=600, recovery_margin=0.05)
 GOOD = {"count": 50, "mean_confidence": 0.9, "error_rate": 0.0, "latency_p95_ms": 100, "feedback_count": 10,
-        "bad_feedback_rate": 0.1}
+        "bad_feedback_rate": 0.1, "feedback_senders": 10, "bad_feedback_senders": 1}
 BAD = {**GOOD, "mean_confidence": 0.6}
 
 
 def test_breaches_name_each_threshold() -> None:
     assert breaches(GOOD, P) == []
-    found = breaches({**GOOD, "mean_confidence": 0.5, "bad_feedback_rate": 0.8, "error_rate": 0.5,
+    found = breaches({**GOOD, "mean_confidence": 0.5, "bad_feedback_senders": 8, "error_rate": 0.5,
                       "latency_p95_ms": 99_999}, P)
     assert len(found) == 4 and "confidence" in found[0]
-    assert breaches({**GOOD, "bad_feedback_rate": 0.9, "feedback_count": 2}, P) == [], "too few ratings to judge"
+    assert breaches({**GOOD, "bad_feedback_senders": 9, "feedback_count": 2}, P) == [], "too few ratings to judge"
+
+
+def test_a_flood_from_one_sender_counts_once() -> None:
+    flood = {**GOOD, "feedback_count": 400, "bad_feedback_rate": 1.0, "feedback_senders": 1, "bad_feedback_senders": 1}
+    assert breaches(flood, P) == [], "one client cannot trigger retraining"
+    many = {**flood, "feedback_senders": 4, "bad_feedback_senders": 3}
+    (found,) = breaches(many, P)
+    assert "0.75" in found and "4 senders" in found
 
 
 def test_one_bad_hour_fires_once_then_holds_until_recovery_and_cooldown() -> None:

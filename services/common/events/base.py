@@ -37,6 +37,9 @@ class FeedbackRecord(BaseModel):
     task: str | None = None
     model: str | None = None
     version: int | None = None
+    sender: str | None = Field(None, description="key:<name> (an API key), client:<X-Client-Id> or addr:<source ip>")
+    sender_role: str = Field("anonymous", description="anonymous | reviewer | admin")
+    trust: str = Field("pending", description="trust state when received: accepted (reviewer/admin key) or pending")
 
 
 class EventStore(ABC):
@@ -109,10 +112,13 @@ class EventStore(ABC):
                 if row.get("confidence") is not None:
                     g["confidences"].append(float(row["confidence"]))
         ratings: dict[tuple[str, str, int | None], list[int]] = {}
+        by_sender: dict[tuple[str, str, int | None], dict[str, list[int]]] = {}
         for fb in self.feedback(task=task, model=model, since=since):
             key = (fb.get("task") or "-", fb.get("model") or "-", fb.get("version"))
             good_bad = ratings.setdefault(key, [0, 0])
             good_bad[1 if fb["rating"] == "bad" else 0] += 1
+            mine = by_sender.setdefault(key, {}).setdefault(fb.get("sender") or "unknown", [0, 0])
+            mine[1 if fb["rating"] == "bad" else 0] += 1
         out = []
         for key in sorted(set(groups) | set(ratings), key=lambda k: (k[0], k[1], k[2] or 0)):
             g = groups.get(key, {"latencies": [], "confidences": [], "errors": 0, "count": 0})
@@ -124,8 +130,16 @@ class EventStore(ABC):
                 "mean_confidence": round(sum(g["confidences"]) / len(g["confidences"]), 4) if g["confidences"] else None,
                 "feedback_count": good + bad,
                 "bad_feedback_rate": round(bad / (good + bad), 4) if good + bad else None,
+                **sender_counts(by_sender.get(key, {})),
             })
         return out
+
+
+def sender_counts(by_sender: dict[str, list[int]]) -> dict[str, int]:
+    """Distinct senders who rated, and those whose ratings were mostly bad (one vote each: a flood
+    from one client counts once)."""
+    return {"feedback_senders": len(by_sender),
+            "bad_feedback_senders": sum(1 for good, bad in by_sender.values() if bad > good)}
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from tenacity import retry, stop_after_attempt, wait_exponential
 
-from .base import EventStore, FeedbackRecord, InferenceEvent
+from .base import EventStore, FeedbackRecord, InferenceEvent, sender_counts
 
 log = logging.getLogger("loopline.events.elastic")
 # the client logs every retry with a stack trace; while the cluster is down that floods the log,
@@ -49,6 +49,7 @@ ECS_MAPPINGS: dict[str, Any] = {
             "task": {"type": "keyword"}, "model": {"type": "keyword"}, "version": {"type": "integer"},
             "latency_ms": {"type": "float"}, "confidence": {"type": "float"}, "rating": {"type": "keyword"},
             "feedback_id": {"type": "keyword"}, "correction": {"type": "text"}, "comment": {"type": "text"},
+            "sender": {"type": "keyword"}, "sender_role": {"type": "keyword"}, "trust": {"type": "keyword"},
             "kind": {"type": "keyword"}, "inputs": {"type": "object", "enabled": False},
             "output": {"type": "object", "enabled": False}, "doc": {"type": "object", "enabled": False}}},
     },
@@ -135,7 +136,8 @@ class ElasticEventStore(EventStore):
                "event": {"kind": "event", "action": "feedback", "dataset": "loopline.feedback"},
                "http": {"request": {"id": f.request_id}},
                "loopline": {"feedback_id": f.feedback_id, "rating": f.rating, "correction": f.correction,
-                            "comment": f.comment, "task": f.task, "model": f.model, "version": f.version}}
+                            "comment": f.comment, "task": f.task, "model": f.model, "version": f.version,
+                            "sender": f.sender, "sender_role": f.sender_role, "trust": f.trust}}
         self._index_durably(f.feedback_id, doc)
         return f.feedback_id
 
@@ -254,7 +256,7 @@ class ElasticEventStore(EventStore):
                 for v in m["versions"]["buckets"]:
                     count = int(v["doc_count"])
                     pct = v["ok"]["latency"]["values"]
-                    good_bad = bad.get((t["key"], m["key"], int(v["key"])), (0, 0))
+                    good_bad = bad.get((t["key"], m["key"], int(v["key"])), (0, 0, {}))
                     total_fb = good_bad[0] + good_bad[1]
                     out.append({
                         "task": t["key"], "model": m["key"], "version": int(v["key"]), "count": count,
@@ -262,21 +264,28 @@ class ElasticEventStore(EventStore):
                         "latency_p50_ms": _round(pct.get("50.0")), "latency_p95_ms": _round(pct.get("95.0")),
                         "mean_confidence": _round(v["ok"]["confidence"]["value"], 4),
                         "feedback_count": total_fb,
-                        "bad_feedback_rate": round(good_bad[1] / total_fb, 4) if total_fb else None})
+                        "bad_feedback_rate": round(good_bad[1] / total_fb, 4) if total_fb else None,
+                        **sender_counts(good_bad[2])})
         return out
 
-    def _feedback_rates(self, since: float, task: str | None, model: str | None) -> dict[tuple[str, str, int], tuple[int, int]]:
+    def _feedback_rates(self, since: float, task: str | None,
+                        model: str | None) -> dict[tuple[str, str, int], tuple[int, int, dict[str, list[int]]]]:
         filters = _window(since, task, model)
+        bad_filter = {"bad": {"filter": {"term": {"loopline.rating": "bad"}}}}
         aggs = {"groups": {"multi_terms": {"terms": [{"field": "loopline.task"}, {"field": "loopline.model"},
                                                      {"field": "loopline.version"}], "size": 500},
-                           "aggs": {"bad": {"filter": {"term": {"loopline.rating": "bad"}}}}}}
+                           "aggs": {**bad_filter, "senders": {"terms": {"field": "loopline.sender", "size": 1000,
+                                                                         "missing": "unknown"},
+                                                               "aggs": bad_filter}}}}
         resp = self.es.search(index=self.feedback_index, size=0, query={"bool": {"filter": filters}}, aggs=aggs,
                               ignore_unavailable=True)
         rates = {}
         for bucket in resp.get("aggregations", {}).get("groups", {}).get("buckets", []):
             t, m, v = bucket["key"]
             total, bad_count = int(bucket["doc_count"]), int(bucket["bad"]["doc_count"])
-            rates[(str(t), str(m), int(v))] = (total - bad_count, bad_count)
+            senders = {str(b["key"]): [int(b["doc_count"]) - int(b["bad"]["doc_count"]), int(b["bad"]["doc_count"])]
+                       for b in bucket.get("senders", {}).get("buckets", [])}
+            rates[(str(t), str(m), int(v))] = (total - bad_count, bad_count, senders)
         return rates
 
     def _search(self, index: str, query: dict[str, Any], size: int) -> list[dict[str, Any]]:
@@ -315,4 +324,6 @@ def _flat_feedback(doc: dict[str, Any]) -> dict[str, Any]:
     return {"feedback_id": ll.get("feedback_id"), "request_id": doc.get("http", {}).get("request", {}).get("id"),
             "ts": datetime.fromisoformat(doc["@timestamp"].replace("Z", "+00:00")).timestamp(),
             "rating": ll.get("rating"), "correction": ll.get("correction"), "comment": ll.get("comment"),
-            "task": ll.get("task"), "model": ll.get("model"), "version": ll.get("version")}
+            "task": ll.get("task"), "model": ll.get("model"), "version": ll.get("version"),
+            "sender": ll.get("sender"), "sender_role": ll.get("sender_role") or "anonymous",
+            "trust": ll.get("trust") or "pending"}

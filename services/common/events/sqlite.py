@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS inference (
 CREATE INDEX IF NOT EXISTS inference_ts ON inference (ts);
 CREATE TABLE IF NOT EXISTS feedback (
   feedback_id TEXT PRIMARY KEY, request_id TEXT NOT NULL, ts REAL NOT NULL, rating TEXT NOT NULL,
-  correction TEXT, comment TEXT, task TEXT, model TEXT, version INTEGER);
+  correction TEXT, comment TEXT, task TEXT, model TEXT, version INTEGER, sender TEXT,
+  sender_role TEXT NOT NULL DEFAULT 'anonymous', trust TEXT NOT NULL DEFAULT 'pending');
 CREATE INDEX IF NOT EXISTS feedback_ts ON feedback (ts);
 CREATE TABLE IF NOT EXISTS events (
   event_id TEXT PRIMARY KEY, ts REAL NOT NULL, kind TEXT NOT NULL, doc TEXT NOT NULL);
@@ -38,6 +39,11 @@ CREATE INDEX IF NOT EXISTS events_kind_ts ON events (kind, ts);
 """
 
 
+# columns added after the first release: an older database gets them on open
+FEEDBACK_ADDED = (("sender", "TEXT"), ("sender_role", "TEXT NOT NULL DEFAULT 'anonymous'"),
+                  ("trust", "TEXT NOT NULL DEFAULT 'pending'"))
+FEEDBACK_COLUMNS = ("feedback_id", "request_id", "ts", "rating", "correction", "comment", "task", "model", "version",
+                    "sender", "sender_role", "trust")
 INFERENCE_COLUMNS = ("request_id", "ts", "task", "model", "version", "latency_ms", "confidence", "status",
                      "error_code", "client_id", "route", "inputs", "output")
 
@@ -48,6 +54,7 @@ class SqliteEventStore(EventStore):
         self.flush_interval_s = flush_interval_s
         self._connections = ThreadConnections(self.path, synchronous="NORMAL")
         self._conn().executescript(SCHEMA)
+        self._migrate()
         self._pending: dict[str, tuple[Any, ...]] = {}
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -55,6 +62,16 @@ class SqliteEventStore(EventStore):
         self._stop = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="events-writer", daemon=True)
         self._writer.start()
+
+    def _migrate(self) -> None:
+        have = {r["name"] for r in self._conn().execute("PRAGMA table_info(feedback)").fetchall()}
+        for name, decl in FEEDBACK_ADDED:
+            if name not in have:
+                try:
+                    self._conn().execute(f"ALTER TABLE feedback ADD COLUMN {name} {decl}")
+                except sqlite3.OperationalError:  # another process added it first
+                    pass
+        self._conn().execute("CREATE INDEX IF NOT EXISTS feedback_sender ON feedback (sender)")
 
     def _conn(self) -> sqlite3.Connection:
         return self._connections.get()
@@ -112,9 +129,10 @@ class SqliteEventStore(EventStore):
         conn = self._conn()
         conn.execute("PRAGMA synchronous=FULL")
         try:
-            conn.execute("INSERT OR IGNORE INTO feedback VALUES (?,?,?,?,?,?,?,?,?)",
+            conn.execute(f"INSERT OR IGNORE INTO feedback ({','.join(FEEDBACK_COLUMNS)}) "
+                         f"VALUES ({','.join('?' * len(FEEDBACK_COLUMNS))})",
                          (f.feedback_id, f.request_id, f.ts, f.rating, f.correction, f.comment, f.task, f.model,
-                          f.version))
+                          f.version, f.sender, f.sender_role, f.trust))
         finally:
             conn.execute("PRAGMA synchronous=NORMAL")
         return f.feedback_id

@@ -69,6 +69,27 @@ def qa_eval_requests() -> tuple[list[dict[str, Any]], list[str]]:
     return [{"question": it.question, "context": it.context} for it in items], [it.answer for it in items]
 
 
+def world_labels(task: str) -> list[list[str]]:
+    """Per world eval item, the slices it belongs to: VQA by expected answer and by question kind,
+    QA by fact kind (the gate compares versions slice by slice)."""
+    if task == "vqa":
+        from services.world import shapes
+
+        return [[f"answer={ex.answer}", f"kind={ex.kind}"] for ex in shapes.examples(EVAL_SEED, WORLD_EVAL_ITEMS["vqa"])]
+    from services.world import facts
+
+    return [[f"kind={it.kind}"] for it in facts.qa_items(EVAL_SEED, WORLD_EVAL_ITEMS["qa"])]
+
+
+def slice_scores(values: list[float], labels: list[list[str]]) -> dict[str, dict[str, Any]]:
+    """{slice: {"score", "count"}} from per-item scores and each item's slice names."""
+    sums: dict[str, list[float]] = {}
+    for value, names in zip(values, labels, strict=True):
+        for name in names:
+            sums.setdefault(name, []).append(float(value))
+    return {name: {"score": round(sum(v) / len(v), 4), "count": len(v)} for name, v in sorted(sums.items())}
+
+
 class WorldScorer:
     """Scores versions on the fixed world set once each (the gate asks several times)."""
 
@@ -86,5 +107,7 @@ class WorldScorer:
             requests, truths = vqa_eval_requests() if task == "vqa" else qa_eval_requests()
             answers = runtime_predict(task, registry, data_dir, model, version, requests, batch_size=32)
             scores = (vqa_scores if task == "vqa" else qa_scores)([a["answer"] for a in answers], truths)
+            metric = "accuracy" if task == "vqa" else "f1"
+            scores["slices"] = slice_scores(scores["rows"][metric], world_labels(task))
             self.cache[key] = scores
         return self.cache[key]
