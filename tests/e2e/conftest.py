@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
 
 from tests.conftest import REPO, SAMPLES
-from tests.servers import Service, start_service
+from tests.servers import Service, free_port, start_service
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -25,6 +25,7 @@ class Stack:
     data: Path
     gateway: Service
     backends: list[Service]
+    finetune_port: int = 0  # the gateway proxies /v1/finetune here; a test may start the service on it
 
     @property
     def url(self) -> str:
@@ -45,9 +46,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_registry_template: Path
         for backend in backends:
             backend.wait_ready()
         vqa, qa, style = backends
+        finetune_port = free_port()
         gateway = start_service("gateway", data, logs, LOOPLINE_VQA_URL=vqa.url, LOOPLINE_QA_URL=qa.url,
-                                LOOPLINE_STYLE_URL=style.url, LOOPLINE_ADMIN_TOKEN=ADMIN_TOKEN).wait_ready()
-        yield Stack(data, gateway, backends)
+                                LOOPLINE_STYLE_URL=style.url, LOOPLINE_ADMIN_TOKEN=ADMIN_TOKEN,
+                                LOOPLINE_FINETUNE_URL=f"http://127.0.0.1:{finetune_port}").wait_ready()
+        yield Stack(data, gateway, backends, finetune_port)
     finally:
         for service in ([gateway] if gateway else []) + backends:
             service.stop()

@@ -247,3 +247,76 @@ def test_phone_width_has_no_horizontal_scroll(stack: Stack, phone: Page, shots: 
     assert_no_horizontal_scroll(phone)
     assert_every_control_labelled(phone)  # now including the Models page's per-model controls
     phone.screenshot(path=shots / "phone-monitoring.png", full_page=True)
+
+
+def test_feedback_page_shows_pending_groups_and_a_reviewer_accepts_one(stack: Stack, page: Page, shots: Path) -> None:
+    from services.common.keys import KeyStore
+
+    key = KeyStore(stack.data / "state").create("e2e-reviewer", "reviewer")
+    with httpx.Client(base_url=stack.url, timeout=60) as client:
+        for user in ("ann", "bob"):
+            answer = client.post("/v1/vqa", json={"image_path": IMAGE, "question": "what colour is the circle?"},
+                                 headers={"X-Client-Id": user}).json()
+            fb = client.post("/v1/feedback", json={"request_id": answer["request_id"], "rating": "bad",
+                                                   "correction": "teal"}, headers={"X-Client-Id": user})
+            assert fb.json()["trust"] == "pending" and fb.json()["sender"] == f"client:{user}"
+    page.goto(stack.url + "/#/feedback")
+    expect(page.locator("#review-error")).to_contain_text("401")
+    page.get_by_label("Reviewer key").fill(key)
+    page.get_by_role("button", name="Use key").click()
+    card = page.locator(".group-card", has_text="“teal”")
+    expect(card.locator("[data-senders]")).to_have_text("2 distinct sender(s)")
+    expect(card.locator(".badge.trust-pending")).to_have_text("2 pending")
+    expect(card.locator("img.thumb").first).to_be_visible()  # the VQA image, fetched with the key
+    page.screenshot(path=shots / "desktop-feedback-pending.png", full_page=True)
+    card.get_by_role("button", name="Accept group").click()
+    expect(page.locator("#review-status")).to_contain_text("Accepted 2 correction(s)")
+    page.get_by_label("Show").select_option("accepted")
+    expect(page.locator(".group-card", has_text="“teal”").locator(".badge.trust-accepted")).to_have_text("2 accepted")
+    audit = httpx.get(stack.url + "/v1/feedback/reviews", headers={"Authorization": f"Bearer {key}"}).json()
+    assert audit["reviews"][0]["by"] == "key:e2e-reviewer" and len(audit["reviews"][0]["feedback_ids"]) == 2
+
+
+def test_training_page_shows_the_gate_slice_by_slice_and_promotes(stack: Stack, page: Page, shots: Path,
+                                                                 tmp_path: Path) -> None:
+    from services.finetune.store import JobStore
+    from tests.servers import start_service
+
+    registry = Registry(stack.data / "registry")
+    new = copy_as_new_version(registry, "vqa-blip")
+    jobs = JobStore(stack.data / "state" / "finetune.db")
+    slices = [{"slice": "answer=red", "new": 0.1, "production": 0.9, "count": 10, "passed": False},
+              {"slice": "kind=color", "new": 0.85, "production": 0.9, "count": 37, "passed": True}]
+    gate = {"passed": False, "reason": "gate refused: slices: slice answer=red: accuracy 0.10 vs production 0.90",
+            "checks": [{"name": "no_worse", "passed": True, "detail": "held-out accuracy 1.0 vs production 0.2"},
+                       {"name": "slices", "passed": False, "detail": "slice answer=red: accuracy 0.10 vs production "
+                        "0.90 (10 items)", "slices": slices}]}
+    job = jobs.create(model="vqa-blip", task="vqa", runner="embedded", request={"model": "vqa-blip", "trigger": "e2e"})
+    jobs.finish(job.id, "rejected", error=gate["reason"], version=new.version, gate=gate,
+                data={"corrections": [{"feedback_id": "f1", "sender": "client:ann", "correction": "blue"}]})
+    jobs.close()
+    finetune = start_service("finetune", stack.data, tmp_path, port=stack.finetune_port,
+                             LOOPLINE_ADMIN_TOKEN=ADMIN_TOKEN, LOOPLINE_FINETUNE_NUM_THREADS="1").wait_ready(60)
+    try:
+        page.goto(stack.url + "/#/training")
+        page.get_by_label("Admin token for training").fill(ADMIN_TOKEN)
+        page.get_by_role("button", name="Use token for training").click()
+        card = page.locator(f'[data-job="{job.id}"]')
+        expect(card.locator("[data-status]")).to_have_text("rejected")
+        expect(card.locator("[data-senders]")).to_have_text("client:ann")
+        expect(card.locator('[data-check="slices"]')).to_contain_text("answer=red: accuracy 0.10 vs production 0.90")
+        card.locator(".slices summary").click()
+        expect(card.locator('tr[data-slice="answer=red"]')).to_contain_text("lost too much")
+        expect(card.locator("[data-serving]")).to_have_text("not serving")
+        page.screenshot(path=shots / "desktop-training-gate.png", full_page=True)
+        card.get_by_role("button", name=f"Make vqa-blip v{new.version} production").click()
+        expect(page.locator("#training-status")).to_contain_text(f"production is now v{new.version}")
+        assert registry.aliases("vqa-blip")["production"] == new.version
+        card = page.locator(f'[data-job="{job.id}"]')
+        expect(card.locator("[data-serving]")).to_have_text("production")
+        card.get_by_role("button", name="Roll back vqa-blip production").click()
+        expect(page.locator("#training-status")).to_contain_text("rolled back to v1")
+        assert registry.aliases("vqa-blip")["production"] == 1
+    finally:
+        finetune.stop()
+    sync_backend(stack, "vqa")

@@ -1,14 +1,18 @@
-// Entry point: hash routing between the three pages and the services' health line.
+// Entry point: hash routing between the pages and the services' health line.
 
 import { api } from "./api.js";
 import { initModels, showModels } from "./models.js";
 import { initMonitoring, showMonitoring } from "./monitoring.js";
+import { initReview, showReview } from "./review.js";
+import { initTraining, showTraining } from "./training.js";
 import { initTry } from "./try.js";
 
 const PAGES = {
   try: { title: "Try the models", show: () => {} },
   models: { title: "Models", show: showModels },
   monitoring: { title: "Monitoring", show: showMonitoring },
+  feedback: { title: "Feedback", show: showReview },
+  training: { title: "Training", show: showTraining },
 };
 const HEALTH_MS = 30_000;
 let current = null;
@@ -49,6 +53,8 @@ function start() {
   initTry();
   initModels();
   initMonitoring();
+  initReview();
+  initTraining();
   window.addEventListener("hashchange", route);
   route();
   checkHealth();

@@ -35,14 +35,16 @@ export function feedbackControl(requestId, { correctionLabel = "The right answer
     if (rating === "bad" && text) body.correction = text;
     for (const control of form.elements) control.disabled = true;
     try {
-      const result = await api("/v1/feedback", { method: "POST", json: body });
+      const result = await api("/v1/feedback", { method: "POST", json: body, sticky: true });
       press(rating);
       correction.hidden = true;
       form.dataset.feedbackId = result.feedback_id;
       form.dataset.sent = rating;
       showOk(ok, rating === "good"
         ? "Thanks! Saved as a good answer."
-        : text ? "Thanks! Your correction is saved for the next fine-tune." : "Thanks! Saved as a bad answer.");
+        : !text ? "Thanks! Saved as a bad answer."
+          : result.trust === "accepted" ? "Thanks! Your correction is saved and accepted for the next fine-tune."
+            : "Thanks! Your correction is saved; it trains once a reviewer accepts it or other people send the same one.");
     } catch (err) {
       showError(error, err);
       for (const control of form.elements) control.disabled = false;
