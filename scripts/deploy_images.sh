@@ -10,7 +10,8 @@
 # The finetune service also gets its finetune-full variant (adds TensorFlow for style training).
 # Settings: IMAGE_REGISTRY, IMAGE_TAG, DRY_RUN, TRAINING_NAMESPACE, GIT_URL/GIT_COMMIT
 # (Jenkins sets these; Kaniko builds from the commit), REGISTRY_USER/REGISTRY_PASSWORD
-# (login before a push; Jenkins injects them from its credentials), KANIKO_TIMEOUT (600s).
+# (login before a push; Jenkins injects them from its credentials), KANIKO_TIMEOUT (600s),
+# KANIKO_JOB_DIR (build/kaniko: the rendered Kaniko Jobs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,8 @@ registry=${IMAGE_REGISTRY:-loopline}
 tag=${IMAGE_TAG:-dev}
 dry=${DRY_RUN:-1}
 namespace=${TRAINING_NAMESPACE:-loopline-training}
+# where the rendered Kaniko Jobs are written (kept: they say exactly what was built)
+kaniko_dir=${KANIKO_JOB_DIR:-build/kaniko}
 
 pick_builder() {
   case "${IMAGE_BUILDER:-auto}" in
@@ -35,22 +38,28 @@ run() {  # print, and run unless dry
   if [ "$dry" != 1 ]; then "$@"; fi
 }
 
-kaniko_build() {
-  local service=$1 context suffix
+kaniko_build() {  # kaniko_build IMAGE_NAME DOCKERFILE_STEM STAGE
+  local name=$1 dockerfile=$2 target=$3 context suffix job
   context="git://${GIT_URL#https://}#refs/heads/${BRANCH_NAME:-main}#${GIT_COMMIT:-$(git rev-parse HEAD)}"
   suffix=$(echo "$tag" | tr -c 'a-z0-9\n' '-' | cut -c1-30)
-  sed -e "s|\${SERVICE}|$service|g" -e "s|\${JOB_SUFFIX}|$suffix|g" -e "s|\${NAMESPACE}|$namespace|g" \
+  job="$kaniko_dir/build-$name.job.yaml"
+  mkdir -p "$kaniko_dir"
+  sed -e "s|\${IMAGE_NAME}|$name|g" -e "s|\${DOCKERFILE}|$dockerfile|g" -e "s|\${TARGET}|$target|g" \
+      -e "s|\${JOB_SUFFIX}|$suffix|g" -e "s|\${NAMESPACE}|$namespace|g" \
       -e "s|\${GIT_CONTEXT}|$context|g" -e "s|\${IMAGE_REGISTRY}|$registry|g" -e "s|\${IMAGE_TAG}|$tag|g" \
-      jenkins/kaniko-build-job.yaml > "build-$service.job.yaml"
-  run kubectl apply -f "build-$service.job.yaml"
+      -e '/- --target=$/d' jenkins/kaniko-build-job.yaml > "$job"
+  run kubectl apply -f "$job"
   # fail fast: a Job that cannot pull its image or push (no registry-credentials Secret) fails
   # within the timeout instead of holding the pipeline for an hour
-  run kubectl wait -n "$namespace" --for=condition=complete --timeout="${KANIKO_TIMEOUT:-600}s" "job/build-$service-$suffix" || {
-    kubectl logs -n "$namespace" "job/build-$service-$suffix" --tail=50 >&2 || true
-    echo "Kaniko build of $service failed or timed out (is the registry-credentials Secret there? docs/deploy.md)" >&2
+  run kubectl wait -n "$namespace" --for=condition=complete --timeout="${KANIKO_TIMEOUT:-600}s" "job/build-$name-$suffix" || {
+    kubectl logs -n "$namespace" "job/build-$name-$suffix" --tail=50 >&2 || true
+    echo "Kaniko build of $name failed or timed out (are the registry-credentials and git-credentials Secrets there? docs/deploy.md)" >&2
     exit 1; }
-  rm -f "build-$service.job.yaml"
 }
+
+# the stage each image is built from: the Dockerfile's last stage, except finetune-full
+# (the training Jobs' image: torch + TensorFlow), an earlier stage of finetune.Dockerfile
+final_stage() { sed -n 's/^FROM .* AS \([a-z0-9-]*\)$/\1/p' "docker/$1.Dockerfile" | tail -1; }
 
 builder=$(pick_builder)
 echo "images: $action with builder '$builder' (tag $tag, registry $registry, DRY_RUN=$dry)"
@@ -83,7 +92,8 @@ case "$action" in
     for service in "$@"; do
       if [ "$builder" = kaniko ]; then
         : "${GIT_URL:?Kaniko builds from the repository: set GIT_URL (Jenkins does)}"
-        kaniko_build "$service"
+        kaniko_build "$service" "$service" "$(final_stage "$service")"
+        if [ "$service" = finetune ]; then kaniko_build finetune-full finetune finetune-full; fi
       else
         extra=(); [ "$builder" = podman ] && extra=(--layers --format docker)  # docker format keeps HEALTHCHECK
         case "$service" in vqa|qa|finetune) extra+=("${torch_args[@]}") ;; esac

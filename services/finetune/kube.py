@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,25 @@ def build_job_manifest(settings: FinetuneSettings, job_id: str, model: str) -> d
     }
 
 
+# a pod waiting for one of these does not start on its own: the image is missing or unpullable,
+# or its configuration is wrong (waiting the Job's 6 h deadline would block the only worker)
+START_FAILURES = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
+                  "CreateContainerConfigError", "CreateContainerError"}
+
+
 def batch_api(settings: FinetuneSettings) -> Any:
+    from kubernetes import client
+
+    return client.BatchV1Api(api_client(settings))
+
+
+def core_api(settings: FinetuneSettings) -> Any:
+    from kubernetes import client
+
+    return client.CoreV1Api(api_client(settings))
+
+
+def api_client(settings: FinetuneSettings) -> Any:
     from kubernetes import client, config
 
     if settings.kube_api_url:
@@ -84,12 +103,12 @@ def batch_api(settings: FinetuneSettings) -> Any:
         if settings.kube_token:
             cfg.api_key = {"authorization": settings.kube_token}
             cfg.api_key_prefix = {"authorization": "Bearer"}
-        return client.BatchV1Api(client.ApiClient(cfg))
+        return client.ApiClient(cfg)
     try:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-    return client.BatchV1Api()
+    return client.ApiClient()
 
 
 class KubernetesRunner:
@@ -101,12 +120,31 @@ class KubernetesRunner:
     def __init__(self, settings: FinetuneSettings, store: JobStore, state_dir: Path) -> None:
         self.settings, self.store, self.state_dir = settings, store, Path(state_dir)
         self._api: Any = None
+        self._core: Any = None
 
     @property
     def api(self) -> Any:
         if self._api is None:
             self._api = batch_api(self.settings)
         return self._api
+
+    def start_failure(self, name: str) -> str | None:
+        """Why the Job's pod cannot start (image pull, container config), or None."""
+        from kubernetes.client.exceptions import ApiException
+
+        if self._core is None:
+            self._core = core_api(self.settings)
+        try:
+            pods = self._core.list_namespaced_pod(self.settings.kube_namespace, label_selector=f"job-name={name}")
+        except ApiException as exc:
+            log.warning("listing the pods of Job %s failed: %s %s", name, exc.status, exc.reason)
+            return None
+        for pod in pods.items or []:
+            for status in (pod.status.container_statuses or []) if pod.status else []:
+                waiting = status.state.waiting if status.state else None
+                if waiting is not None and waiting.reason in START_FAILURES:
+                    return f"{waiting.reason}: {waiting.message or status.image}"
+        return None
 
     def run(self, job_id: str, request: dict[str, Any], feedback: list[dict[str, Any]],
             cancel: threading.Event, reporter: Reporter) -> dict[str, Any]:
@@ -128,6 +166,7 @@ class KubernetesRunner:
         from kubernetes.client.exceptions import ApiException
 
         name, folder = k8s_name(job_id), job_dir(self.state_dir, job_id)
+        stuck_since: float | None = None
         while True:
             if cancel.is_set() or self.store.get(job_id).cancel_requested:
                 self.cancel(job_id)
@@ -153,6 +192,15 @@ class KubernetesRunner:
                     if result and result.get("status") == "failed":
                         return result
                     return {"status": "failed", "error": f"Kubernetes Job {name} failed: {failure_reason(job)}"}
+                reason = self.start_failure(name)
+                if reason is None:
+                    stuck_since = None
+                elif stuck_since is None:
+                    stuck_since = time.monotonic()
+                if reason and stuck_since is not None and time.monotonic() - stuck_since >= self.settings.kube_start_timeout_s:
+                    self.cancel(job_id)
+                    return {"status": "failed", "error": f"the pod of Kubernetes Job {name} cannot start ({reason}): "
+                                                         f"is the image {self.settings.kube_image} built and pushed?"}
             cancel.wait(self.settings.kube_poll_s)
 
     def cancel(self, job_id: str) -> None:

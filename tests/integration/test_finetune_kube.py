@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -25,6 +26,7 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
 TOKEN = "stand-in-token-0123456789"
+PODS = re.compile(r"^/api/v1/namespaces/(?P<ns>[a-z0-9-]+)/pods$")
 JOBS = re.compile(r"^/apis/batch/v1/namespaces/(?P<ns>[a-z0-9-]+)/jobs(?:/(?P<name>[a-z0-9-]+)(?P<status>/status)?)?$")
 
 
@@ -36,6 +38,7 @@ class FakeApiServer:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.status: dict[str, dict[str, Any]] = {}
         self.fail_create: int | None = None
+        self.waiting: dict[str, dict[str, str]] = {}  # job name -> its pod's waiting state
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -59,6 +62,19 @@ class FakeApiServer:
                                         "auth": self.headers.get("Authorization")})
                 if self.headers.get("Authorization") != f"Bearer {TOKEN}":
                     return self._reply(401, {"kind": "Status", "code": 401, "reason": "Unauthorized"})
+                pods = PODS.match(path)
+                if pods and self.command == "GET":  # list pods by job-name, as the Job controller labels them
+                    selector = dict(kv.split("=", 1) for kv in
+                                    parse_qs(query).get("labelSelector", [""])[0]
+                                    .split(",") if "=" in kv)
+                    job = selector.get("job-name")
+                    items = [{"metadata": {"name": f"{job}-abcde", "labels": {"job-name": job}},
+                              "status": {"containerStatuses": [{
+                                  "name": "train", "image": server.jobs[job]["spec"]["template"]["spec"]["containers"][0]
+                                  ["image"], "imageID": "", "ready": False, "restartCount": 0,
+                                  "state": {"waiting": server.waiting[job]}}]}}] \
+                        if job in server.waiting and job in server.jobs else []
+                    return self._reply(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
                 m = JOBS.match(path)
                 if not m:
                     return self._reply(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
@@ -151,7 +167,8 @@ def test_a_job_runs_as_a_kubernetes_job_and_its_outcome_is_recorded(data_dir: Pa
         assert job.status == "succeeded" and job.alias == "canary", job
         assert Registry(data_dir / "registry").resolve("qa-extractive", "canary") == job.version
         assert all(r["auth"] == f"Bearer {TOKEN}" for r in api.requests)
-        assert {(r["method"], r["path"].endswith("/status")) for r in api.requests} == {("POST", False), ("GET", True)}
+        assert {(r["method"], r["path"].endswith("/status")) for r in api.requests
+                if "/jobs" in r["path"]} == {("POST", False), ("GET", True)}
     finally:
         worker.stop()
 
@@ -168,6 +185,31 @@ def test_a_failed_kubernetes_job_fails_with_its_reason(data_dir: Path, api: Fake
         wait_until(lambda: store.get(job_id).status != "running")
         job = store.get(job_id)
         assert job.status == "failed" and "DeadlineExceeded" in (job.error or "")
+    finally:
+        worker.stop()
+
+
+def test_a_pod_that_cannot_pull_its_image_fails_the_job_fast(data_dir: Path, api: FakeApiServer) -> None:
+    """ImagePullBackOff never ends by itself: the job fails with the reason, the Job is deleted, and
+    the worker is free for the next job (it used to wait the 6 h deadline)."""
+    settings = FinetuneSettings(runner="kubernetes", kube_api_url=api.url, kube_token=TOKEN, kube_poll_s=0.05,
+                                kube_start_timeout_s=0.3, kube_namespace="loopline-training",
+                                kube_image="registry.local/loopline/finetune-full:missing")
+    store = JobStore(data_dir / "state" / "finetune.db")
+    worker = Worker(settings=settings, store=store, registry=Registry(data_dir / "registry"),
+                    events=open_event_store(EventsSettings(store="sqlite"), data_dir / "state"), data_dir=data_dir,
+                    state_dir=data_dir / "state")
+    worker.start()
+    try:
+        job_id = submit(store, worker, REQUEST)
+        wait_until(lambda: api.jobs)
+        name = f"loopline-{job_id}"
+        api.waiting[name] = {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}
+        wait_until(lambda: store.get(job_id).status != "running", timeout_s=20)
+        job = store.get(job_id)
+        assert job.status == "failed" and "ImagePullBackOff" in (job.error or "") and "finetune-full:missing" in job.error
+        assert name not in api.jobs, "the stuck Job is deleted"
+        assert any(r["path"].endswith("/pods") and "job-name" in r["query"] for r in api.requests)
     finally:
         worker.stop()
 
