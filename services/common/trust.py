@@ -38,7 +38,8 @@ def group_key(row: dict[str, Any]) -> str:
 def latest_reviews(store: EventStore) -> dict[str, dict[str, Any]]:
     """feedback_id -> the latest review decision about it."""
     out: dict[str, dict[str, Any]] = {}
-    for event in sorted(store.events(REVIEW_KIND, limit=100_000), key=lambda e: e.get("ts", 0.0)):
+    # 10 000: the most one Elasticsearch search returns
+    for event in sorted(store.events(REVIEW_KIND, limit=10_000), key=lambda e: e.get("ts", 0.0)):
         for fid in event.get("feedback_ids") or []:
             out[fid] = event
     return out

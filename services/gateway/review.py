@@ -76,7 +76,7 @@ async def feedback_review(request: Request, body: ReviewIn) -> dict[str, Any]:
 @router.get("/v1/feedback/reviews", summary="The audit trail: who accepted or rejected what, and when (reviewer)")
 async def feedback_reviews(request: Request, limit: int = Query(200, ge=1, le=10_000)) -> dict[str, Any]:
     core, _ = reviewer(request)
-    events = await core.run_io(lambda: core.store.events("feedback_review", limit=100_000))
+    events = await core.run_io(lambda: core.store.events("feedback_review", limit=10_000))
     return {"reviews": sorted(events, key=lambda e: -float(e.get("ts", 0)))[:limit]}
 
 
