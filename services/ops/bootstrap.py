@@ -52,6 +52,8 @@ def bootstrap_tiny(registry: Registry, if_empty: bool = False, show_progress: bo
         log.info("registered %s v%d: %s", name, ref.version, headline(metrics))
         if show_progress:
             _console().print(f"[bold]{name}[/bold] v{ref.version}: {headline(metrics)}")
+            for line in generalisation_lines(metrics):
+                _console().print(line, highlight=False)
         made.append(ref)
     return made
 
@@ -79,6 +81,32 @@ def headline(metrics: dict[str, Any]) -> str:
     return (f"held-out content loss {held.get('content_loss')} (untrained {before.get('content_loss')}), "
             f"style loss {held.get('style_loss')} (untrained {before.get('style_loss')}) "
             f"({metrics.get('train_seconds')} s)")
+
+
+def generalisation_lines(metrics: dict[str, Any]) -> list[str]:
+    """The held-out set that tests generalisation, questions without an answer, and the
+    calibration table (confidence bins against accuracy), for models that measured them."""
+    lines = []
+    if "unseen" in metrics:
+        unseen = metrics["unseen"]
+        lines.append(f"  unseen names and sentence forms: exact match {unseen['exact_match']:.1%} on "
+                     f"{unseen['count']} items (in-generator {metrics['heldout']['exact_match']:.1%})")
+    if "second_renderer" in metrics:
+        other = metrics["second_renderer"]
+        lines.append(f"  second renderer: accuracy {other['accuracy']:.1%} on {other['count']} items "
+                     f"(in-generator {metrics['heldout']['accuracy']:.1%}), by kind {other.get('by_kind')}")
+    for label, off in (("no answer in the context", metrics.get("off_world")),
+                       ("no shape in the image", metrics.get("no_shape"))):
+        if off:
+            below = next((v for k, v in off.items() if k.startswith("share_below")), None)
+            lines.append(f"  {label}: mean confidence {off['mean_confidence']:.2f}, "
+                         f"{below:.0%} below the watchdog's threshold ({off['count']} items)")
+    if metrics.get("calibration"):
+        lines.append("  calibration   confidence   answers   right")
+        lines += [f"                {row['confidence']}   {row['count']:>7}   "
+                  + (f"{row['accuracy']:.1%}" if row["accuracy"] is not None else "-")
+                  for row in metrics["calibration"]]
+    return lines
 
 
 def _console() -> Any:

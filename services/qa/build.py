@@ -32,10 +32,13 @@ def _make(size: str, world_vocab: bool) -> tuple[Any, Any]:
     spec = dict(SIZES[size])
     arch = spec.pop("arch")
     if world_vocab:
-        from services.world.vocab import build_world_tokenizer as build_tokenizer
+        from services.world.vocab import build_world_tokenizer
+
+        tokenizer = build_world_tokenizer(model_max_length=spec["max_position_embeddings"], pairs=True)
     else:
-        from services.common.tiny_tokenizer import build_bert_tokenizer as build_tokenizer
-    tokenizer = build_tokenizer(model_max_length=spec["max_position_embeddings"])
+        from services.common.tiny_tokenizer import build_bert_tokenizer
+
+        tokenizer = build_bert_tokenizer(model_max_length=spec["max_position_embeddings"])
     if arch == "bert":
         model = BertForQuestionAnswering(BertConfig(vocab_size=len(tokenizer), pad_token_id=0, **spec))
     else:
@@ -57,7 +60,9 @@ def encode(tokenizer: Any, items: list[Any], max_len: int) -> dict[str, Any]:
     """Token ids and the answer's token span (question first, like the runtime), plus the two
     auxiliary targets of :func:`build_tiny`: which context tokens also occur in the question
     (``match``) and which lie in the answer's sentence (``sentence``); ``context`` marks the
-    context tokens."""
+    context tokens, ``answerable`` the items with an answer (an item without one, ``answer ==
+    ""``, has the span (0, 0) and no sentence). Items whose answer the window cuts off are left
+    out."""
     import numpy as np
     import torch
     from tokenizers import Tokenizer
@@ -66,14 +71,15 @@ def encode(tokenizer: Any, items: list[Any], max_len: int) -> dict[str, Any]:
     core.enable_truncation(max_len, strategy="only_second")
     core.enable_padding(pad_id=tokenizer.pad_token_id, pad_token=tokenizer.pad_token)  # to the longest
     encs = core.encode_batch([(it.question, it.context) for it in items])
+    keep = [k for k, (e, it) in enumerate(zip(encs, items, strict=True))
+            if not it.answer or e.char_to_token(it.answer_start + len(it.answer) - 1, 1) is not None]
+    encs, items = [encs[k] for k in keep], [items[k] for k in keep]
     ids = np.array([e.ids for e in encs], np.int64)
     types = np.array([e.type_ids for e in encs], np.int64)
     mask = np.array([e.attention_mask for e in encs], np.int64)
     context = (types == 1) & (mask == 1) & (ids != tokenizer.sep_token_id)
     # token index of the answer's first and last character, and of its sentence's (context side)
-    spans = np.array([[e.char_to_token(c, 1) for c in (it.answer_start, it.answer_start + len(it.answer) - 1,
-                                                          *_sentence_of(it.context, it.answer_start, len(it.answer)))]
-                      for e, it in zip(encs, items, strict=True)], np.int64)
+    spans = np.array([_token_span(e, it) for e, it in zip(encs, items, strict=True)], np.int64)
     # match: the context tokens whose word the question also has (function words aside)
     in_question = np.zeros((len(items), len(tokenizer)), bool)
     rows = np.broadcast_to(np.arange(len(items))[:, None], ids.shape)
@@ -87,7 +93,19 @@ def encode(tokenizer: Any, items: list[Any], max_len: int) -> dict[str, Any]:
     return {"input_ids": torch.from_numpy(ids), "token_type_ids": torch.from_numpy(types),
             "attention_mask": torch.from_numpy(mask), "start_positions": torch.from_numpy(spans[:, 0].copy()),
             "end_positions": torch.from_numpy(spans[:, 1].copy()), "match": torch.from_numpy(match.astype(np.float32)),
-            "sentence": torch.from_numpy(sentence.astype(np.float32)), "context": torch.from_numpy(context)}
+            "sentence": torch.from_numpy(sentence.astype(np.float32)), "context": torch.from_numpy(context),
+            "answerable": torch.tensor([bool(it.answer) for it in items])}
+
+
+def _token_span(enc: Any, item: Any) -> list[int]:
+    """Token indices of the answer's first and last character and of its sentence's (the
+    sentence may run past the window: its end is then the window's)."""
+    if not item.answer:
+        return [0, 0, 1, 0]
+    first, last = _sentence_of(item.context, item.answer_start, len(item.answer))
+    end = enc.char_to_token(last, 1)
+    return [enc.char_to_token(item.answer_start, 1), enc.char_to_token(item.answer_start + len(item.answer) - 1, 1),
+            enc.char_to_token(first, 1), len(enc.ids) if end is None else end]
 
 
 def _sentence_of(text: str, start: int, length: int) -> tuple[int, int]:
@@ -204,30 +222,36 @@ def _set_head(attention: Any, h: int, size: int, query: Any, key: Any) -> None:
 
 
 def answer(model: Any, tokenizer: Any, items: list[Any], max_len: int, batch_size: int = 64,
-           max_answer_tokens: int = 30) -> list[tuple[str, float]]:
-    """Best span and its confidence per item, chosen the way the serving runtime chooses."""
+           max_answer_tokens: int = 30, stride: int = 32) -> list[tuple[str, float]]:
+    """Best span and its confidence per item, chosen the way the serving runtime chooses (a long
+    context in overlapping windows, the best span of any window, widened to whole words)."""
     import numpy as np
     import torch
 
-    from services.qa.runtime import best_span
+    from services.qa.runtime import best_span, snap_to_words
 
     out: list[tuple[str, float]] = []
     model.eval()
     for lo in range(0, len(items), batch_size):
         chunk = items[lo:lo + batch_size]
         enc = tokenizer([it.question for it in chunk], [it.context for it in chunk], truncation="only_second",
-                        max_length=max_len, padding="longest", return_offsets_mapping=True, return_tensors="pt")
+                        max_length=max_len, stride=stride, return_overflowing_tokens=True, padding="longest",
+                        return_offsets_mapping=True, return_tensors="pt")
         offsets = enc.pop("offset_mapping").numpy()
+        sample_of = enc.pop("overflow_to_sample_mapping").tolist()
         with torch.inference_mode():
             logits = model(**{k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")})
-        for b, it in enumerate(chunk):
-            mask = np.array([s == 1 for s in enc.sequence_ids(b)])
-            span = best_span(logits.start_logits[b].numpy(), logits.end_logits[b].numpy(), mask, max_answer_tokens)
+        best: list[tuple[float, str, float] | None] = [None] * len(chunk)
+        for w, b in enumerate(sample_of):
+            mask = np.array([s == 1 for s in enc.sequence_ids(w)])
+            span = best_span(logits.start_logits[w].numpy(), logits.end_logits[w].numpy(), mask, max_answer_tokens)
             if span is None:
-                out.append(("", 0.0))
                 continue
-            i, j, _, conf = span
-            out.append((it.context[int(offsets[b][i][0]):int(offsets[b][j][1])], conf))
+            i, j, value, conf = span
+            if best[b] is None or value > best[b][0]:
+                start, end = snap_to_words(chunk[b].context, int(offsets[w][i][0]), int(offsets[w][j][1]))
+                best[b] = (value, chunk[b].context[start:end], conf)
+        out.extend((b[1], b[2]) if b else ("", 0.0) for b in best)
     return out
 
 
@@ -255,7 +279,8 @@ def build_tiny(out_dir: Path, seed: int = 0, steps: int = 1500, batch_size: int 
 
 
 def _build_tiny(out_dir: Path, seed: int, steps: int, batch_size: int, train_examples: int | None,
-                heldout_examples: int, aux_weight: float, windows: bool, progress: Progress | None) -> dict[str, Any]:
+                heldout_examples: int, aux_weight: float, windows: bool, progress: Progress | None,
+                negative_share: float = 0.12) -> dict[str, Any]:
     import torch
 
     from services.world import facts
@@ -266,12 +291,14 @@ def _build_tiny(out_dir: Path, seed: int, steps: int, batch_size: int, train_exa
     model, tokenizer = _make("world", world_vocab=True)
     init_world_bert(model, seed)
     max_len = SIZES["world"]["max_position_embeddings"]
-    train = facts.qa_items(seed, train_examples or steps * batch_size)
-    held = facts.qa_items(seed + 10_000, heldout_examples)
+    total = train_examples or steps * batch_size
+    negatives = int(total * negative_share)
+    train = facts.qa_items(seed, total - negatives) + facts.unanswerable_items(seed + 1, negatives)
     if progress:
         progress("data", 0, steps, {"examples": len(train)})
     encoded = encode(tokenizer, train, max_len)  # once: tokenizing every step costs as much as the model
-    targets = {k: encoded.pop(k) for k in ("match", "sentence", "context")}
+    targets = {k: encoded.pop(k) for k in ("match", "sentence", "context", "answerable", "start_positions",
+                                           "end_positions")}
     if windows:
         init_window_heads(model, {k: v[:64] for k, v in encoded.items()})
     aux_head = torch.nn.Linear(model.config.hidden_size, 2)
@@ -285,11 +312,13 @@ def _build_tiny(out_dir: Path, seed: int, steps: int, batch_size: int, train_exa
     loss_avg = None
     for step, idx in enumerate(batches, start=1):
         width = int(encoded["attention_mask"][idx].sum(dim=1).max())
-        batch = {k: (v[idx, :width] if v.dim() == 2 else v[idx]) for k, v in encoded.items()}
+        batch = {k: v[idx, :width] for k, v in encoded.items()}
         out = model(**batch, output_hidden_states=True)
-        loss = out.loss
+        ctx = targets["context"][idx, :width]
+        span_loss = span_losses(out.start_logits, out.end_logits, ctx, targets["answerable"][idx],
+                                targets["start_positions"][idx], targets["end_positions"][idx])
+        loss = span_loss
         if aux_weight:
-            ctx = targets["context"][idx, :width]
             match = aux_head(out.hidden_states[1])[..., 0][ctx]
             sentence = aux_head(out.hidden_states[2])[..., 1][ctx]
             loss = loss + aux_weight * (bce(match, targets["match"][idx, :width][ctx])
@@ -299,16 +328,53 @@ def _build_tiny(out_dir: Path, seed: int, steps: int, batch_size: int, train_exa
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimiser.step()
         schedule.step()
-        value = float(out.loss.detach())
+        value = float(span_loss.detach())
         loss_avg = value if loss_avg is None else 0.95 * loss_avg + 0.05 * value
         if progress and (step % 50 == 0 or step == steps):
             progress("train", step, steps, {"loss": round(loss_avg, 4)})
-    got = answer(model, tokenizer, held, max_len)
-    metrics = score(got, held)
+    metrics = evaluate(model, tokenizer, seed, max_len, heldout_examples)
     metrics["train_seconds"] = round(time.monotonic() - started, 1)
     metrics["steps"] = steps
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+    return metrics
+
+
+def span_losses(start_logits: Any, end_logits: Any, context: Any, answerable: Any, starts: Any, ends: Any) -> Any:
+    """Cross-entropy of the answer's start and end over the context tokens only, the softmax the
+    runtime's confidence is; an item without an answer is pushed towards the uniform distribution
+    over its context, so that no span of it is given a high confidence."""
+    import torch
+
+    rows = torch.arange(start_logits.shape[0])
+    total = start_logits.new_zeros(())
+    for logits, gold in ((start_logits, starts), (end_logits, ends)):
+        logp = torch.log_softmax(logits.masked_fill(~context, -1e4), dim=-1)
+        positive = -logp[rows, gold]
+        uniform = -(logp * context).sum(-1) / context.sum(-1).clamp(min=1)
+        total = total + torch.where(answerable, positive, uniform).mean()
+    return total
+
+
+def evaluate(model: Any, tokenizer: Any, seed: int, max_len: int, heldout_examples: int = 500,
+             unseen_examples: int = 400) -> dict[str, Any]:
+    """Exact match on the in-generator held-out set (``heldout``) and on the unseen names and
+    forms of ``facts_unseen`` (``unseen``); the confidence of answers to questions the context
+    does not answer (``off_world``); confidence bins against accuracy over both sets
+    (``calibration``)."""
+    from services.finetune.metrics import exact_match
+    from services.world import facts, facts_unseen
+    from services.world.calibration import below, calibration_table
+
+    held = facts.qa_items(seed + 10_000, heldout_examples)
+    unseen = facts_unseen.unseen_items(facts_unseen.UNSEEN_SEED, unseen_examples)
+    off = facts_unseen.off_world_items() + facts.unanswerable_items(seed + 20_000, 100)
+    got_held, got_unseen, got_off = (answer(model, tokenizer, s, max_len) for s in (held, unseen, off))
+    metrics = score(got_held, held)
+    metrics["unseen"] = score(got_unseen, unseen)["heldout"]
+    metrics["off_world"] = below([c for _, c in got_off])
+    both = list(zip(got_held + got_unseen, held + unseen, strict=True))
+    metrics["calibration"] = calibration_table([g[1] for g, _ in both], [exact_match(g[0], t.answer) for g, t in both])
     return metrics
 
 

@@ -3,13 +3,16 @@
 Confidence of an answer = softmax(start logits)[i] * softmax(end logits)[j], both
 softmaxes taken over the context tokens of the window the span came from; the span with
 the highest start+end logit across all windows wins (j >= i, at most
-``max_answer_tokens`` long, never inside the question).
+``max_answer_tokens`` long, never inside the question). The answer always covers whole
+words: a span that starts or ends inside a word (a made-up name spelled in word pieces)
+is widened to the word's edges (:func:`snap_to_words`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -87,6 +90,20 @@ def best_span(start_logits: np.ndarray, end_logits: np.ndarray, context_mask: np
             if best is None or score > best[2]:
                 best = (int(i), int(j), score, float(ps[i] * pe[j]))
     return best
+
+
+# a word: letters and digits, joined by inner hyphens, dots or commas ("Jean-Luc", "2,400,000", "2.5")
+WORD = re.compile(r"[^\W_]+(?:[-.,][^\W_]+)*")
+
+
+def snap_to_words(text: str, start: int, end: int) -> tuple[int, int]:
+    """``text[start:end]`` widened to whole words: every word it overlaps is covered entirely."""
+    for match in WORD.finditer(text, max(0, start - 64)):
+        if match.start() >= end:
+            break
+        if match.end() > start:
+            start, end = min(start, match.start()), max(end, match.end())
+    return start, end
 
 
 class QaRuntime(TorchRuntimeMixin, ModelRuntime):
@@ -179,7 +196,7 @@ class QaRuntime(TorchRuntimeMixin, ModelRuntime):
             if span is None:
                 continue
             i, j, score, conf = span
-            char_start, char_end = int(offsets[w][i][0]), int(offsets[w][j][1])
+            char_start, char_end = snap_to_words(contexts[sample], int(offsets[w][i][0]), int(offsets[w][j][1]))
             current = best[sample]
             if current is None or score > current[0]:
                 best[sample] = (score, {"answer": contexts[sample][char_start:char_end], "confidence": round(conf, 6),

@@ -398,11 +398,35 @@ def _build_tiny(out_dir: Path, seed: int, steps: int, warm_steps: int, scenes_pe
     held_pixels = pixel_batch(processor, [shapes.render(ex.scene, side) for ex in held])
     got = answer(model, processor, held_pixels, [ex.question for ex in held])
     metrics = score(got, held)
+    metrics.update(evaluate_redrawn(model, processor, got, held))
     metrics["train_seconds"] = round(time.monotonic() - started, 1)
     metrics["steps"] = {"vision": warm_steps, "answer": steps}
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return metrics
+
+
+def evaluate_redrawn(model: Any, processor: Any, got_held: list[tuple[str, float]], held: list[Any],
+                     count: int = 300, blanks: int = 40) -> dict[str, Any]:
+    """Accuracy on scenes drawn by the second renderer (``shapes_redraw``, full size: the processor
+    resizes them as the runtime does), the confidence on images with no shape, and confidence bins
+    against accuracy over both held-out sets."""
+    from services.world import shapes, shapes_redraw
+    from services.world.calibration import below, calibration_table
+
+    pairs = shapes_redraw.redrawn_examples(shapes_redraw.REDRAW_SEED, count)
+    redrawn = [ex for ex, _ in pairs]
+    got = answer(model, processor, pixel_batch(processor, [shapes_redraw.draw(ex.scene, look) for ex, look in pairs]),
+                 [ex.question for ex in redrawn])
+    rng = random.Random(shapes_redraw.REDRAW_SEED + 1)
+    empty = shapes.Scene((), (255, 255, 255), 0.0, (64, 64), 0)
+    questions = [*shapes.COLOR_QUESTIONS, *shapes.SHAPE_QUESTIONS]
+    got_blank = answer(model, processor, pixel_batch(processor, [
+        shapes_redraw.draw(empty, shapes_redraw.sample_look(rng)) for _ in range(blanks)]),
+        [questions[i % len(questions)] for i in range(blanks)])
+    both = list(zip(got_held + got, held + redrawn, strict=True))
+    return {"second_renderer": score(got, redrawn)["heldout"], "no_shape": below([c for _, c in got_blank]),
+            "calibration": calibration_table([g[1] for g, _ in both], [g[0] == t.answer for g, t in both])}
 
 
 def score(got: list[tuple[str, float]], truth: list[Any]) -> dict[str, Any]:

@@ -41,11 +41,20 @@ def world_words() -> list[str]:
     return facts.vocabulary()
 
 
-def build_vocab() -> list[str]:
+def letter_pairs() -> list[str]:
+    """Every two-letter piece, word-initial (``qu``) and inside a word (``##im``): a word the
+    vocabulary does not hold is then spelled in about half as many pieces as with letters alone."""
+    pairs = [a + b for a in string.ascii_lowercase for b in string.ascii_lowercase]
+    pairs += [a + b for a in string.digits for b in string.digits]
+    return pairs + ["##" + p for p in pairs]
+
+
+def build_vocab(pairs: bool = False) -> list[str]:
     chars = list(string.ascii_lowercase + string.digits + string.punctuation)
     vocab = SPECIALS + chars + ["##" + c for c in string.ascii_lowercase + string.digits]
     seen = set(vocab)
-    for word in [*COLOR_WORDS, *SHAPE_WORDS, *NUMBER_WORDS, *COMMON_WORDS, *world_words()]:
+    words = [*COLOR_WORDS, *SHAPE_WORDS, *NUMBER_WORDS, *COMMON_WORDS, *world_words()]
+    for word in words + (letter_pairs() if pairs else []):
         word = word.lower()
         if word not in seen:
             vocab.append(word)
@@ -53,12 +62,13 @@ def build_vocab() -> list[str]:
     return vocab
 
 
-def build_world_tokenizer(model_max_length: int = 512) -> Any:
-    """A ``BertTokenizerFast`` over :func:`build_vocab` (lowercasing, BERT pre-tokenisation)."""
+def build_world_tokenizer(model_max_length: int = 512, pairs: bool = False) -> Any:
+    """A ``BertTokenizerFast`` over :func:`build_vocab` (lowercasing, BERT pre-tokenisation);
+    ``pairs`` adds the two-letter pieces (the QA model's tokenizer: it copies made-up names)."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertTokenizerFast
 
-    vocab = {tok: i for i, tok in enumerate(build_vocab())}
+    vocab = {tok: i for i, tok in enumerate(build_vocab(pairs))}
     core = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
     core.normalizer = normalizers.BertNormalizer(lowercase=True)
     core.pre_tokenizer = pre_tokenizers.BertPreTokenizer()

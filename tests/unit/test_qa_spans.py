@@ -76,3 +76,30 @@ def test_best_span_respects_order_and_length() -> None:
     i, j, _, _ = best_span(s, e, mask, max_answer_tokens=5)
     assert (i, j) == (1, 3)
     assert best_span(s, e, np.zeros(5, bool), 5) is None
+
+
+@pytest.mark.parametrize(("start", "end", "expected"), [
+    (20, 21, "Quimbar"),            # one word piece of a made-up name: the whole name
+    (22, 25, "Quimbar"),            # pieces inside the word
+    (20, 27, "Quimbar"),            # already whole
+    (35, 38, "2,400,000"),          # a number with separators is one word
+    (53, 56, "Jean-Luc"),           # hyphenated
+    (20, 31, "Quimbar. About"),     # several words stay several words
+])
+def test_spans_are_widened_to_whole_words(start: int, end: int, expected: str) -> None:
+    from services.qa.runtime import snap_to_words
+
+    text = "Its capital city is Quimbar. About 2,400,000 people. Jean-Luc's hat."
+    s, e = snap_to_words(text, start, end)
+    assert text[s:e] == expected
+
+
+def test_a_word_piece_answer_is_returned_whole_through_predict() -> None:
+    tok = build_bert_tokenizer()
+    piece = tok.convert_tokens_to_ids("##u")  # "Quimbar" is spelled q ##u ##i ##m ##b ##a ##r
+    model = PointAtToken(piece, piece)
+    rt = _runtime(model)
+    context = "Zorbland is a country in Europe. Its capital city is Quimbar."
+    [result] = rt.predict([("What is the capital of Zorbland?", context)])
+    assert result["answer"] == "Quimbar"
+    assert context[result["start"]:result["end"]] == "Quimbar"
