@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
+import io
 import json
 import logging
 import logging.handlers
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -80,8 +82,69 @@ def _ecs_key(key: str) -> str:
     return "labels." + key
 
 
-def configure_logging(service: str, level: str = "INFO", log_file: Path | None = None) -> None:
-    """Install the JSON formatter on the root logger (idempotent); optionally also to a file."""
+class _NeverFailingStream(io.TextIOBase):
+    """stdout/stderr that swallow a broken pipe: a supervisor that died (or a closed terminal)
+    must never turn the next log line or progress bar into a crashed job."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                self._stream.write(text)
+            except (OSError, ValueError):
+                self._break()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self._break()
+
+    def _break(self) -> None:
+        """Point the file descriptor at /dev/null: whatever is still buffered, and the
+        interpreter's last flush at exit, then go nowhere instead of failing (exit code 120)."""
+        self.broken = True
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self._stream.fileno())
+            os.close(null)
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+
+    def isatty(self) -> bool:
+        return not self.broken and self._stream.isatty()
+
+    def fileno(self) -> int:
+        return int(self._stream.fileno())
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return str(getattr(self._stream, "encoding", "utf-8"))
+
+
+def protect_std_streams() -> None:
+    """Wrap sys.stdout and sys.stderr once so that writing to a broken pipe is never an error."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, _NeverFailingStream):
+            setattr(sys, name, _NeverFailingStream(stream))
+
+
+DEFAULT_LOG_MAX_BYTES = 50 * 1024 * 1024
+DEFAULT_LOG_BACKUPS = 3
+
+
+def configure_logging(service: str, level: str = "INFO", log_file: Path | None = None, *,
+                      max_bytes: int = DEFAULT_LOG_MAX_BYTES, backups: int = DEFAULT_LOG_BACKUPS) -> None:
+    """Install the JSON formatter on the root logger (idempotent); optionally also to a file,
+    rotated at ``max_bytes`` keeping ``backups`` old files (0: never rotate), so a pod's log
+    volume is bounded by (backups + 1) x max_bytes whatever the traffic."""
+    protect_std_streams()
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_loopline", False):
@@ -89,7 +152,11 @@ def configure_logging(service: str, level: str = "INFO", log_file: Path | None =
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.handlers.WatchedFileHandler(log_file, encoding="utf-8"))
+        if max_bytes > 0:
+            handlers.append(logging.handlers.RotatingFileHandler(log_file, maxBytes=max_bytes, backupCount=backups,
+                                                                 encoding="utf-8"))
+        else:
+            handlers.append(logging.handlers.WatchedFileHandler(log_file, encoding="utf-8"))
     for handler in handlers:
         handler.setFormatter(EcsJsonFormatter(service))
         handler._loopline = True  # type: ignore[attr-defined]

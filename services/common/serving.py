@@ -142,7 +142,8 @@ def create_serving_app(runtime_cls: type[ModelRuntime], settings: ServingSetting
     """A FastAPI app serving every registry model of ``runtime_cls.task``."""
     common = common or CommonSettings()
     settings = settings or runtime_cls.settings_class()
-    configure_logging(runtime_cls.task, common.log_level, common.log_file)
+    configure_logging(runtime_cls.task, common.log_level, common.log_file,
+                      max_bytes=common.log_max_bytes, backups=common.log_backups)
     runtime_cls.configure_threads(settings)
     handler = InferenceHandler(runtime_cls, settings, Registry(common.registry), common.data_dir)
 

@@ -51,6 +51,9 @@ class CommonSettings(BaseSettings):
     finetune_url: str | None = Field(None, description="fine-tune service base URL")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log threshold")
     log_file: Path | None = Field(None, description="also write the JSON log lines here (Filebeat sidecars read it)")
+    log_max_bytes: int = Field(50 * 1024 * 1024, ge=0, description=(
+        "rotate log_file at this size (0: never); the log volume holds at most (log_backups + 1) x this"))
+    log_backups: int = Field(3, ge=0, description="rotated log files kept beside log_file")
     admin_token: str | None = Field(None, description="bearer token for admin routes; generated under state_dir when unset")
     feedback_quorum: int = Field(3, ge=1, le=1000, description=(
         "a correction without a reviewer key is accepted when this many distinct anonymous senders gave the same "

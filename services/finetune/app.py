@@ -36,7 +36,8 @@ log = logging.getLogger("loopline.finetune")
 def create_app(settings: FinetuneSettings | None = None, common: CommonSettings | None = None) -> FastAPI:
     common = common or CommonSettings()
     settings = settings or FinetuneSettings()
-    configure_logging("finetune", common.log_level, common.log_file)
+    configure_logging("finetune", common.log_level, common.log_file,
+                      max_bytes=common.log_max_bytes, backups=common.log_backups)
     registry = Registry(common.registry)
     store = JobStore(common.state / "finetune.db")
     events = open_event_store(EventsSettings(), common.state, service="finetune")

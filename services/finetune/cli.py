@@ -265,7 +265,8 @@ def execute(job_id: str) -> None:
     from .settings import FinetuneSettings
 
     common = _common()
-    configure_logging("finetune-job", common.log_level, common.log_file)
+    configure_logging("finetune-job", common.log_level, common.log_file,
+                      max_bytes=common.log_max_bytes, backups=common.log_backups)
     folder = job_dir(common.state, job_id)
     request = read_json(folder / "request.json")
     if request is None:

@@ -34,7 +34,8 @@ def create_app(common: CommonSettings | None = None, settings: GatewaySettings |
     common = common or CommonSettings()
     settings = settings or GatewaySettings()
     settings.check_backend_limits()
-    configure_logging("gateway", common.log_level, common.log_file)
+    configure_logging("gateway", common.log_level, common.log_file,
+                      max_bytes=common.log_max_bytes, backups=common.log_backups)
     common.state.mkdir(parents=True, exist_ok=True)
     admin_token = load_or_create_admin_token(common)
 

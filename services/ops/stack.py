@@ -1,7 +1,16 @@
-"""``loopline up``: one child process per service on loopback, logs prefixed, clean Ctrl-C."""
+"""``loopline up``: one child process per service on loopback, logs prefixed, clean Ctrl-C.
+
+Children die with their supervisor: each runs in its own session (a Ctrl-C in the terminal
+reaches the supervisor only, which stops them in order), so without more a ``loopline up``
+killed by SIGKILL or a closed terminal left them running and holding their ports. On Linux the
+kernel now sends each child SIGTERM when the supervisor dies (``PR_SET_PDEATHSIG``); and the
+children's logs never fail their work when the supervisor's end of the pipe is gone
+(:func:`services.common.logs.protect_std_streams`).
+"""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -41,9 +50,34 @@ def available_services() -> list[str]:
 
 def _pump(name: str, stream: IO[str], color: bool) -> None:
     prefix = f"\x1b[{COLORS.get(name, 37)}m{name:>8}\x1b[0m | " if color else f"{name:>8} | "
+    broken = False
     for line in iter(stream.readline, ""):
-        sys.stdout.write(prefix + line)
-        sys.stdout.flush()
+        if broken:
+            continue  # keep draining: a child blocked on a full pipe would stop serving
+        try:
+            sys.stdout.write(prefix + line)
+            sys.stdout.flush()
+        except (OSError, ValueError):  # the terminal went away
+            broken = True
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """``preexec_fn``: ask the kernel to SIGTERM this child when its parent dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def spawn_child(argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """A service process in its own session, its output piped to us, dying with us."""
+    parent = os.getpid()
+    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, preexec_fn=lambda: die_with_parent(parent))  # noqa: PLW1509
 
 
 def run_stack(settings: CommonSettings, services: Sequence[str] | None = None, wait_ready_s: float = 120.0) -> int:
@@ -76,11 +110,10 @@ def _supervise(settings: CommonSettings, services: list[str], wait_ready_s: floa
 
     old_int = signal.signal(signal.SIGINT, stop)
     old_term = signal.signal(signal.SIGTERM, stop)
+    old_hup = signal.signal(signal.SIGHUP, stop)  # the terminal closed: stop the children cleanly
     try:
         for name in services:
-            proc = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", name], env=env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                    start_new_session=True)
+            proc = spawn_child([sys.executable, "-m", "services.cli", "serve", name], env)
             children[name] = proc
             threading.Thread(target=_pump, args=(name, proc.stdout, color), daemon=True).start()
         base = f"http://{settings.host}:{settings.gateway_port}"
@@ -100,6 +133,7 @@ def _supervise(settings: CommonSettings, services: list[str], wait_ready_s: floa
         _terminate(children)
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGHUP, old_hup)
 
 
 def _wait_ready(settings: CommonSettings, services: list[str], deadline_s: float, stopping: threading.Event) -> bool:

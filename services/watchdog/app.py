@@ -34,7 +34,8 @@ def build_watchdog(common: CommonSettings | None = None, settings: WatchdogSetti
 def create_app() -> FastAPI:
     common = CommonSettings()
     settings = WatchdogSettings()
-    configure_logging("watchdog", common.log_level, common.log_file)
+    configure_logging("watchdog", common.log_level, common.log_file,
+                      max_bytes=common.log_max_bytes, backups=common.log_backups)
     watchdog = build_watchdog(common, settings)
 
     @asynccontextmanager

@@ -31,7 +31,8 @@ def register(app: typer.Typer) -> None:
 
             uvicorn.run(create_app(), host=common.host, port=common.watchdog_port, log_config=None, access_log=False)
             return
-        configure_logging("watchdog", common.log_level, common.log_file)
+        configure_logging("watchdog", common.log_level, common.log_file,
+                          max_bytes=common.log_max_bytes, backups=common.log_backups)
         dog = build_watchdog(common, WatchdogSettings())
         try:
             decisions = dog.run_once()
