@@ -122,13 +122,18 @@ def models_verify(model: Annotated[str | None, typer.Argument()] = None) -> None
 
 @models_app.command("bootstrap")
 def models_bootstrap(tiny: Annotated[bool, typer.Option("--tiny", help="tiny random-weight models, offline")] = False,
-                     if_empty: Annotated[bool, typer.Option("--if-empty", help="skip models already present")] = False) -> None:
+                     if_empty: Annotated[bool, typer.Option("--if-empty", help="skip models already present")] = False,
+                     only: Annotated[list[str] | None, typer.Option(
+                         "--only", help="build only this tiny model (repeatable), e.g. qa-extractive")] = None) -> None:
     """Build models offline and register each as a new production version."""
-    from services.ops.bootstrap import bootstrap_tiny
+    from services.ops.bootstrap import bootstrap_tiny, tiny_models
 
     if not tiny:
         _fail("only --tiny is built offline; use `loopline models pull` for real checkpoints", 2)
-    made = _guard(lambda: bootstrap_tiny(_registry(), if_empty=if_empty))
+    unknown = sorted(set(only or ()) - set(tiny_models()))
+    if unknown:
+        _fail(f"no tiny model named {', '.join(unknown)}; the tiny models are {', '.join(tiny_models())}", 2)
+    made = _guard(lambda: bootstrap_tiny(_registry(), if_empty=if_empty, only=tuple(only or ())))
     for ref in made:
         console.print(f"built {ref.model} v{ref.version}")
     if not made:

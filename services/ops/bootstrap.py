@@ -25,18 +25,22 @@ def tiny_models() -> dict[str, Task]:
     return {name: task for task in TASKS.values() for name in task.tiny_models}
 
 
-def bootstrap_tiny(registry: Registry, if_empty: bool = False, show_progress: bool = True) -> list[VersionRef]:
+def bootstrap_tiny(registry: Registry, if_empty: bool = False, show_progress: bool = True,
+                   only: tuple[str, ...] = ()) -> list[VersionRef]:
     """Train every tiny model on its world and register it as a new version with alias
     production; held-out scores go into the manifest's metrics.
 
-    With ``if_empty`` only models the registry does not hold yet are built. Training uses
-    ``LOOPLINE_FINETUNE_NUM_THREADS`` threads (default: the cores the process may use, a
-    container's CPU limit included).
+    With ``if_empty`` only models the registry does not hold yet are built; with ``only``, only
+    the models named. Training uses ``LOOPLINE_FINETUNE_NUM_THREADS`` threads (default: the
+    cores the process may use, a container's CPU limit included).
     """
+    unknown = sorted(set(only) - set(tiny_models()))
+    if unknown:
+        raise ValueError(f"no tiny model named {', '.join(unknown)}; the tiny models are {', '.join(tiny_models())}")
     _training_threads()
     made = []
     for name, task in tiny_models().items():
-        if if_empty and registry.versions(name):
+        if (if_empty and registry.versions(name)) or (only and name not in only):
             continue
         metrics: dict[str, Any] = {}
         seed = task.tiny_models[name].get("seed", 0)

@@ -118,29 +118,32 @@ def test_finetune_cli_takes_the_pipelines_options(built_images) -> None:
 
 
 def test_model_image_installs_a_version_readable_by_uid_10001(built_images, tmp_path) -> None:
-    """A tiny qa model built in the finetune-full image, packed by `make model-image`, installed by
-    the image's default command as uid 10001 into an empty volume: the services can read it."""
+    """A tiny style model trained in the finetune-full image (its TensorFlow path: the one thing that
+    image adds), packed by `make model-image`, installed by the image's default command as uid
+    10001 into an empty volume: the services can read it. One model, not the whole bootstrap:
+    the compose stack's registry comes from the test session's tiny models."""
     registry = tmp_path / "registry"
     # as root: the registry writes 0600 files, root-owned here, as a build machine's would be
     podman("run", "--rm", "--network", "none", "--user", "0", "-v", f"{tmp_path}:/data", "-e", "LOOPLINE_DATA_DIR=/data",
-           image("finetune-full"), "loopline", "models", "bootstrap", "--tiny", timeout=600)
-    version_dir = registry / "qa-extractive" / "1"
+           image("finetune-full"), "loopline", "models", "bootstrap", "--tiny", "--only", "style-mosaic", timeout=600)
+    assert sorted(p.name for p in registry.iterdir() if not p.name.startswith(".")) == ["style-mosaic"]
+    version_dir = registry / "style-mosaic" / "1"
     assert version_dir.is_dir()
-    sh(["make", "--no-print-directory", "model-image", "MODEL=qa-extractive", "VERSION=1", f"REGISTRY_DIR={registry}",
+    sh(["make", "--no-print-directory", "model-image", "MODEL=style-mosaic", "VERSION=1", f"REGISTRY_DIR={registry}",
         "MODEL_IMAGE_ENGINE=podman", "IMAGE_REGISTRY=loopline-test"], cwd=REPO, timeout=300)
-    ref = "loopline-test/model-qa-extractive:1"
+    ref = "loopline-test/model-style-mosaic:1"
     volume = f"loopline-test-model-{tmp_path.name}".lower()
     podman("volume", "create", volume)
     try:
         podman("run", "--rm", "--user", "0", "-v", f"{volume}:/data", "--entrypoint", "sh", ref, "-c",
                "chown 10001:0 /data")
         out = podman("run", "--rm", "--user", "10001", "--read-only", "-v", f"{volume}:/data", ref)
-        assert "installed qa-extractive v1" in out.stdout
+        assert "installed style-mosaic v1" in out.stdout
         check = podman("run", "--rm", "--user", "10001", "--network", "none", "-v", f"{volume}:/data",
                        "-e", "LOOPLINE_DATA_DIR=/data", image("qa"), "python", "-c",
                        "import pathlib; from services.common.registry import Registry; "
-                       "r = Registry(pathlib.Path('/data/registry')); fs = [p for p in pathlib.Path('/data/registry/qa-extractive/1').rglob('*') "
-                       "if p.is_file()]; [p.read_bytes() for p in fs]; print(len(fs), r.aliases('qa-extractive'))")
+                       "r = Registry(pathlib.Path('/data/registry')); fs = [p for p in pathlib.Path('/data/registry/style-mosaic/1').rglob('*') "
+                       "if p.is_file()]; [p.read_bytes() for p in fs]; print(len(fs), r.aliases('style-mosaic'))")
         count = int(check.stdout.split()[0])
         assert count >= 3 and "production" in check.stdout
         again = podman("run", "--rm", "--user", "10001", "-v", f"{volume}:/data", ref)
