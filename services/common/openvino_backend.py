@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .registry import sha256_file
+from .registry import sha256_file, temp_writer
 
 log = logging.getLogger("loopline.openvino")
 CACHED_FILES = ("model.xml", "model.bin")
@@ -132,23 +132,23 @@ def prune(root: Path, prefix: str, keep: int = KEEP_PER_NETWORK) -> list[Path]:
 
 def write_cached(entry: Path, model: Any) -> None:
     """Keep ``model`` in ``entry``: saved under a temporary name (``.tmp-*``, which the registry's
-    ``clean_partial`` removes if the writer dies), then renamed into place; another writer that got
+    ``clean_partial`` removes only once its writer is gone), then renamed into place; another writer that got
     there first wins."""
     import openvino as ov
 
     tmp = entry.parent / f".tmp-{entry.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        tmp.mkdir(parents=True)
-        ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=False)
-        (tmp / "sha256.json").write_text(json.dumps({n: sha256_file(tmp / n) for n in CACHED_FILES}))
-        try:
-            os.rename(tmp, entry)
-        except OSError:
-            if not (entry / "sha256.json").is_file():  # not a concurrent writer that finished first
-                raise
-        removed = prune(entry.parent, entry.name.rsplit("-", 1)[0] + "-")
-        if removed:
-            log.info("removed %d older conversion(s) from the cache: %s", len(removed), [p.name for p in removed])
+        with temp_writer(tmp):  # clean_partial in another pod leaves a live conversion alone
+            ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=False)
+            (tmp / "sha256.json").write_text(json.dumps({n: sha256_file(tmp / n) for n in CACHED_FILES}))
+            try:
+                os.rename(tmp, entry)
+            except OSError:
+                if not (entry / "sha256.json").is_file():  # not a concurrent writer that finished first
+                    raise
+            removed = prune(entry.parent, entry.name.rsplit("-", 1)[0] + "-")
+            if removed:
+                log.info("removed %d older conversion(s) from the cache: %s", len(removed), [p.name for p in removed])
     except (OSError, RuntimeError) as exc:
         log.warning("could not keep the converted model in %s (%s); the next load converts again", entry, exc)
     finally:

@@ -13,6 +13,7 @@ renamed. A per-model file lock serialises read-modify-write of numbers and alias
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
@@ -34,6 +35,11 @@ ALIASES = ("production", "canary")
 MANIFEST = "manifest.json"
 ALIASES_FILE = "aliases.json"
 LOCK_TIMEOUT_S = 30.0
+# a writer holds an exclusive flock on <tmp>.writer while it fills <tmp> (flock reaches across
+# NFS clients, so training Jobs and other pods count); a temp folder without one (a writer from
+# before this lock) is left alone until it is this old
+WRITER_LOCK_SUFFIX = ".writer"
+STALE_WITHOUT_LOCK_S = 24 * 3600.0
 
 
 def utcnow() -> str:
@@ -69,6 +75,43 @@ def write_json_atomic(path: Path, data: Any) -> None:
         fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def temp_writer(tmp: Path) -> Iterator[Path]:
+    """Create the temp folder ``tmp`` and hold its writer lock until the block ends; the folder is
+    removed at the end unless it was renamed into place. ``Registry.clean_partial`` removes a
+    ``.tmp-*`` folder only when no live writer holds its lock."""
+    lock = tmp.with_name(tmp.name + WRITER_LOCK_SUFFIX)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        tmp.mkdir()
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def writer_alive(tmp: Path, stale_s: float = STALE_WITHOUT_LOCK_S) -> bool:
+    """Is someone still writing ``tmp``? Its lock is held, or (no lock file) it is younger than ``stale_s``."""
+    lock = tmp.with_name(tmp.name + WRITER_LOCK_SUFFIX)
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        try:
+            return (dt.datetime.now().timestamp() - tmp.stat().st_mtime) < stale_s
+        except FileNotFoundError:
+            return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # releases our lock if we got it
+    return False
 
 
 @dataclass(frozen=True)
@@ -164,38 +207,39 @@ class Registry:
             raise BadRequest(f"framework must be 'torch' or 'tensorflow', not {framework!r}")
         mdir = self._model_dir(model)
         mdir.mkdir(parents=True, exist_ok=True)
-        tmp = mdir / f".tmp-{uuid.uuid4().hex}"
-        tmp.mkdir()
-        try:
-            write(tmp)
-            files = {str(p.relative_to(tmp)): sha256_file(p)
-                     for p in sorted(tmp.rglob("*")) if p.is_file() and p.name != MANIFEST}
-            if not files:
-                raise RegistryError("a version must hold at least one file")
-            for p in tmp.rglob("*"):
-                if p.is_file():
-                    with p.open("rb") as fh:
-                        os.fsync(fh.fileno())
-            with self._lock(model):
-                existing = self.versions(model)
-                if existing and self.task_of(model) != task:
-                    raise Conflict(f"model {model!r} belongs to task {self.task_of(model)!r}, not {task!r}")
-                version = (existing[-1] if existing else 0) + 1
-                manifest = {
-                    "model": model, "task": task, "version": version, "framework": framework,
-                    "kind": kind, "base": base, "files": files, "metrics": metrics or {},
-                    "lineage": {"job": None, "dataset_sha256": None, "feedback_ids": [],
-                                "parent_version": None, **(lineage or {})},
-                    "created_at": utcnow(), **(extra or {}),
-                }
-                write_json_atomic(tmp / MANIFEST, manifest)
-                final = self.version_dir(model, version)
-                os.rename(tmp, final)
-                fsync_dir(mdir)
-            return VersionRef(model, version, final, manifest)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        with temp_writer(mdir / f".tmp-{uuid.uuid4().hex}") as tmp:
+            return self._publish(model, mdir, tmp, task=task, framework=framework, kind=kind, write=write, base=base,
+                                 lineage=lineage, metrics=metrics, extra=extra)
+
+    def _publish(self, model: str, mdir: Path, tmp: Path, *, task: str, framework: str, kind: str,
+                 write: Callable[[Path], None], base: dict[str, Any] | None, lineage: dict[str, Any] | None,
+                 metrics: dict[str, Any] | None, extra: dict[str, Any] | None) -> VersionRef:
+        write(tmp)
+        files = {str(p.relative_to(tmp)): sha256_file(p)
+                 for p in sorted(tmp.rglob("*")) if p.is_file() and p.name != MANIFEST}
+        if not files:
+            raise RegistryError("a version must hold at least one file")
+        for p in tmp.rglob("*"):
+            if p.is_file():
+                with p.open("rb") as fh:
+                    os.fsync(fh.fileno())
+        with self._lock(model):
+            existing = self.versions(model)
+            if existing and self.task_of(model) != task:
+                raise Conflict(f"model {model!r} belongs to task {self.task_of(model)!r}, not {task!r}")
+            version = (existing[-1] if existing else 0) + 1
+            manifest = {
+                "model": model, "task": task, "version": version, "framework": framework,
+                "kind": kind, "base": base, "files": files, "metrics": metrics or {},
+                "lineage": {"job": None, "dataset_sha256": None, "feedback_ids": [],
+                            "parent_version": None, **(lineage or {})},
+                "created_at": utcnow(), **(extra or {}),
+            }
+            write_json_atomic(tmp / MANIFEST, manifest)
+            final = self.version_dir(model, version)
+            os.rename(tmp, final)
+            fsync_dir(mdir)
+        return VersionRef(model, version, final, manifest)
 
     def update_metrics(self, model: str, version: int, metrics: dict[str, Any]) -> None:
         """Evaluation scores are the one thing added after publication (weights stay immutable)."""
@@ -204,14 +248,18 @@ class Registry:
             manifest["metrics"] = {**manifest.get("metrics", {}), **metrics}
             write_json_atomic(self.version_dir(model, version) / MANIFEST, manifest)
 
-    def clean_partial(self) -> list[Path]:
-        """Remove leftovers of writers that died mid-write (never visible as versions)."""
+    def clean_partial(self, stale_s: float = STALE_WITHOUT_LOCK_S) -> list[Path]:
+        """Remove leftovers of writers that died mid-write (never visible as versions). A folder whose
+        writer still holds its lock (a training Job, another pod's OpenVINO conversion) is kept."""
         removed = []
         if self.root.is_dir():
             for mdir in self.root.iterdir():
                 if mdir.is_dir():
                     for tmp in mdir.glob(".tmp-*"):
+                        if tmp.name.endswith(WRITER_LOCK_SUFFIX) or writer_alive(tmp, stale_s):
+                            continue
                         shutil.rmtree(tmp, ignore_errors=True)
+                        tmp.with_name(tmp.name + WRITER_LOCK_SUFFIX).unlink(missing_ok=True)
                         removed.append(tmp)
         return removed
 

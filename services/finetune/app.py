@@ -18,6 +18,7 @@ from services.common.auth import load_or_create_admin_token, require_admin
 from services.common.errors import BadRequest, NotFound, Unavailable
 from services.common.events import EventsSettings, open_event_store
 from services.common.http import base_app
+from services.common.leader import LeaderLock
 from services.common.logs import configure_logging
 from services.common.registry import Registry
 from services.common.settings import CommonSettings
@@ -31,6 +32,7 @@ from .store import JobStore
 from .worker import Worker
 
 log = logging.getLogger("loopline.finetune")
+LEADER_POLL_S = 1.0
 
 
 def create_app(settings: FinetuneSettings | None = None, common: CommonSettings | None = None) -> FastAPI:
@@ -45,22 +47,34 @@ def create_app(settings: FinetuneSettings | None = None, common: CommonSettings 
                     state_dir=common.state, quorum=common.feedback_quorum)
     promoter = AutoPromoter(settings, registry, events) if settings.auto_promote_after_s else None
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # one worker per data dir: a second instance (rollout overlap, a scale-up) waits as a standby
+    leader = LeaderLock(common.state, "finetune")
+
+    async def lead() -> None:
+        if not leader.try_acquire():
+            log.warning("%s", leader.standby_message(), extra={"event_action": "finetune-standby"})
+            while not leader.try_acquire():
+                await asyncio.sleep(LEADER_POLL_S)
+            log.warning("the previous fine-tune leader stopped; this instance leads now")
         removed = registry.clean_partial()
         if removed:
             log.warning("removed %d partial version director(ies) left by a crash", len(removed))
         worker.recover()
         worker.start()
-        task = asyncio.get_running_loop().create_task(promoter.run()) if promoter else None
+        if promoter:
+            await promoter.run()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.get_running_loop().create_task(lead())
         try:
             yield
         finally:
-            if task is not None:
-                task.cancel()
+            task.cancel()
             await asyncio.get_running_loop().run_in_executor(None, worker.stop)
             store.close()
             events.close()
+            leader.release()
 
     app = base_app("Loopline fine-tune service", settings.max_body_bytes, lifespan=lifespan,
                    description="Training jobs: LoRA for VQA/QA, Keras for style, an evaluation gate before canary.")
@@ -74,6 +88,9 @@ def create_app(settings: FinetuneSettings | None = None, common: CommonSettings 
 
     @app.get("/readyz", summary="Readiness: the queue is open and the worker runs")
     async def readyz() -> JSONResponse:
+        if not leader.held:
+            return JSONResponse({"status": "standby", "error": {"code": "standby", "message": leader.standby_message()}},
+                                status_code=503, headers={"Retry-After": "2"})
         if not worker.alive:
             return JSONResponse({"status": "not ready", "error": {"code": "not_ready", "message": "worker not running"}},
                                 status_code=503, headers={"Retry-After": "2"})
@@ -82,6 +99,8 @@ def create_app(settings: FinetuneSettings | None = None, common: CommonSettings 
     @app.post("/v1/jobs", status_code=202, response_model=JobView, dependencies=admin,
               summary="Queue a fine-tune job")
     async def submit(body: JobRequest) -> JobView:
+        if not leader.held:  # the queue belongs to the leader: a standby writes nothing
+            raise Unavailable(leader.standby_message(), code="standby", retry_after=2)
         try:
             task = task_of(registry, body.model)
         except NotFound:

@@ -9,10 +9,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
 from services.common.auth import load_or_create_admin_token
 from services.common.events import EventsSettings, open_event_store
 from services.common.http import base_app
+from services.common.leader import LeaderLock
 from services.common.logs import configure_logging
 from services.common.settings import CommonSettings
 
@@ -37,10 +39,17 @@ def create_app() -> FastAPI:
     configure_logging("watchdog", common.log_level, common.log_file,
                       max_bytes=common.log_max_bytes, backups=common.log_backups)
     watchdog = build_watchdog(common, settings)
+    # one watchdog per data dir: two would judge the same window and fire the same retraining twice
+    leader = LeaderLock(common.state, "watchdog")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async def loop() -> None:
+            if not leader.try_acquire():
+                log.warning("%s", leader.standby_message(), extra={"event_action": "watchdog-standby"})
+                while not leader.try_acquire():
+                    await asyncio.sleep(1.0)
+                log.warning("the previous watchdog leader stopped; this instance leads now")
             while True:
                 try:
                     await asyncio.to_thread(watchdog.run_once)
@@ -52,6 +61,7 @@ def create_app() -> FastAPI:
         yield
         task.cancel()
         watchdog.store.close()
+        leader.release()
 
     app = base_app("Loopline watchdog", 64 * 1024, lifespan=lifespan)
 
@@ -60,8 +70,11 @@ def create_app() -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/readyz")
-    async def readyz() -> dict[str, str]:
-        return {"status": "ready"}
+    async def readyz() -> JSONResponse:
+        if not leader.held:
+            return JSONResponse({"status": "standby", "error": {"code": "standby", "message": leader.standby_message()}},
+                                status_code=503, headers={"Retry-After": "2"})
+        return JSONResponse({"status": "ready"})
 
     @app.get("/v1/decisions", summary="The last pass's decisions per model")
     async def decisions() -> dict[str, Any]:
