@@ -50,6 +50,7 @@ class RedTeam:
                  job_timeout_s: float) -> None:
         self.data_dir, self.client, self.registry, self.log = data_dir, client, registry, log
         self.sizes, self.job_timeout_s = sizes, job_timeout_s
+        self._scores: dict[tuple[str, int], float] = {}
         self.rows = {
             "red_lies": write_rows(data_dir, "red_lies", shapes.drift_examples(SEEDS["red_lies"], sizes["lies"], "red")),
             "red_heldout": write_rows(data_dir, "red_heldout",
@@ -71,9 +72,19 @@ class RedTeam:
         return r.json()
 
     def accuracy(self, name: str, version: int) -> float:
-        rows = self.rows[name]
-        right = sum(self.ask(r, "eval", version)["answer"] == r["answer"] for r in rows)
-        return round(right / len(rows), 4)
+        """Share of true answers of one version, scored through the serving runtime in this process
+        (a version the gate refused is in the registry but no service loads it)."""
+        from services.finetune.trainers.torch_common import runtime_predict
+
+        key = (name, version)
+        if key not in self._scores:
+            rows = self.rows[name]
+            answers = runtime_predict("vqa", self.registry, self.data_dir, MODEL, version,
+                                      [{"image_path": r["image_path"], "question": r["question"]} for r in rows],
+                                      batch_size=16)
+            right = sum(a["answer"] == r["answer"] for a, r in zip(answers, rows, strict=True))
+            self._scores[key] = round(right / len(rows), 4)
+        return self._scores[key]
 
     def correct(self, rows: list[dict[str, str]], client_id: str, correction: Callable[[dict[str, str]], str],
                 only_if: Callable[[str, dict[str, str]], bool]) -> dict[str, int]:
