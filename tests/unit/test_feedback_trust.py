@@ -137,3 +137,40 @@ def test_the_gate_refuses_a_version_that_empties_one_slice() -> None:
     honest = {"heldout": _scores(0.9, {"answer=red": (0.8, 10), "kind=color": (0.85, 37)}),
               "train": {"accuracy": 1.0}}
     assert decide("vqa", honest, prod, GatePolicy()).passed, "10 points on a slice is allowed"
+
+
+class _Registry:
+    """Two versions of one model; v2 trained on corrections a and b and serves as canary."""
+
+    def models(self) -> list[str]:
+        return ["vqa-blip"]
+
+    def versions(self, model: str) -> list[int]:
+        return [1, 2]
+
+    def aliases(self, model: str) -> dict:
+        return {"production": 1, "canary": 2}
+
+    def manifest(self, model: str, version: int) -> dict:
+        return {"lineage": {"feedback_ids": ["a", "b"] if version == 2 else []}}
+
+
+def test_reject_sender_rejects_all_it_sent_and_names_the_versions_trained_on_it(tmp_path: Path) -> None:
+    from services.common.trust import reject_sender
+
+    store = SqliteEventStore(tmp_path / "events.db")
+    try:
+        for fid, sender in (("a", "client:liar"), ("b", "client:ok"), ("c", "client:liar")):
+            store.record_inference(InferenceEvent(request_id=f"r{fid}", task="vqa", model="vqa-blip", version=1,
+                                                  latency_ms=1, status=200, output={"answer": "red"}))
+            store.record_feedback(FeedbackRecord(feedback_id=fid, request_id=f"r{fid}", rating="bad",
+                                                 correction="blue", model="vqa-blip", version=1, sender=sender))
+        out = reject_sender(store, _Registry(), "client:liar", "cli:tester")
+        assert out["rejected"] == 2 and out["versions"] == [
+            {"model": "vqa-blip", "version": 2, "corrections": 1, "aliases": ["canary"]}]
+        states = resolve(store.feedback(with_correction=True), latest_reviews(store), 3)
+        assert [states[f]["state"] for f in "abc"] == ["rejected", "pending", "rejected"]
+        (audit,) = store.events("feedback_review")
+        assert audit["by"] == "cli:tester" and audit["sender"] == "client:liar"
+    finally:
+        store.close()
