@@ -40,6 +40,11 @@ REGISTRY_DIR ?= data/registry
 MODEL_IMAGE_ENGINE ?= $(if $(shell docker info >/dev/null 2>&1 && echo y),docker,podman)
 
 export DRY_RUN IMAGE_TAG IMAGE_REGISTRY IMAGE_BUILDER TORCH_WHEEL_DIR TORCH_INDEX_URL
+# Job parameters reach recipes as environment variables, quoted by the shell ("$$MODEL"), never
+# spliced into a recipe by make: a value with quotes, $(...), backticks or newlines stays data.
+# Jenkins passes them in the environment (`make finetune-job`, no assignments); a value from the
+# environment is exported unexpanded. (On make's own command line, `$` is make syntax: write `$$`.)
+export MODEL DATASET EPOCHS BATCH_SIZE LEARNING_RATE REASON K8S_ENV
 
 .PHONY: ci-lint ci-unit ci-deploy-checks train-smoke images model-image eval-gate push deploy smoke smoke-local \
         render compose-check k8s-validate hadolint pipeline notify finetune-job base-image engine-start engine-stop \
@@ -84,8 +89,13 @@ eval-gate: models ## CI: evaluation gate on the sample data (non-zero exit block
 push: ## push the images (DRY_RUN=1, the default, prints instead)
 	scripts/deploy_images.sh push $(IMAGE_SERVICES)
 
+# an empty or unknown K8S_ENV is an error, never a run against no hosts that exits 0
+CHECK_K8S_ENV = @test -n "$$K8S_ENV" && test -f "ansible/inventories/$$K8S_ENV/hosts.yml" || { \
+	  echo "K8S_ENV='$$K8S_ENV' is not an environment; one of: $$(ls ansible/inventories | tr '\n' ' ')" >&2; exit 2; }
+
 deploy: ## ansible-playbook deploy.yml for K8S_ENV with IMAGE_TAG (DRY_RUN=1 prints)
-	$(if $(filter 1,$(DRY_RUN)),@echo "[dry-run]") $(ANSIBLE_PLAYBOOK) -i ansible/inventories/$(K8S_ENV)/hosts.yml \
+	$(CHECK_K8S_ENV)
+	$(if $(filter 1,$(DRY_RUN)),@echo "[dry-run]") $(ANSIBLE_PLAYBOOK) -i "ansible/inventories/$$K8S_ENV/hosts.yml" \
 	  ansible/deploy.yml -e image_tag=$(IMAGE_TAG) -e image_registry=$(IMAGE_REGISTRY)
 
 smoke: ## /readyz and one request per task against GATEWAY_URL
@@ -95,7 +105,8 @@ smoke-local: install models ## the smoke test against the embedded stack started
 	$(BIN)/python scripts/deploy_smoke.py --start-local $(GATEWAY_URL)
 
 render: ## render the Kubernetes manifests for K8S_ENV into K8S_DIR (default: the committed k8s/)
-	$(ANSIBLE_PLAYBOOK) -i ansible/inventories/$(K8S_ENV)/hosts.yml ansible/render.yml -e render_dir=$(abspath $(K8S_DIR))
+	$(CHECK_K8S_ENV)
+	$(ANSIBLE_PLAYBOOK) -i "ansible/inventories/$$K8S_ENV/hosts.yml" ansible/render.yml -e render_dir=$(abspath $(K8S_DIR))
 
 compose-check: ## docker-compose config on docker-compose.yml
 	LOOPLINE_ADMIN_TOKEN=$${LOOPLINE_ADMIN_TOKEN:-compose-check-placeholder-token} docker-compose config -q
@@ -117,8 +128,8 @@ notify: ## post the build status (STATUS=...) to NOTIFY_WEBHOOK when set
 	scripts/deploy_notify.sh "$(STATUS)"
 
 finetune-job: models ## fine-tune MODEL on DATASET with EPOCHS/BATCH_SIZE/LEARNING_RATE and follow it
-	$(LOOPLINE) finetune run "$(MODEL)" $(if $(filter feedback,$(DATASET)),--feedback,--dataset "$(DATASET)") \
-	  --epochs $(EPOCHS) --batch-size $(BATCH_SIZE) --learning-rate $(LEARNING_RATE) --reason "$(REASON)" --wait
+	$(LOOPLINE) finetune run "$$MODEL" $(if $(filter feedback,$(value DATASET)),--feedback,--dataset "$$DATASET") \
+	  --epochs "$$EPOCHS" --batch-size "$$BATCH_SIZE" --learning-rate "$$LEARNING_RATE" --reason "$$REASON" --wait
 
 engine-start: ## start the project's podman API service (Docker API on .containers/podman.sock)
 	$(ENGINE) start
