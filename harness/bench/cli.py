@@ -43,6 +43,9 @@ def bench(
                                           "'loopline[bench]')")] = True,
     profile: Annotated[bool, typer.Option("--profile", help="where a single request's time goes: per-stage "
                                           "timings of the c=1 cells and of the parts of predict")] = False,
+    peers: Annotated[str | None, typer.Option(
+        help="peer servers on the same QA model, each in its own venv under the cache (built on first use): "
+             "comma-separated subset of bentoml,mlserver,kserve, or 'none' (default: all three; none with --quick)")] = None,
 ) -> None:
     """Benchmark every service against the naive baseline and the hardware peak; write JSON, Markdown, PNG."""
     from services.common.tasks import TASKS
@@ -73,6 +76,13 @@ def bench(
         config.service_env[key] = value
     config.efficiency, config.accuracy, config.profile = efficiency, accuracy, profile
     config.accuracy_inputs, config.anchors = accuracy_inputs, anchors
+    from .peers.envs import PEERS
+
+    peer_names = "none" if peers is None and quick else (peers or ",".join(PEERS))
+    chosen_peers = () if peer_names.strip() in ("", "none") else tuple(p.strip() for p in peer_names.split(",") if p.strip())
+    if any(p not in PEERS for p in chosen_peers):
+        raise typer.BadParameter(f"--peers expects a subset of {','.join(PEERS)} or 'none', got {peers!r}")
+    config.peers = chosen_peers
     started = time.monotonic()
     results = BenchRun(config, progress=lambda msg: console.print(
         f"[dim]bench {time.monotonic() - started:6.1f}s[/dim] {msg}")).run()

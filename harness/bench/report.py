@@ -249,6 +249,9 @@ def markdown(results: dict[str, Any]) -> str:
                           "within the 1 % guard"],
                          [[k, v["n"], v["agrees_with_fp32"], v.get("mean_abs_confidence_change"),
                            "yes" if v.get("passes_1pct_guard") else "NO"] for k, v in cost.items()])]
+    from .peers.report import peer_markdown
+
+    parts += peer_markdown(results, _table)
     if results.get("notes"):
         parts += ["", "## Notes", "", *[f"- {n}" for n in results["notes"]]]
     return "\n".join(parts) + "\n"

@@ -69,6 +69,9 @@ class BenchConfig:
     threads: int = field(default_factory=default_threads)
     service_env: dict[str, str] = field(default_factory=lambda: dict(TUNED_ENV))
     label: str = "full"
+    # peer servers (harness/bench/peers/): BentoML, MLServer, KServe on the same QA model, each in its own venv
+    peers: tuple[str, ...] = ()
+    peer_env_dir: Path | None = None  # where the peers' venvs live (default: the cache); the test suite shares make bench's
 
 
 @dataclass
@@ -77,9 +80,11 @@ class Servers:
     naive: dict[str, ServerProcess] = field(default_factory=dict)
     gateway: ServerProcess | None = None
     gateway_note: str = ""
+    peers: dict[str, Any] = field(default_factory=dict)  # peer name -> peers.servers.PeerServer
 
     def all(self) -> list[ServerProcess]:
-        return [*self.services.values(), *self.naive.values(), *([self.gateway] if self.gateway else [])]
+        return [*self.services.values(), *self.naive.values(), *([self.gateway] if self.gateway else []),
+                *(p.server for p in self.peers.values())]
 
 
 def machine_info(threads: int) -> dict[str, Any]:
@@ -208,6 +213,16 @@ class BenchRun:
         self.progress("waiting for the services to load and warm up")
         for server in [*servers.services.values(), *servers.naive.values()]:
             server.wait_ready()
+        if cfg.peers:
+            from .peers.run import PEER_TASKS, start_peers
+
+            peer_tasks = [t for t in cfg.tasks if t in PEER_TASKS]
+            if peer_tasks:
+                self.progress(f"peers: starting {', '.join(cfg.peers)} on {', '.join(peer_tasks)}")
+                servers.peers = start_peers(cfg.peers, Path(cfg.peer_env_dir or cfg.cache_dir), self.registry_dir / MODEL_OF_TASK["qa"] / "1",
+                                            self.data_dir / "peers", logs, self.env(), cfg.threads,
+                                            self.results["notes"], self.progress)
+            self.results["peers_status"] = {p: "ran" if p in servers.peers else "skipped (see notes)" for p in cfg.peers}
         if cfg.gateway:
             if not importable("gateway"):
                 servers.gateway_note = "skipped: services.gateway.app is not importable"
@@ -250,12 +265,19 @@ class BenchRun:
         variants.append(("direct", service.url + "/v1/predict", cfg.concurrency, service))
         if servers.gateway is not None:
             variants.append(("gateway", servers.gateway.url + GATEWAY_ROUTE[task], cfg.concurrency, servers.gateway))
-        body = workload.encoded()
+        bodies = {variant: workload.encoded() for variant, *_ in variants}
+        if task == "qa":
+            for peer, ps in servers.peers.items():
+                variants.append((f"peer:{peer}", ps.url, cfg.concurrency, ps.server))
+                bodies[f"peer:{peer}"] = ps.body(workload.body)
         for variant, url, levels, server in variants:
             for c in levels:
                 watch = {variant: server} if server is service else {variant: server, "service": service}
+                if variant.startswith("peer:"):
+                    watch = {variant: server}
                 profile = cfg.profile and variant == "direct" and c == 1
-                row = self.cell(url, [body], c, service, watch, task, stages=profile)
+                metrics_of = server if variant.startswith("peer:") else service
+                row = self.cell(url, [bodies[variant]], c, metrics_of, watch, task, stages=profile)
                 if profile:
                     self.results.setdefault("profile", {})[f"{task}/{workload.name}"] = {"service": row.pop("stages")}
                 row.update({"task": task, "workload": workload.name, "variant": variant})
@@ -263,6 +285,11 @@ class BenchRun:
                 self.progress(f"{task:5s} {workload.name:30s} {variant:8s} c={c}: p50 {row['p50_ms']} ms, "
                               f"p95 {row['p95_ms']} ms, {row['throughput_rps']} req/s, batch "
                               f"{row.get('mean_batch_size')}, errors {row['errors']}")
+        if workload.task == "qa" and servers.peers:
+            from .peers.run import compare_answers
+
+            self.results.setdefault("peer_answers", {})[workload.name] = compare_answers(
+                servers.services["qa"].url + "/v1/predict", servers.peers, workload.body)
 
     def run_open_loop(self, servers: Servers, workload: Workload) -> None:
         """Offered load at 70 % of the capacity just measured (throughput at the top concurrency)."""
@@ -280,6 +307,14 @@ class BenchRun:
         self.results.setdefault("open_loop", []).append(row)
         self.progress(f"{workload.task:5s} {workload.name:30s} open loop {rate} req/s: p50 {row['p50_ms']} ms, "
                       f"p95 {row['p95_ms']} ms, errors {row['errors']}")
+        for peer, ps in (servers.peers.items() if workload.task == "qa" else ()):
+            # the same offered load as Loopline's open loop: a peer with less capacity shows it as queueing
+            result = asyncio.run(open_loop(ps.url, [ps.body(workload.body)], rate, seconds, expect_key="answer"))
+            row = {**result.summary(), "task": workload.task, "workload": workload.name, "rate_rps": rate,
+                   "capacity_rps": ours["throughput_rps"], "variant": f"peer:{peer}"}
+            self.results["open_loop"].append(row)
+            self.progress(f"{workload.task:5s} {workload.name:30s} {peer} open loop {rate} req/s: p50 {row['p50_ms']} ms, "
+                          f"p95 {row['p95_ms']} ms, errors {row['errors']}")
 
     def run_overload(self, servers: Servers, workload: Workload) -> None:
         """More clients than the service admits (queue + batch + 16): how fast the surplus hears 503."""
