@@ -12,7 +12,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.common.errors import LooplineError, NotFound
+from services.common.errors import LooplineError, NotFound, Unavailable
 from services.common.events import EventStore, FeedbackRecord, InferenceEvent
 from services.common.events.resilient import ResilientEventStore, StoreCollector
 from services.common.keys import KeyStore
@@ -26,6 +26,7 @@ from .backends import Backend, BackendError
 from .breaker import CircuitBreaker
 from .routing import Route, Router
 from .senders import FeedbackThrottle, Sender, Throttled
+from .served import ServedIndex
 from .settings import GatewaySettings
 
 log = logging.getLogger("loopline.gateway")
@@ -59,6 +60,8 @@ class GatewayCore:
         self.store = store
         self.registry = Registry(common.registry)
         self.router = Router(self.registry)
+        # answered request ids, shared by every replica through the data volume (feedback lookup)
+        self.served = ServedIndex(common.state / "served", settings.served_index_ttl_s)
         self._model_tasks: dict[str, str] = {}
         self._models_read_at = float("-inf")
         self.metrics = GatewayMetrics()
@@ -132,6 +135,8 @@ class GatewayCore:
             self.check_model(task, model)
             route = self.router.route(model, explicit_version, client_id)
             result = await self._call(task, route, payload)
+            # before answering: feedback on this id may reach another replica a moment later
+            await self.run_io(self.remember_served, request_id, task, model, result)
             return result
         except LooplineError as exc:
             status, error_code = exc.status, exc.code
@@ -204,7 +209,7 @@ class GatewayCore:
 
     async def feedback(self, request_id: str, rating: str, correction: str | None, comment: str | None,
                        sender: Sender | None = None) -> str:
-        request = await self.run_io(self.store.get_request, request_id)
+        request = await self.run_io(self.find_request, request_id)
         if request is None:
             raise NotFound(f"no request with id {request_id!r}: feedback must name a request_id the gateway answered")
         record = FeedbackRecord(request_id=request_id, rating=rating, correction=correction, comment=comment,
@@ -218,13 +223,29 @@ class GatewayCore:
                  extra={"event_action": "feedback", "labels.sender": record.sender})
         return str(feedback_id)
 
+    def remember_served(self, request_id: str, task: str, model: str, result: dict[str, Any]) -> None:
+        served = result.get("model") or {}
+        try:
+            self.served.add({"request_id": request_id, "task": task, "model": served.get("name") or model,
+                             "version": served.get("version"), "at": time.time()})
+        except OSError:  # the answer matters more: the event store still gets the request
+            log.exception("could not record request %s in the served-request index", request_id)
+
+    def find_request(self, request_id: str) -> dict[str, Any] | None:
+        """The request, answered by this replica or another: the shared index first (no network, no
+        store lag), then the event store."""
+        return self.served.get(request_id) or self.store.get_request(request_id)
+
     def trust_of(self, feedback_id: str) -> str | None:
         """The correction's trust state now (None: no correction); quorum may accept it at once."""
         stored = self.store.get_feedback(feedback_id)
         if stored is None or not (stored.get("correction") or "").strip():
             return None
-        rows = self.store.feedback(model=stored.get("model"), with_correction=True,
-                                   limit=self.settings.feedback_trust_rows)
+        try:
+            rows = self.store.feedback(model=stored.get("model"), with_correction=True,
+                                       limit=self.settings.feedback_trust_rows)
+        except Unavailable:  # store down: the correction is kept (spooled); quorum is resolved when it is back
+            return str(stored.get("trust") or "pending")
         mine = next((r for r in rows if r["feedback_id"] == feedback_id), None)
         if mine is None:
             return None

@@ -29,6 +29,8 @@ class GatewaySettings(BaseSettings):
     default_vqa_model: str | None = Field(None, description="VQA model when a request names none (default: the task table's)")
     default_qa_model: str | None = Field(None, description="QA model when a request names none (default: the task table's)")
     default_style: str = Field("mosaic", description="style used when /stylize names none")
+    served_index_ttl_s: float = Field(24 * 3600.0, gt=0, description=(
+        "answered requests stay findable by every replica for feedback this long, event store up or down"))
     feedback_rate_per_min: float = Field(20.0, gt=0, description=(
         "feedback calls a minute per anonymous sender (X-Client-Id, else source address); 429 + Retry-After above"))
     feedback_burst: int = Field(20, ge=1, description="feedback calls an anonymous sender may make at once")
