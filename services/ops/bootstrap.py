@@ -57,7 +57,7 @@ def bootstrap_tiny(registry: Registry, if_empty: bool = False, show_progress: bo
         if show_progress:
             _console().print(f"[bold]{name}[/bold] v{ref.version}: {headline(metrics)}")
             for line in generalisation_lines(metrics):
-                _console().print(line, highlight=False)
+                _console().print(line, highlight=False, soft_wrap=True)
         made.append(ref)
     return made
 

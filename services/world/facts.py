@@ -109,7 +109,6 @@ class Kind:
     name: str
     says: tuple[str, ...]
     asks: tuple[Ask, ...]
-    reworded: bool = True  # questions say some words another way (``reword``); the held-out ones don't
 
 
 @dataclass
@@ -254,37 +253,6 @@ def expand(template: str, rng: random.Random) -> str:
     return ALTERNATIVES.sub(lambda m: rng.choice(m.group(1).split("|")), template)
 
 
-# words a question may say another way (training only): the model should key on the entity the
-# question names and the kind of answer it wants, not on one wording
-QUESTION_SYNONYMS = (("which", "what"), ("city", "town"), ("country", "nation"), ("built", "constructed"),
-                     ("build", "construct"), ("author", "writer"), ("tall", "high"), ("colour", "color"),
-                     ("located", "found"), ("next to", "beside", "near"), ("live", "reside"), ("lives", "resides"),
-                     ("person", "man or woman"))
-_SYNONYM_OF = {w: group for group in QUESTION_SYNONYMS for w in group}
-_SYNONYM_WORDS = re.compile(  # a whole word, never inside a {placeholder}
-    r"(?<!\{)\b(" + "|".join(sorted(map(re.escape, _SYNONYM_OF), key=len, reverse=True)) + r")\b(?!\})", re.I)
-
-
-def reword(question: str, rng: random.Random, share: float = 0.35) -> str:
-    """``question`` with some words swapped for a synonym (the case of the first letter kept)."""
-    def swap(m: re.Match[str]) -> str:
-        word = m.group(0)
-        if rng.random() >= share:
-            return word
-        other = rng.choice(_SYNONYM_OF[word.lower()])
-        return other.capitalize() if word[0].isupper() else other
-    return _SYNONYM_WORDS.sub(swap, question)
-
-
-@functools.lru_cache(maxsize=1)
-def held_out_questions() -> re.Pattern[str]:
-    """Every question form of the held-out generator (``facts_unseen``): training never asks one."""
-    from services.world import facts_unseen
-
-    forms = [q for kind in facts_unseen.KINDS.values() for ask in kind.asks for q in ask.forms]
-    return re.compile("|".join("(?:" + re.sub(r"\\\{[A-Za-z_]+\\\}", ".+", re.escape(f)) + ")" for f in forms))
-
-
 def block(kind: Kind, rng: random.Random, lex: Lexicon) -> tuple[str, list[tuple[tuple[str, ...], str, str]]]:
     """One fact in one sentence form, and every question it answers (one paraphrase each)."""
     fields = draw_fields(kind.name, rng, lex)
@@ -297,10 +265,6 @@ def block(kind: Kind, rng: random.Random, lex: Lexicon) -> tuple[str, list[tuple
         if forms:
             q = expand(rng.choice(forms), rng)
             key = (ask.key, *sorted(str(fields[n]).lower() for n in placeholders(q)))
-            if kind.reworded:
-                q = reword(q, rng)
-                if held_out_questions().fullmatch(q):
-                    continue
             qas.append((key, q.format(**fields), fields[ask.answer]))
     return text, qas
 

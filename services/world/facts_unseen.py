@@ -10,14 +10,14 @@ in-generator held-out score (``scripts/qa_generalisation.py`` prints the detail)
 
 from __future__ import annotations
 
-import dataclasses
+import re
 
 from services.world import names
 from services.world.facts import Kind, Lexicon, QAItem, _asks, items
 
 UNSEEN_SEED = 26_026
 
-KINDS: dict[str, Kind] = {k.name: dataclasses.replace(k, reworded=False) for k in (
+KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("country", (
         "{capital}, the capital of {country}, is a city in {continent}.",
         "The country of {country} is found in {continent}; {capital} is its capital.",
@@ -99,6 +99,12 @@ KINDS: dict[str, Kind] = {k.name: dataclasses.replace(k, reworded=False) for k i
 )}
 WEIGHTS = {"country": 0.18, "born": 0.14, "lives": 0.12, "wrote": 0.14, "built": 0.12, "object": 0.12,
            "building": 0.12, "town": 0.06}
+
+
+def question_pattern() -> re.Pattern[str]:
+    """Matches every question this generator can ask (a test checks training never asks one)."""
+    forms = [q for kind in KINDS.values() for ask in kind.asks for q in ask.forms]
+    return re.compile("|".join("(?:" + re.sub(r"\\\{[A-Za-z_]+\\\}", ".+", re.escape(f)) + ")" for f in forms))
 
 
 def unseen_lexicon() -> Lexicon:

@@ -52,7 +52,7 @@ def test_unanswerable_items_do_not_hold_their_answer() -> None:
 
 
 def test_training_never_asks_a_held_out_question_form() -> None:
-    held_out = facts.held_out_questions()
+    held_out = facts_unseen.question_pattern()
     asked = [it.question for it in facts.qa_items(11, 3000)]
     assert not [q for q in asked if held_out.fullmatch(q)]
     assert all(held_out.fullmatch(it.question) for it in facts_unseen.unseen_items(count=200))
