@@ -40,6 +40,10 @@ pipelineJob('Loopline') {
 
 pipelineJob('FineTuneModels') {
     description('Fine-tune one model, gate it, then trigger the main pipeline (started by the watchdog)')
+    // the watchdog's Jenkins user may start this job and nothing else (casc.yaml: projectMatrix)
+    authorization {
+        permissions('loopline-watchdog', ['hudson.model.Item.Read', 'hudson.model.Item.Build'])
+    }
     // declared here, not only in the Jenkinsfile: the watchdog's first buildWithParameters
     // must find them before any build has run. MODEL is free text: every registry model
     // the watchdog can name (new style-<name> models too) is legal; the service validates it.

@@ -66,7 +66,7 @@ def serve(service: Annotated[str, typer.Argument(help="gateway | vqa | qa | styl
     except ValueError as exc:  # pydantic ValidationError is a ValueError: a bad setting
         _fail(f"cannot start {service}: {exc}", 2)
     uvicorn.run(application, host=settings.host, port=port or settings.port_of(service), log_config=None,
-                access_log=False, timeout_graceful_shutdown=10)
+                access_log=False, timeout_graceful_shutdown=settings.shutdown_grace_s)
 
 
 # -- registry ------------------------------------------------------------------------

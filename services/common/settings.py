@@ -54,6 +54,8 @@ class CommonSettings(BaseSettings):
     log_max_bytes: int = Field(50 * 1024 * 1024, ge=0, description=(
         "rotate log_file at this size (0: never); the log volume holds at most (log_backups + 1) x this"))
     log_backups: int = Field(3, ge=0, description="rotated log files kept beside log_file")
+    shutdown_grace_s: float = Field(70.0, gt=0, description=(
+        "on SIGTERM, requests in flight get this long to finish (longer than the 60 s backend timeouts)"))
     admin_token: str | None = Field(None, description="bearer token for admin routes; generated under state_dir when unset")
     feedback_quorum: int = Field(3, ge=1, le=1000, description=(
         "a correction without a reviewer key is accepted when this many distinct anonymous senders gave the same "

@@ -74,8 +74,12 @@ def test_make_pipeline_runs_the_jenkinsfile_stages_in_order() -> None:
 
 def test_finetune_job_parameters_reach_make() -> None:
     text = (REPO / "jenkins" / "FineTuneModels.Jenkinsfile").read_text()
-    for param in ("MODEL", "DATASET", "EPOCHS", "BATCH_SIZE", "LEARNING_RATE"):
-        assert re.search(rf"name: '{param}'", text) and f'{param}="${param}"' in text
+    delivery = (REPO / "mk" / "delivery.mk").read_text()
+    export = re.search(r"^export (MODEL .*)$", delivery, re.M)
+    assert export and "sh 'make finetune-job'" in text, "parameters reach make through the environment only"
+    for param in ("MODEL", "DATASET", "EPOCHS", "BATCH_SIZE", "LEARNING_RATE", "REASON"):
+        assert re.search(rf"name: '{param}'", text) and param in export.group(1).split()
+        assert f'"$${param}"' in delivery, f"the recipe quotes {param} as a shell variable"
     assert "build job: 'Loopline'" in text
 
 
@@ -95,7 +99,7 @@ def test_job_dsl_declares_every_finetune_parameter_and_models_are_free_text() ->
     in_dsl = set(re.findall(r"stringParam\('(\w+)'", dsl))
     assert {"MODEL", "DATASET", "REASON", "LEARNING_RATE"} <= declared == in_dsl
     assert "choice(name: 'MODEL'" not in pipeline, "a choice list refuses models the watchdog can name (style-<name>)"
-    assert 'REASON="$REASON"' in pipeline
+    assert "sh 'make finetune-job'" in pipeline, "REASON and the rest reach make through the environment"
 
 
 def test_every_credential_id_used_is_defined_in_casc() -> None:
