@@ -28,9 +28,11 @@ from .routing import Route, Router
 from .senders import FeedbackThrottle, Sender, Throttled
 from .served import ServedIndex
 from .settings import GatewaySettings
+from .uploads import sweep_uploads, write_upload
 
 log = logging.getLogger("loopline.gateway")
 UPLOADS = Path("state") / "uploads"
+UPLOAD_SWEEP_EVERY_S = 300.0
 
 
 class GatewayMetrics:
@@ -62,6 +64,7 @@ class GatewayCore:
         self.router = Router(self.registry)
         # answered request ids, shared by every replica through the data volume (feedback lookup)
         self.served = ServedIndex(common.state / "served", settings.served_index_ttl_s)
+        self._next_upload_sweep = 0.0
         self._model_tasks: dict[str, str] = {}
         self._models_read_at = float("-inf")
         self.metrics = GatewayMetrics()
@@ -186,11 +189,10 @@ class GatewayCore:
         digest = hashlib.sha256(data).hexdigest()
         rel = UPLOADS / f"{digest}{suffix}"
         path = self.common.data_dir / rel
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".part")
-            tmp.write_bytes(data)
-            tmp.replace(path)
+        write_upload(path, data)
+        if time.monotonic() >= self._next_upload_sweep:  # bounded: the volume also holds models and jobs
+            self._next_upload_sweep = time.monotonic() + UPLOAD_SWEEP_EVERY_S
+            sweep_uploads(path.parent, self.settings.uploads_max_age_s, self.settings.uploads_max_bytes)
         return str(rel)
 
     # -- feedback ---------------------------------------------------------------------------

@@ -31,6 +31,10 @@ class GatewaySettings(BaseSettings):
     default_style: str = Field("mosaic", description="style used when /stylize names none")
     served_index_ttl_s: float = Field(24 * 3600.0, gt=0, description=(
         "answered requests stay findable by every replica for feedback this long, event store up or down"))
+    uploads_max_age_s: float = Field(30 * 86400.0, gt=0, description=(
+        "uploaded images (kept for learning from feedback) older than this are deleted"))
+    uploads_max_bytes: int = Field(5 * 1024**3, ge=0, description=(
+        "uploaded images beyond this total are deleted oldest first (they share the volume with the models)"))
     feedback_rate_per_min: float = Field(20.0, gt=0, description=(
         "feedback calls a minute per anonymous sender (X-Client-Id, else source address); 429 + Retry-After above"))
     feedback_burst: int = Field(20, ge=1, description="feedback calls an anonymous sender may make at once")
