@@ -1,5 +1,6 @@
-"""Print what the tiny world models know: held-out scores from the manifests, and mean
-confidence in world vs out of world measured through the serving runtimes.
+"""Print what the tiny world models know: held-out scores from the manifests (in-generator, and
+the sets that test generalisation, with calibration tables), and mean confidence in world vs
+out of world measured through the serving runtimes.
 
     python scripts/world_report.py [DATA_DIR]      (default: ./data)
 """
@@ -40,7 +41,12 @@ def main() -> None:
 
     data = Path(sys.argv[1] if len(sys.argv) > 1 else "data").resolve()
     reg = Registry(data / "registry")
-    report: dict = {"heldout": {m: reg.manifest(m, reg.resolve(m))["metrics"].get("heldout") for m in reg.models()}}
+    metrics = {m: reg.manifest(m, reg.resolve(m))["metrics"] for m in reg.models()}
+    report: dict = {"heldout": {m: v.get("heldout") for m, v in metrics.items()},
+                    # the held-out sets that test generalisation, and confidence bins against accuracy
+                    "generalisation": {m: {k: v[k] for k in ("unseen", "second_renderer", "off_world", "no_shape",
+                                                             "calibration") if k in v}
+                                       for m, v in metrics.items() if "calibration" in v}}
     rng = np.random.default_rng(0)
     vqa = reg.resolve("vqa-blip")
     inside = runtime_predict("vqa", reg, data, "vqa-blip", vqa, [
