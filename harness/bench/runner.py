@@ -72,6 +72,7 @@ class BenchConfig:
     # peer servers (harness/bench/peers/): BentoML, MLServer, KServe on the same QA model, each in its own venv
     peers: tuple[str, ...] = ()
     peer_env_dir: Path | None = None  # where the peers' venvs live (default: the cache); the test suite shares make bench's
+    peer_env_overlay: bool = False  # no full peer venv yet: a small one over this environment (peers/envs.py)
 
 
 @dataclass
@@ -219,9 +220,10 @@ class BenchRun:
             peer_tasks = [t for t in cfg.tasks if t in PEER_TASKS]
             if peer_tasks:
                 self.progress(f"peers: starting {', '.join(cfg.peers)} on {', '.join(peer_tasks)}")
-                servers.peers = start_peers(cfg.peers, Path(cfg.peer_env_dir or cfg.cache_dir), self.registry_dir / MODEL_OF_TASK["qa"] / "1",
-                                            self.data_dir / "peers", logs, self.env(), cfg.threads,
-                                            self.results["notes"], self.progress)
+                servers.peers = start_peers(cfg.peers, Path(cfg.peer_env_dir or cfg.cache_dir),
+                                            self.registry_dir / MODEL_OF_TASK["qa"] / "1", self.data_dir / "peers",
+                                            logs, self.env(), cfg.threads, self.results["notes"], self.progress,
+                                            overlay=cfg.peer_env_overlay)
             self.results["peers_status"] = {p: "ran" if p in servers.peers else "skipped (see notes)" for p in cfg.peers}
         if cfg.gateway:
             if not importable("gateway"):

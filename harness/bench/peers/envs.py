@@ -60,24 +60,66 @@ def torch_source() -> list[str]:
     return ["--extra-index-url", os.environ.get("TORCH_INDEX_URL", TORCH_INDEX_URL)]
 
 
-def ensure_env(peer: str, cache_dir: Path, progress: Callable[[str], None] = print) -> Path:
-    """The peer's environment, built when missing; returns its Python."""
+def pins(peer: str) -> dict[str, str]:
+    """``name -> version`` of every package in the peer's requirements file (names normalised)."""
+    out: dict[str, str] = {}
+    for line in requirements_file(peer).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, _, version = line.partition("==")
+            out[_normal(name)] = version.split(";")[0].strip()
+    return out
+
+
+def _normal(name: str) -> str:
+    return name.strip().lower().replace("_", "-").replace(".", "-")
+
+
+def overlay_packages(peer: str) -> list[str]:
+    """The peer's pins that this interpreter's environment lacks or holds at another version."""
+    from importlib.metadata import distributions
+
+    here = {_normal(d.metadata["Name"]): d.version for d in distributions() if d.metadata["Name"]}
+    return [f"{name}=={version}" for name, version in pins(peer).items() if here.get(name) != version]
+
+
+def ensure_env(peer: str, cache_dir: Path, progress: Callable[[str], None] = print, overlay: bool = False) -> Path:
+    """The peer's environment, built when missing; returns its Python.
+
+    ``overlay`` (the test suite's smoke, where a full build would cost minutes): when no full
+    environment exists, build a small one holding only the pins this environment lacks or has
+    at another version, and let it see this environment's packages (torch, transformers...)
+    after its own through a ``.pth`` file. Same versions where it matters, a fraction of the
+    install; ``make bench`` always builds the full one.
+    """
     python = env_python(peer, cache_dir)
     if python is not None:
         return python
     root = env_dir(peer, cache_dir)
-    progress(f"peers: building the {peer} environment in {root} (once; pinned by {requirements_file(peer)})")
+    if overlay:
+        root = root.with_name(root.name + "-overlay")
+        if (root / ".complete").exists():
+            return root / "bin" / "python"
+    packages = overlay_packages(peer) if overlay else ["-r", str(requirements_file(peer))]
+    progress(f"peers: building the {peer} environment in {root} (once; pinned by {requirements_file(peer)}"
+             f"{', overlay' if overlay else ''})")
     started = time.monotonic()
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(root)], check=True)
+    if overlay:
+        import site
+        import sysconfig
+
+        target = Path(sysconfig.get_path("purelib", vars={"base": str(root), "platbase": str(root)}))
+        (target / "zz-shared-project-packages.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     log = root / "install.log"
     with log.open("wb") as out:
         done = subprocess.run([str(root / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
-                               "--no-input", "--no-deps", *torch_source(), "-r", str(requirements_file(peer))],
-                              stdout=out, stderr=subprocess.STDOUT)
+                               "--no-input", "--no-deps", *(torch_source() if not overlay else []), *packages],
+                              stdout=out, stderr=subprocess.STDOUT) if packages else subprocess.CompletedProcess([], 0)
     if done.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
         raise RuntimeError(f"pip could not build the {peer} environment (see {log}):\n{tail}")
     seconds = round(time.monotonic() - started, 1)
-    (root / ".complete").write_text(json.dumps({"peer": peer, "install_s": seconds}))
+    (root / ".complete").write_text(json.dumps({"peer": peer, "install_s": seconds, "overlay": overlay}))
     progress(f"peers: {peer} environment built in {seconds} s")
     return root / "bin" / "python"

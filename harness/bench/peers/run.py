@@ -22,12 +22,12 @@ PEER_TASKS = ("qa",)
 
 def start_peers(peers: tuple[str, ...], cache_dir: Path, model_dir: Path, work_dir: Path, logs: Path,
                 base_env: dict[str, str], threads: int, notes: list[str], progress: Callable[[str], None],
-                config: PeerConfig | None = None) -> dict[str, PeerServer]:
+                config: PeerConfig | None = None, overlay: bool = False) -> dict[str, PeerServer]:
     """Every peer that builds and becomes ready; a peer that fails is a note, not a lost run."""
     started: dict[str, PeerServer] = {}
     for peer in peers:
         try:
-            python = ensure_env(peer, cache_dir, progress)
+            python = ensure_env(peer, cache_dir, progress, overlay=overlay)
             server = start_peer(peer, python, model_dir, work_dir / peer, logs / f"peer-{peer}.log", base_env,
                                 threads, config)
             server.server.start()
