@@ -124,6 +124,59 @@ def _matches(doc: dict[str, Any], query: dict[str, Any]) -> bool:
 
 
 ES_VERSIONS = {8: "8.15.3", 9: "9.1.0"}
+# index privileges that imply another (Elasticsearch's privilege hierarchy, the part used here)
+IMPLIED = {"create_doc": {"create_doc", "create", "index", "write", "all"}, "index": {"index", "write", "all"},
+           "read": {"read", "all"}, "auto_configure": {"auto_configure", "create_index", "manage", "all"},
+           "view_index_metadata": {"view_index_metadata", "manage", "all"}}
+CLUSTER_IMPLIED = {"monitor": {"monitor", "manage", "all"}, "manage_ilm": {"manage_ilm", "manage", "all"},
+                   "read_ilm": {"read_ilm", "manage_ilm", "manage", "all"},
+                   "manage_index_templates": {"manage_index_templates", "manage", "all"}}
+
+
+def _index_matches(patterns: list[str], index: str) -> bool:
+    return any(re.fullmatch(re.escape(p).replace(r"\*", ".*"), index) for p in patterns)
+
+
+class Security:
+    """Users and roles, checked like Elasticsearch's security: 401 without valid credentials,
+    403 for an action the user's role lacks. ``roles`` are role bodies as the security API takes
+    them (``{"cluster": [...], "indices": [{"names": [...], "privileges": [...]}]}``)."""
+
+    def __init__(self, users: dict[str, tuple[str, dict[str, Any]]]) -> None:
+        self.users = users
+
+    def user_of(self, headers: dict[str, str]) -> str | None:
+        import base64
+        import binascii
+
+        auth = headers.get("authorization", "")
+        if not auth.startswith("Basic "):
+            return None
+        try:
+            name, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        known = self.users.get(name)
+        return name if known and known[0] == password else None
+
+    def cluster_ok(self, user: str, privilege: str) -> bool:
+        return bool(set(self.users[user][1].get("cluster", [])) & CLUSTER_IMPLIED[privilege])
+
+    def index_ok(self, user: str, index: str, privilege: str) -> bool:
+        return any(_index_matches(list(grant["names"]), index) and set(grant["privileges"]) & IMPLIED[privilege]
+                   for grant in self.users[user][1].get("indices", []))
+
+
+def unauthenticated() -> dict[str, Any]:
+    cause = {"type": "security_exception", "reason": "missing authentication credentials for REST request",
+             "header": {"WWW-Authenticate": 'Basic realm="security" charset="UTF-8"'}}
+    return {"error": {"root_cause": [cause], **cause}, "status": 401}
+
+
+def forbidden(action: str, user: str, what: str = "") -> dict[str, Any]:
+    cause = {"type": "security_exception",
+             "reason": f"action [{action}] is unauthorized for user [{user}] with effective roles [{user}]{what}"}
+    return {"error": {"root_cause": [cause], **cause}, "status": 403}
 COMPAT = re.compile(r"compatible-with=(\d+)")
 
 
@@ -146,13 +199,16 @@ def compat_error(headers: dict[str, str], major: int) -> dict[str, Any] | None:
 
 
 def elasticsearch_handler(fail_first_bulk: bool = False, canned_aggs: dict[str, Any] | None = None,
-                          indices: dict[str, list[dict[str, Any]]] | None = None, major: int = 8) -> Any:
+                          indices: dict[str, list[dict[str, Any]]] | None = None, major: int = 8,
+                          security: Security | None = None) -> Any:
     """Elasticsearch REST subset (default: an 8.15 server): ILM, index templates, _bulk, index, _search.
 
     Requests with compatibility headers for another major get the real 400
     ``media_type_header_exception``. ``indices`` (index -> documents) outlives the server when
     passed in, so a test can stop and restart "Elasticsearch" with its data; documents with an
-    id are kept once (a second ``create`` of the same id answers 409, as Elasticsearch does)."""
+    id are kept once (a second ``create`` of the same id answers 409, as Elasticsearch does).
+    With ``security``, every request needs Basic credentials of a known user (401) and a role
+    that grants the action (403), as a secured cluster answers."""
 
     def factory(standin: StandIn) -> type[BaseHTTPRequestHandler]:
         nonlocal indices
@@ -163,6 +219,7 @@ def elasticsearch_handler(fail_first_bulk: bool = False, canned_aggs: dict[str, 
         class Handler(RecordingHandler):
             extra_headers = {"X-Elastic-Product": "Elasticsearch"}  # the client's product check
             content_type = f"application/vnd.elasticsearch+json;compatible-with={major}"
+            user = ""
 
             def _handle(self) -> None:
                 rec = self.record()
@@ -171,6 +228,10 @@ def elasticsearch_handler(fail_first_bulk: bool = False, canned_aggs: dict[str, 
                 refused = compat_error(rec.headers, major)
                 if refused:
                     return self._send(400, refused)
+                denied = self._authorize(security, rec, parts, indices) if security else None
+                if denied:
+                    status, body = denied
+                    return self._send(status, body, {"WWW-Authenticate": 'Basic realm="security"'} if status == 401 else None)
                 if url.path == "/":
                     return self._send(200, {"version": {"number": ES_VERSIONS.get(major, f"{major}.0.0")},
                                             "tagline": "You Know, for Search"})
@@ -184,6 +245,10 @@ def elasticsearch_handler(fail_first_bulk: bool = False, canned_aggs: dict[str, 
                     items = []
                     for action, source in zip(lines[::2], lines[1::2], strict=True):
                         (op, meta), = action.items()
+                        refused_item = self._item_refused(security, op, meta["_index"], indices) if security else None
+                        if refused_item:
+                            items.append({op: {"_index": meta["_index"], "status": 403, "error": refused_item["error"]}})
+                            continue
                         docs = indices.setdefault(meta["_index"], [])
                         if "_id" in meta and any(d.get("_id") == meta["_id"] for d in docs):
                             items.append({op: {"_index": meta["_index"], "_id": meta["_id"], "status": 409, "error": {
@@ -213,6 +278,41 @@ def elasticsearch_handler(fail_first_bulk: bool = False, canned_aggs: dict[str, 
                             name: {"buckets": []} for name in body.get("aggs", body.get("aggregations", {}))}
                     return self._send(200, resp)
                 return self._send(404, {"error": {"type": "stand_in_unknown", "reason": url.path}})
+
+            def _item_refused(self, sec: Security, op: str, index: str,
+                              known: dict[str, list[dict[str, Any]]]) -> dict[str, Any] | None:
+                need = "create_doc" if op == "create" else "index"
+                if sec.index_ok(self.user, index, need) and (index in known or sec.index_ok(self.user, index,
+                                                                                            "auto_configure")):
+                    return None
+                return forbidden(f"indices:data/write/{op}", self.user, f" on indices [{index}]")
+
+            def _authorize(self, sec: Security, rec: Recorded, parts: list[str],
+                           known: dict[str, list[dict[str, Any]]]) -> tuple[int, dict[str, Any]] | None:
+                user = sec.user_of(rec.headers)
+                if user is None:
+                    return 401, unauthenticated()
+                if not parts:
+                    ok, action = sec.cluster_ok(user, "monitor"), "cluster:monitor/main"
+                elif parts[:2] == ["_ilm", "policy"]:
+                    need = "manage_ilm" if self.command == "PUT" else "read_ilm"
+                    ok, action = sec.cluster_ok(user, need), f"cluster:admin/ilm/{'put' if need == 'manage_ilm' else 'get'}"
+                elif parts[0] == "_index_template":
+                    ok = self.command in ("GET", "HEAD") and sec.cluster_ok(user, "monitor") \
+                        or sec.cluster_ok(user, "manage_index_templates")
+                    action = "indices:admin/index_template/put"
+                elif parts == ["_bulk"]:
+                    self.user = user  # each item is authorised on its own: a refused one is a 403 item
+                    return None
+                elif len(parts) >= 2 and parts[1] == "_doc":
+                    ok = sec.index_ok(user, parts[0], "index") and (
+                        parts[0] in known or sec.index_ok(user, parts[0], "auto_configure"))
+                    action = "indices:data/write/index"
+                elif len(parts) == 2 and parts[1] == "_search":
+                    ok, action = sec.index_ok(user, parts[0], "read"), "indices:data/read/search"
+                else:
+                    ok, action = True, ""
+                return None if ok else (403, forbidden(action, user))
 
             do_GET = do_PUT = do_POST = do_HEAD = _handle
 

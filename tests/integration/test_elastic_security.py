@@ -1,0 +1,85 @@
+"""The Elasticsearch stand-in enforces users and privileges like a secured cluster (401 without
+valid credentials, 403 for an action the role lacks), with the roles exactly as rendered into
+k8s/elk/elasticsearch-security.yaml: each service's role and Filebeat's are exercised by the real
+clients. (Before, the stand-in accepted anything, so a role that could not do its job, such as
+Filebeat's, which may not manage templates, passed every test.)"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from services.common.events import FeedbackRecord, InferenceEvent
+from services.common.events.elastic import ElasticEventStore
+from tests.standins import Security, StandIn, elasticsearch_handler, serve
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+PASSWORD = "stand-in-password-0123"
+
+
+def rendered_roles() -> dict[str, dict]:
+    for doc in yaml.safe_load_all((REPO / "k8s" / "elk" / "elasticsearch-security.yaml").read_text()):
+        if doc and doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "elasticsearch-roles":
+            return {name.removesuffix(".json"): json.loads(body) for name, body in doc["data"].items()}
+    raise AssertionError("no elasticsearch-roles ConfigMap rendered")
+
+
+@pytest.fixture(scope="module")
+def es() -> Iterator[StandIn]:
+    users = {user: (PASSWORD, role) for user, role in rendered_roles().items()}
+    server = serve(elasticsearch_handler(security=Security(users)))
+    yield server
+    server.stop()
+
+
+def test_no_or_wrong_credentials_are_401(es: StandIn) -> None:
+    anonymous = httpx.get(es.url + "/")
+    assert anonymous.status_code == 401 and anonymous.json()["error"]["type"] == "security_exception"
+    assert "WWW-Authenticate" in anonymous.headers
+    assert httpx.get(es.url + "/", auth=("loopline-gateway", "wrong")).status_code == 401
+
+
+def test_the_gateway_role_installs_writes_and_reads_its_events(es: StandIn) -> None:
+    store = ElasticEventStore(es.url, username="loopline-gateway", password=PASSWORD, flush_interval_s=0.05)
+    try:
+        store.record_inference(InferenceEvent(request_id="sec-1", task="qa", model="qa-extractive", version=1,
+                                              latency_ms=3.0, status=200))
+        store.flush()
+        feedback_id = store.record_feedback(FeedbackRecord(request_id="sec-1", rating="good", task="qa",
+                                                           model="qa-extractive", version=1))
+        assert feedback_id
+        store._recent.clear()  # read it back from "Elasticsearch", not the client's cache
+        assert store.get_request("sec-1") is not None
+    finally:
+        store.close()  # install() above raised on any 403: the role holds what the store needs
+
+
+def test_the_watchdog_role_may_not_write_feedback(es: StandIn) -> None:
+    """Only the gateway records feedback (an `index` by id); the watchdog may create and read events."""
+    r = httpx.put(es.url + "/loopline-events-feedback/_doc/x1", auth=("loopline-watchdog", PASSWORD),
+                  json={"rating": "bad"})
+    assert r.status_code == 403 and "unauthorized for user [loopline-watchdog]" in r.json()["error"]["reason"]
+    r = httpx.post(es.url + "/loopline-events/_search", auth=("loopline-watchdog", PASSWORD), json={})
+    assert r.status_code == 200
+
+
+def test_filebeat_ships_logs_but_may_not_manage_templates(es: StandIn) -> None:
+    auth = ("loopline-filebeat", PASSWORD)
+    template = httpx.put(es.url + "/_index_template/loopline-logs", auth=auth, json={"index_patterns": ["loopline-logs-*"]})
+    assert template.status_code == 403, "Filebeat's role cannot install templates"
+    config = yaml.safe_load((REPO / "docker" / "filebeat" / "filebeat.yml").read_text())
+    assert config.get("setup.template.enabled") is False, \
+        "Filebeat must not try to (it would fail to connect forever and ship nothing)"
+    bulk = "\n".join([json.dumps({"create": {"_index": "loopline-logs-2026.12.05"}}),
+                      json.dumps({"message": "hello", "@timestamp": "2026-12-05T00:00:00Z"}),
+                      json.dumps({"create": {"_index": "loopline-events"}}),
+                      json.dumps({"message": "not mine"})]) + "\n"
+    r = httpx.post(es.url + "/_bulk", auth=auth, content=bulk, headers={"Content-Type": "application/x-ndjson"})
+    items = [next(iter(i.values())) for i in r.json()["items"]]
+    assert r.status_code == 200 and [i["status"] for i in items] == [201, 403], items
