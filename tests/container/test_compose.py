@@ -139,6 +139,12 @@ def test_the_v1_routes_through_the_published_port(stack: Stack) -> None:
         assert c.post("/v1/models/qa-extractive/rollback").status_code in (401, 403)  # admin token required
 
 
+def test_the_models_job_keeps_the_registry_it_finds(stack: Stack) -> None:
+    """`bootstrap --if-empty` on a volume that already holds models builds nothing and exits 0."""
+    logs = stack.compose("logs", "--no-color", "models").stdout
+    assert "nothing built" in logs, logs[-2000:]
+
+
 def test_feedback_corrections_reach_a_finetune_job_through_elasticsearch(stack: Stack) -> None:
     """The gateway writes feedback to Elasticsearch; the fine-tune container reads it from there."""
     with stack.client() as c:
@@ -214,9 +220,3 @@ def test_down_v_leaves_nothing_running(stack: Stack) -> None:
     assert stack.containers() == []
     volumes = podman("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={PROJECT}").stdout.split()
     assert volumes == []
-
-
-def test_the_models_job_keeps_the_registry_it_finds(stack: Stack) -> None:
-    """`bootstrap --if-empty` on a volume that already holds models builds nothing and exits 0."""
-    logs = stack.compose("logs", "--no-color", "models").stdout
-    assert "nothing built" in logs, logs[-2000:]
