@@ -3,19 +3,24 @@ liars, a flood and a reviewer. (Honest users teaching a colour are the drift sce
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 
 from harness.redteam.scenario import QUICK, run_redteam
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
+OUTPUT = REPO / "test-output"
 
 
 def test_strangers_cannot_steer_the_learning_loop(tmp_path: Path, tiny_registry_template: Path) -> None:
     shutil.copytree(tiny_registry_template, tmp_path / "data" / "registry")
     result = run_redteam(tmp_path / "data", ("liar", "colluders", "flood", "reviewer"), QUICK, log=lambda _: None)
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    (OUTPUT / "redteam-quick.json").write_text(json.dumps(result, indent=2, default=str))
     s = result["scenarios"]
     assert s["liar"]["job"]["status"] == "refused at start", s["liar"]
     assert "no accepted correction" in s["liar"]["job"]["error"]
