@@ -139,3 +139,12 @@ def test_the_smoke_test_scheme_matches_the_ingress(rendered: dict[str, Path]) ->
     minikube = [i for i in of_kind(load_docs(rendered["minikube"]), "Ingress") if i["metadata"]["name"] == "gateway"]
     assert not minikube[0]["spec"].get("tls"), "minikube serves plain http (make smoke's default URL)"
     assert yaml.safe_dump(ingress)
+
+
+def test_finetunemodels_gates_the_version_it_produced_not_local_models() -> None:
+    """`make eval-gate` on the agent scores the agent's tiny local registry; the job's own gate
+    (exit 3 from `finetune run --wait`) is the one that judges the new version."""
+    text = (REPO / "jenkins" / "FineTuneModels.Jenkinsfile").read_text(encoding="utf-8")
+    assert "sh 'make eval-gate" not in text
+    cli = (REPO / "services" / "finetune" / "cli.py").read_text(encoding="utf-8")
+    assert "exit 0 passed, 3 refused" in cli and "--wait" in (REPO / "mk" / "delivery.mk").read_text(encoding="utf-8")
