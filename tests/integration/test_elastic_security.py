@@ -83,3 +83,20 @@ def test_filebeat_ships_logs_but_may_not_manage_templates(es: StandIn) -> None:
     r = httpx.post(es.url + "/_bulk", auth=auth, content=bulk, headers={"Content-Type": "application/x-ndjson"})
     items = [next(iter(i.values())) for i in r.json()["items"]]
     assert r.status_code == 200 and [i["status"] for i in items] == [201, 403], items
+
+
+def test_no_rollover_policy_on_an_index_without_a_rollover_alias(es: StandIn) -> None:
+    """ILM's rollover needs a data stream or a rollover alias; the feedback index is neither."""
+    store = ElasticEventStore(es.url, username="loopline-gateway", password=PASSWORD, flush_interval_s=0.05)
+    store.close()
+    templates = {r.path.rsplit("/", 1)[-1]: r.json() for r in es.requests
+                 if r.method == "PUT" and r.path.startswith("/_index_template/")}
+    policies = {r.path.rsplit("/", 1)[-1]: r.json()["policy"] for r in es.requests
+                if r.method == "PUT" and r.path.startswith("/_ilm/policy/")}
+    assert templates, "the store installed its templates"
+    for name, body in templates.items():
+        settings = body.get("template", {}).get("settings", {})
+        policy = policies.get(settings.get("index.lifecycle.name", ""), {})
+        if "rollover" in json.dumps(policy):
+            assert "data_stream" in body or settings.get("index.lifecycle.rollover_alias"), \
+                f"{name}: a rollover policy on a plain index without a rollover alias stalls ILM"

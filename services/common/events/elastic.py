@@ -108,9 +108,12 @@ class ElasticEventStore(EventStore):
         self.es.indices.put_index_template(
             name=self.index, index_patterns=[self.index], data_stream={}, priority=200,
             template={"settings": {"index.lifecycle.name": policy}, "mappings": ECS_MAPPINGS})
+        # feedback is one plain index written by id (not a data stream): a rollover policy without a
+        # rollover alias stops ILM on it with an error, and deleting it after 30 days would throw
+        # away the corrections training learns from, so it has no lifecycle policy (it stays small)
         self.es.indices.put_index_template(
             name=self.feedback_index, index_patterns=[self.feedback_index], priority=200,
-            template={"settings": {"index.lifecycle.name": policy}, "mappings": ECS_MAPPINGS})
+            template={"mappings": ECS_MAPPINGS})
 
     # -- writes -----------------------------------------------------------------------
     def record_inference(self, event: InferenceEvent) -> None:
