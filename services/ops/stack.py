@@ -62,13 +62,14 @@ def _pump(name: str, stream: IO[str], color: bool) -> None:
 
 
 PR_SET_PDEATHSIG = 1
+# resolved before any fork: a dlopen between fork and exec could wait on a lock another thread held
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
 
 
 def die_with_parent(parent_pid: int) -> None:
     """``preexec_fn``: ask the kernel to SIGTERM this child when its parent dies, even by SIGKILL."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
 
