@@ -17,7 +17,9 @@ policy (settings ``gate_*``):
   training loss below the starting network's;
 * **keeps its world**: for a model trained on a synthetic world (docs/world.md) both
   versions are also scored on a fixed held-out world set; the new version may lose at
-  most ``world_tolerance`` of production's world score (no catastrophic forgetting).
+  most ``world_tolerance`` of production's world score (no catastrophic forgetting);
+* **slices**: and at most ``slice_max_drop`` on any slice of that set (an expected answer,
+  a question kind) with enough items, beyond sampling noise.
 """
 
 from __future__ import annotations
@@ -97,8 +99,11 @@ def decide(task: str, new: dict[str, Any], production: dict[str, Any] | None, po
 def slice_check(metric: str, direction: str, new: dict[str, Any], production: dict[str, Any] | None,
                 policy: GatePolicy) -> dict[str, Any] | None:
     """Per slice of the held-out world set: the new version may lose at most ``slice_max_drop`` on
-    any slice with ``slice_min_items`` items or more. A consistent lie that passes quorum and
-    costs the whole world only a few points still empties the slice it lies about."""
+    any slice with ``slice_min_items`` items or more, beyond sampling noise (z standard errors of
+    the difference of two proportions, as ``no_worse`` allows on the held-out split). A consistent
+    lie that passes quorum and costs the whole world only a few points still empties the slice it
+    lies about (1.00 -> 0.00 has no noise to hide in); an honest fine-tune that costs one answer
+    in fourteen on a small slice is not refused for it."""
     new_slices = (new.get("world") or {}).get("slices")
     prod_slices = ((production or {}).get("world") or {}).get("slices")
     if not new_slices or not prod_slices:
@@ -110,8 +115,9 @@ def slice_check(metric: str, direction: str, new: dict[str, Any], production: di
         if min(int(n["count"]), int(p["count"])) < policy.slice_min_items:
             continue
         drop = sign * (float(p["score"]) - float(n["score"]))
+        noise = policy.z * slice_stderr(float(n["score"]), int(n["count"]), float(p["score"]), int(p["count"]))
         row = {"slice": name, "new": n["score"], "production": p["score"], "count": n["count"],
-               "passed": drop <= policy.slice_max_drop + 1e-9}
+               "noise": round(noise, 4), "passed": drop - noise <= policy.slice_max_drop + 1e-9}
         table.append(row)
         if not row["passed"]:
             worst.append((drop, row))
@@ -121,13 +127,21 @@ def slice_check(metric: str, direction: str, new: dict[str, Any], production: di
     if worst:
         detail = "; ".join(f"slice {r['slice']}: {metric} {float(r['new']):.2f} vs production {float(r['production']):.2f} "
                            f"({r['count']} items)" for _, r in worst[:3])
-        detail += f" (a slice may lose at most {policy.slice_max_drop:.2f}; {len(worst)} of {len(table)} slices lost more)"
+        detail += (f" (a slice may lose at most {policy.slice_max_drop:.2f} beyond {policy.z} standard errors; "
+                   f"{len(worst)} of {len(table)} slices lost more)")
     else:
         detail = (f"no slice lost more than {policy.slice_max_drop:.2f} {metric} ({len(table)} slices of "
                   f">= {policy.slice_min_items} world items)")
     out = _check("slices", not worst, detail)
     out["slices"] = table
     return out
+
+
+def slice_stderr(new: float, new_count: int, production: float, production_count: int) -> float:
+    """Standard error of the difference of two accuracies (scores in [0, 1]; 0 outside)."""
+    if not (0.0 <= new <= 1.0 and 0.0 <= production <= 1.0) or min(new_count, production_count) < 1:
+        return 0.0
+    return (new * (1 - new) / new_count + production * (1 - production) / production_count) ** 0.5
 
 
 def _check(name: str, passed: bool, detail: str) -> dict[str, Any]:

@@ -133,10 +133,26 @@ def test_the_gate_refuses_a_version_that_empties_one_slice() -> None:
     (check,) = [c for c in decision.checks if c["name"] == "slices"]
     assert "slice answer=red: accuracy 0.10 vs production 0.90 (10 items)" in decision.reason
     assert "answer=blue" not in check["detail"], "a slice with too few items is not judged"
-    assert [s["slice"] for s in check["slices"] if not s["passed"]] == ["answer=red", "kind=color"]
+    # kind=color loses 20 points over 37 items: within 10 points + sampling noise (1.645 standard errors)
+    assert [s["slice"] for s in check["slices"] if not s["passed"]] == ["answer=red"]
     honest = {"heldout": _scores(0.9, {"answer=red": (0.8, 10), "kind=color": (0.85, 37)}),
               "train": {"accuracy": 1.0}}
     assert decide("vqa", honest, prod, GatePolicy()).passed, "10 points on a slice is allowed"
+
+
+def test_the_slice_check_allows_sampling_noise_but_not_an_emptied_slice() -> None:
+    """Measured in the drift scenario: an honest job cost 'three' 0.95 -> 0.80 over 20 items; a
+    colluding lie took 'red' 1.00 -> 0.00. One answer in twenty is noise, an emptied slice is not."""
+    prod = {"heldout": _scores(0.95, {"answer=three": (0.95, 20), "answer=red": (1.0, 40)})}
+    honest = {"heldout": _scores(0.93, {"answer=three": (0.80, 20), "answer=red": (1.0, 40)}), "train": {"accuracy": 1.0}}
+    assert decide("vqa", honest, prod, GatePolicy()).passed
+    lie = {"heldout": _scores(0.93, {"answer=three": (0.95, 20), "answer=red": (0.0, 40)}), "train": {"accuracy": 1.0}}
+    decision = decide("vqa", lie, prod, GatePolicy(world_tolerance=0.5))
+    assert not decision.passed and "slice answer=red: accuracy 0.00 vs production 1.00 (40 items)" in decision.reason
+    # a large slice has little noise: 15 points over 400 items is refused
+    big_prod = {"heldout": _scores(0.95, {"kind=count": (0.95, 400)})}
+    big_new = {"heldout": _scores(0.95, {"kind=count": (0.80, 400)}), "train": {"accuracy": 1.0}}
+    assert not decide("vqa", big_new, big_prod, GatePolicy(world_tolerance=0.5)).passed
 
 
 class _Registry:
