@@ -91,6 +91,15 @@ def bench(
     for goal in results["goals"]:
         colour = {"yes": "green", "NO": "red"}.get(goal["met"], "yellow")
         console.print(f"[{colour}]{goal['met']:>3}[/{colour}] {goal['goal']}: {goal['measured']} ({goal['baseline']})")
+    if results.get("peers_status"):
+        from .peers.report import peer_rows
+
+        console.print(f"peers ({', '.join(f'{p} {st}' for p, st in results['peers_status'].items())}); "
+                      "ratios Loopline / peer:")
+        for r in peer_rows(results):
+            console.print(f"  {r['workload']:18s} {r['server']:9s} p50 c=low {r['p50_c_low']} ms, req/s c=top "
+                          f"{r['rps_c_top']}, errors {r['errors']}, same answer {r['same_answer']}, "
+                          f"p50 ratio {r['ratio_p50_c_low']}, req/s ratio {r['ratio_rps_c_top']}")
 
 
 def register(app: typer.Typer) -> None:
