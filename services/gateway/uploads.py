@@ -20,9 +20,11 @@ log = logging.getLogger("loopline.gateway.uploads")
 def write_upload(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically; concurrent identical uploads each use their own temp
     name (one shared ``.part`` name made one of two simultaneous requests fail)."""
-    if path.exists():
+    try:
         os.utime(path)  # used again: the sweep keeps it longer
         return
+    except FileNotFoundError:  # new, or swept between two requests: written below
+        pass
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
     try:
