@@ -49,7 +49,9 @@ def write_config(folder: Path, model_dir: Path, http_port: int, grpc_port: int, 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "settings.json").write_text(json.dumps({
         "http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port, "host": "127.0.0.1",
-        "parallel_workers": workers, "debug": False, "load_models_at_startup": True}, indent=2))
+        "parallel_workers": workers, "debug": False, "load_models_at_startup": True,
+        # its multiprocess metrics files: beside the config, not in whatever directory the bench runs in
+        "metrics_dir": str(folder / ".metrics")}, indent=2))
     model = folder / "qa"
     model.mkdir(exist_ok=True)
     (model / "model-settings.json").write_text(json.dumps({
