@@ -130,7 +130,8 @@ IMPLIED = {"create_doc": {"create_doc", "create", "index", "write", "all"}, "ind
            "view_index_metadata": {"view_index_metadata", "manage", "all"}}
 CLUSTER_IMPLIED = {"monitor": {"monitor", "manage", "all"}, "manage_ilm": {"manage_ilm", "manage", "all"},
                    "read_ilm": {"read_ilm", "manage_ilm", "manage", "all"},
-                   "manage_index_templates": {"manage_index_templates", "manage", "all"}}
+                   "manage_index_templates": {"manage_index_templates", "manage", "all"},
+                   "manage_security": {"manage_security", "all"}}
 
 
 def _index_matches(patterns: list[str], index: str) -> bool:
@@ -237,6 +238,8 @@ def elasticsearch_handler(fail_first_bulk: bool = False, canned_aggs: dict[str, 
                                             "tagline": "You Know, for Search"})
                 if parts[:2] == ["_ilm", "policy"] or parts[0] == "_index_template":
                     return self._send(200, {"acknowledged": True})
+                if parts[0] == "_security" and self.command in ("PUT", "POST"):  # roles and users
+                    return self._send(200, {"created": True})
                 if parts == ["_bulk"]:
                     if state["bulk_failures"] > 0:
                         state["bulk_failures"] -= 1
@@ -301,6 +304,8 @@ def elasticsearch_handler(fail_first_bulk: bool = False, canned_aggs: dict[str, 
                     ok = self.command in ("GET", "HEAD") and sec.cluster_ok(user, "monitor") \
                         or sec.cluster_ok(user, "manage_index_templates")
                     action = "indices:admin/index_template/put"
+                elif parts[0] == "_security":
+                    ok, action = sec.cluster_ok(user, "manage_security"), "cluster:admin/xpack/security/put"
                 elif parts == ["_bulk"]:
                     self.user = user  # each item is authorised on its own: a refused one is a 403 item
                     return None

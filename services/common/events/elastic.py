@@ -1,6 +1,9 @@
 """Elasticsearch event store (production), with the official ``elasticsearch`` client.
 
-At start it installs an ILM policy and two index templates (ECS mappings): inference and
+At start it installs an ILM policy and two index templates (ECS mappings) where its user may
+(embedded, compose); in production the Elasticsearch security Job installs them as the superuser
+(``setup_requests``, rendered into k8s/elk/elasticsearch-security.yaml) and the services' roles
+hold no template or ILM rights, so a 403 there is one warning, not a failure. Inference and
 decision events go to the data stream ``<index>`` through buffered bulk writes (flushed
 every second, retried with backoff); feedback goes to ``<index>-feedback`` one document at
 a time with ``refresh=wait_for``, acknowledged by Elasticsearch before the gateway's 201.
@@ -79,6 +82,32 @@ def inference_doc(event: InferenceEvent) -> dict[str, Any]:
     }
 
 
+def setup_requests(index: str) -> list[tuple[str, dict[str, Any]]]:
+    """The PUTs that prepare Elasticsearch for the store: (path, body), policy first. The store
+    sends them at start; the security Job sends the same ones (rendered from
+    ansible/roles/elk/files/event-store-setup.json, kept equal by tests/deploy)."""
+    policy = f"{index}-policy"
+    return [
+        (f"_ilm/policy/{policy}", {"policy": ILM_POLICY}),
+        (f"_index_template/{index}", {
+            "index_patterns": [index], "data_stream": {}, "priority": 200,
+            "template": {"settings": {"index.lifecycle.name": policy}, "mappings": ECS_MAPPINGS}}),
+        # feedback is one plain index written by id (not a data stream): a rollover policy without a
+        # rollover alias stops ILM on it with an error, and deleting it after 30 days would throw
+        # away the corrections training learns from, so it has no lifecycle policy (it stays small)
+        (f"_index_template/{index}-feedback", {
+            "index_patterns": [f"{index}-feedback"], "priority": 200, "template": {"mappings": ECS_MAPPINGS}}),
+    ]
+
+
+def setup_file_text(placeholder: str = "__INDEX__") -> str:
+    """ansible/roles/elk/files/event-store-setup.json: ``setup_requests`` with the index name as
+    a placeholder the role replaces with ``events_index``."""
+    import json
+
+    return json.dumps([{"path": path, "body": body} for path, body in setup_requests(placeholder)], indent=1) + "\n"
+
+
 class ElasticEventStore(EventStore):
     def __init__(self, url: str, index: str = "loopline-events", username: str | None = None,
                  password: str | None = None, client: Any = None, flush_interval_s: float = 1.0,
@@ -103,17 +132,21 @@ class ElasticEventStore(EventStore):
 
     # -- setup ------------------------------------------------------------------------
     def install(self) -> None:
-        policy = f"{self.index}-policy"
-        self.es.ilm.put_lifecycle(name=policy, policy=ILM_POLICY)
-        self.es.indices.put_index_template(
-            name=self.index, index_patterns=[self.index], data_stream={}, priority=200,
-            template={"settings": {"index.lifecycle.name": policy}, "mappings": ECS_MAPPINGS})
-        # feedback is one plain index written by id (not a data stream): a rollover policy without a
-        # rollover alias stops ILM on it with an error, and deleting it after 30 days would throw
-        # away the corrections training learns from, so it has no lifecycle policy (it stays small)
-        self.es.indices.put_index_template(
-            name=self.feedback_index, index_patterns=[self.feedback_index], priority=200,
-            template={"mappings": ECS_MAPPINGS})
+        """Install the ILM policy and templates; a 403 (a role without template/ILM rights: the
+        security Job installs them in production) is logged once and the rest is skipped."""
+        from elasticsearch import AuthorizationException
+
+        for path, body in setup_requests(self.index):
+            kind, _, name = path.rpartition("/")
+            try:
+                if kind == "_ilm/policy":
+                    self.es.ilm.put_lifecycle(name=name, **body)
+                else:
+                    self.es.indices.put_index_template(name=name, **body)
+            except AuthorizationException as e:
+                log.warning("not allowed to install the Elasticsearch ILM policy and index templates "
+                            "(%s); carrying on, they are the security Job's to install", e.message)
+                return
 
     # -- writes -----------------------------------------------------------------------
     def record_inference(self, event: InferenceEvent) -> None:
@@ -330,3 +363,9 @@ def _flat_feedback(doc: dict[str, Any]) -> dict[str, Any]:
             "task": ll.get("task"), "model": ll.get("model"), "version": ll.get("version"),
             "sender": ll.get("sender"), "sender_role": ll.get("sender_role") or "anonymous",
             "trust": ll.get("trust") or "pending"}
+
+
+if __name__ == "__main__":  # regenerate the security Job's copy: python -m services.common.events.elastic
+    import sys
+
+    sys.stdout.write(setup_file_text())
