@@ -213,15 +213,18 @@ def test_k8s_folder_has_only_rendered_yaml() -> None:
 
 
 def test_the_finetune_jenkins_agent_may_reach_the_finetune_service() -> None:
-    """FineTuneModels runs `make finetune-job` in an agent pod of the training namespace, which
+    """FineTuneModels runs `make finetune-job` in an agent pod of the Jenkins namespace (the cloud
+    in jenkins/casc.yaml; not the training namespace, where the CI has no pods/exec), which
     follows the job through the fine-tune API: the serving namespace's deny-all must admit it."""
     import yaml
 
     agent = yaml.safe_load((REPO / "jenkins" / "agent-pod.yaml").read_text(encoding="utf-8"))
     agent_name = agent["metadata"]["labels"]["app.kubernetes.io/name"]
+    casc = yaml.safe_load((REPO / "jenkins" / "casc.yaml").read_text(encoding="utf-8"))
+    agent_ns = casc["jenkins"]["clouds"][0]["kubernetes"]["namespace"]
     (policy,) = [p for p in of_kind(DOCS, "NetworkPolicy") if p["metadata"]["name"] == "finetune-ingress"]
     admitted = [src for rule in policy["spec"]["ingress"] for src in rule["from"]
                 if src.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
-                == "loopline-training"]
+                == agent_ns]
     assert admitted and admitted[0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == agent_name
     assert all("podSelector" in src for src in admitted), "only the agent, not every pod of the namespace"

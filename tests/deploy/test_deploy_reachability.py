@@ -120,7 +120,7 @@ def _runtime_pods() -> list[Pod]:
     return [
         Pod("ingress-controller", "ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"}),
         Pod("jenkins-controller", "jenkins", {"app.kubernetes.io/name": "jenkins"}),
-        Pod("jenkins-agent", "loopline-training", agent["metadata"]["labels"]),
+        Pod("jenkins-agent", "jenkins", agent["metadata"]["labels"]),
         Pod("kaniko-build", "loopline-training", kaniko["spec"]["template"]["metadata"]["labels"]),
         Pod("finetune-job", "loopline-training", {**TRAINING_JOB_LABELS, "loopline.io/finetune-job": "j1"}),
     ]
