@@ -120,7 +120,7 @@ def test_models_page_promotes_and_rolls_back(stack: Stack, page: Page, shots: Pa
     promote = card.get_by_role("button", name=f"Make qa-extractive v{new.version} production")
 
     # a wrong token: the 401 is spelled out next to the button, and nothing changes
-    page.get_by_label("Admin token").fill("not-the-token")
+    page.get_by_label("Admin token", exact=True).fill("not-the-token")
     page.get_by_role("button", name="Use token").click()
     promote.click()
     alert = card.get_by_role("alert")
@@ -130,7 +130,7 @@ def test_models_page_promotes_and_rolls_back(stack: Stack, page: Page, shots: Pa
     page.screenshot(path=shots / "desktop-models-wrong-token.png", full_page=True)
     assert registry.aliases("qa-extractive")["production"] == 1
 
-    page.get_by_label("Admin token").fill(ADMIN_TOKEN)
+    page.get_by_label("Admin token", exact=True).fill(ADMIN_TOKEN)
     page.get_by_role("button", name="Use token").click()
     promote.click()
     expect(card.get_by_role("status")).to_contain_text(f"production is now v{new.version} (was v1)")
