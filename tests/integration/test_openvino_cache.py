@@ -6,7 +6,9 @@ switched off, and a cache that cannot be written never fails a load."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -106,6 +108,10 @@ def test_the_registry_cleans_a_dead_writers_partial_entry(qa_registry: Path) -> 
     partial = qa_registry / ".openvino-cache" / ".tmp-qa-encoder-0123-999-abcd"
     partial.mkdir(parents=True)
     (partial / "model.xml").write_text("<half")
+    # no writer lock and untouched for two days: its writer is gone (a fresh one may still be writing)
+    assert partial not in Registry(qa_registry).clean_partial()
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(partial, (two_days_ago, two_days_ago))
     assert partial in Registry(qa_registry).clean_partial()
     assert not partial.exists()
 
