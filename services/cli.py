@@ -45,7 +45,9 @@ def up(services: Annotated[list[str] | None, typer.Argument(help="subset of serv
     from services.ops.stack import AlreadyRunning, run_stack
 
     try:
-        raise typer.Exit(run_stack(_settings(), services))
+        # each child is `loopline serve <service>`: the caller names the command, so the ops
+        # package never names the CLI that imports it
+        raise typer.Exit(run_stack(_settings(), services, serve_argv=[sys.executable, "-m", "services.cli", "serve"]))
     except AlreadyRunning as exc:
         _fail(str(exc))
 
@@ -162,19 +164,23 @@ def _guard(fn: Any) -> Any:
         _fail(exc.message)
 
 
-def register_optional_commands() -> None:
-    """Commands whose modules carry heavy imports register themselves lazily."""
-    import importlib
+COMMAND_GROUP = "loopline.commands"
 
-    for module in ("services.finetune.cli", "services.watchdog.cli", "services.gateway.cli", "harness.bench.cli",
-                   "harness.reliability.cli", "harness.drift.cli", "harness.redteam.cli"):
+
+def register_optional_commands() -> None:
+    """Subcommands from the ``loopline.commands`` entry points (pyproject.toml): the services' own
+    and the tools' (bench, soak, drift, redteam under harness/). Loaded lazily because they carry
+    heavy imports; a package an image leaves out (harness/ in a service image) is skipped."""
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=COMMAND_GROUP):
         try:
-            mod = importlib.import_module(module)
+            register = entry.load()
         except ModuleNotFoundError as exc:
-            if exc.name and module.startswith(exc.name):
+            if exc.name and entry.module.startswith(exc.name):
                 continue
             raise
-        mod.register(app)
+        register(app)
 
 
 def main() -> None:

@@ -81,7 +81,8 @@ def spawn_child(argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
                             start_new_session=True, preexec_fn=lambda: die_with_parent(parent))  # noqa: PLW1509
 
 
-def run_stack(settings: CommonSettings, services: Sequence[str] | None = None, wait_ready_s: float = 120.0) -> int:
+def run_stack(settings: CommonSettings, services: Sequence[str] | None = None, wait_ready_s: float = 120.0, *,
+              serve_argv: Sequence[str]) -> int:
     services = list(services or available_services())
     settings.state.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(settings.state / "stack.lock"))
@@ -95,12 +96,12 @@ def run_stack(settings: CommonSettings, services: Sequence[str] | None = None, w
         if busy:
             raise AlreadyRunning("ports already in use: " + ", ".join(busy) +
                                  " (another Loopline or another program); set LOOPLINE_<SERVICE>_PORT to move")
-        return _supervise(settings, services, wait_ready_s)
+        return _supervise(settings, services, wait_ready_s, list(serve_argv))
     finally:
         lock.release()
 
 
-def _supervise(settings: CommonSettings, services: list[str], wait_ready_s: float) -> int:
+def _supervise(settings: CommonSettings, services: list[str], wait_ready_s: float, serve_argv: list[str]) -> int:
     env = dict(os.environ, PYTHONUNBUFFERED="1", LOOPLINE_DATA_DIR=str(settings.data_dir))
     color = sys.stdout.isatty()
     children: dict[str, subprocess.Popen[str]] = {}
@@ -114,7 +115,7 @@ def _supervise(settings: CommonSettings, services: list[str], wait_ready_s: floa
     old_hup = signal.signal(signal.SIGHUP, stop)  # the terminal closed: stop the children cleanly
     try:
         for name in services:
-            proc = spawn_child([sys.executable, "-m", "services.cli", "serve", name], env)
+            proc = spawn_child([*serve_argv, name], env)
             children[name] = proc
             threading.Thread(target=_pump, args=(name, proc.stdout, color), daemon=True).start()
         base = f"http://{settings.host}:{settings.gateway_port}"
