@@ -18,7 +18,7 @@ from services.common.http import base_app
 from services.common.logs import configure_logging
 from services.common.settings import CommonSettings
 
-from . import api, compat, review
+from . import api, compat, oip, review
 from .core import GatewayCore
 from .settings import GatewaySettings
 
@@ -51,17 +51,25 @@ def create_app(common: CommonSettings | None = None, settings: GatewaySettings |
     async def record_rejection(event: InferenceEvent) -> None:
         await app.state.core.record_rejection(event)
 
-    # load shedding runs right after the request id is set and before any body is read
+    def oip_group(path: str) -> str | None:
+        return oip.admission_group(app.state.core, path)
+
+    # load shedding runs right after the request id is set and before any body is read; a /v2 infer
+    # call shares its model's task budget
     admission = (AdmissionMiddleware, {"routes": ROUTE_TASKS, "max_inflight": settings.max_inflight,
-                                       "record": record_rejection})
+                                       "record": record_rejection, "resolve": oip_group,
+                                       "plain_error_prefix": oip.PREFIX + "/"})
     app = base_app("Loopline gateway", settings.max_body_bytes, lifespan=lifespan, csp=UI_CSP, inner_middleware=[admission],
                    description="VQA, extractive QA and style transfer behind one API, with feedback and monitoring.")
     app.state.admin_token = admin_token
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type", "X-Client-Id", "X-Model-Version"])
+                           allow_headers=["Authorization", "Content-Type", "X-Client-Id", "X-Model-Version",
+                                          "Inference-Header-Content-Length"],
+                           expose_headers=["Inference-Header-Content-Length", "X-Request-ID"])
     app.include_router(api.router)
     app.include_router(compat.router)
+    app.include_router(oip.router)
     app.include_router(review.router)
     if STATIC.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -129,14 +129,15 @@ class GatewayCore:
 
     # -- inference --------------------------------------------------------------------------
     async def infer(self, task: str, model: str, payload: dict[str, Any], *, explicit_version: str | None,
-                    client_id: str | None, route_name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+                    client_id: str | None, route_name: str, inputs: dict[str, Any],
+                    route: Route | None = None) -> dict[str, Any]:
+        """One answer; ``route`` when the caller already picked the version (a batch shares one)."""
         started = time.perf_counter()
         request_id = request_id_var.get() or ""
-        route: Route | None = None
         status, error_code, result = 200, None, None
         try:
             self.check_model(task, model)
-            route = self.router.route(model, explicit_version, client_id)
+            route = route or self.router.route(model, explicit_version, client_id)
             result = await self._call(task, route, payload)
             # before answering: feedback on this id may reach another replica a moment later
             await self.run_io(self.remember_served, request_id, task, model, result)
@@ -169,6 +170,33 @@ class GatewayCore:
                      extra={"event_action": "inference", "event_outcome": "success" if status < 400 else "failure",
                             "event_duration": int(elapsed * 1e9), "http.response.status_code": status,
                             "labels.confidence": event.confidence})
+
+    async def infer_many(self, task: str, model: str, payloads: list[dict[str, Any]], inputs: list[dict[str, Any]], *,
+                         explicit_version: str | None, client_id: str | None, route_name: str) -> list[dict[str, Any]]:
+        """N answers on one route, sent together so the backend's batcher takes them in as few
+        model calls as it can. Each is an answered request of its own (event, feedback): item i of
+        a batch of N > 1 has the request id ``<request id>.<i>``; a batch of one keeps the id."""
+        self.check_model(task, model)
+        route = self.router.route(model, explicit_version, client_id)
+        request_id = request_id_var.get() or ""
+
+        async def one(i: int) -> dict[str, Any]:
+            request_id_var.set(request_id if len(payloads) == 1 else f"{request_id}.{i}")  # this task's copy only
+            return await self.infer(task, model, payloads[i], explicit_version=explicit_version, client_id=client_id,
+                                    route_name=route_name, inputs=inputs[i], route=route)
+
+        answers = await asyncio.gather(*(one(i) for i in range(len(payloads))), return_exceptions=True)
+        failed = [a for a in answers if isinstance(a, BaseException)]
+        if failed:  # the protocol has no partial answer: the first error (each item's event is recorded)
+            raise next((a for a in failed if isinstance(a, LooplineError)), failed[0])
+        return [a for a in answers if not isinstance(a, BaseException)]
+
+    def task_of_model(self, model: str) -> str:
+        """The task of a registry model (404 naming the models when there is none)."""
+        task = self.model_tasks().get(model)
+        if task is None:
+            raise NotFound(f"unknown model {model!r}; the models are {', '.join(sorted(self.model_tasks())) or 'none'}")
+        return task
 
     async def _call(self, task: str, route: Route, payload: dict[str, Any]) -> dict[str, Any]:
         body = {**payload, "model": route.model}
@@ -266,6 +294,20 @@ class GatewayCore:
         except OSError:
             return "registry not readable"
         return None
+
+    async def model_not_ready(self, task: str, model: str, version: int | None) -> str | None:
+        """Why a model (its production version, or ``version``) cannot answer now; None when it can."""
+        try:
+            status, body = await self.backends[task].get_json("/v1/versions", timeout_s=2.0)
+        except Exception:  # any transport failure means not ready (details stay out of a public body)
+            return f"the {task} service is unreachable"
+        state = (body.get("models") or {}).get(model) if status == 200 else None
+        if state is None:
+            return f"the {task} service has not loaded {model!r}" if status == 200 else f"the {task} service answered {status}"
+        wanted = version if version is not None else state.get("production")
+        if wanted is None:
+            return f"{model!r} has no production version"
+        return None if wanted in state.get("loaded", []) else f"{model!r} version {wanted} is not loaded"
 
     async def not_ready(self) -> dict[str, str]:
         async def probe(task: str, backend: Backend) -> tuple[str, str | None]:

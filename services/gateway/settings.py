@@ -23,6 +23,8 @@ class GatewaySettings(BaseSettings):
     timeout_qa_s: float = Field(30.0, gt=0)
     timeout_style_s: float = Field(60.0, gt=0)
     max_inflight: int = Field(32, ge=1, description="requests in flight per task before 503 + Retry-After (load shedding)")
+    oip_max_batch: int = Field(64, ge=1, le=1024, description=(
+        "items one Open Inference Protocol /v2 infer call may carry (400 above); they reach the batcher together"))
     breaker_failures: int = Field(3, ge=1, description="consecutive failures that open a backend's breaker")
     breaker_reset_s: float = Field(2.0, gt=0, description="open breaker lets one probe through after this")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS (JSON list); off when empty")

@@ -60,3 +60,34 @@ def stack(module_data: Path, log_dir: Path) -> Iterator[Stack]:
     s = Stack(module_data, log_dir)
     yield s
     s.stop()
+
+
+# -- one stack shared by the gateway's contract tests -------------------------------------------
+# test_gateway.py (the /v1 and seed routes) and test_gateway_oip.py (the /v2 routes) sort next to
+# each other and use the same stack: started once, stopped right after the last test using it
+SHARED_STACKS: list[Stack] = []
+_last_gateway_test: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def gateway_stack(tmp_path_factory: pytest.TempPathFactory, tiny_registry_template: Path) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("gateway-data")
+    shutil.copytree(SAMPLES, root / "samples")
+    shutil.copytree(tiny_registry_template, root / "registry")
+    (root / "state").mkdir()
+    s = Stack(root, tmp_path_factory.mktemp("gateway-logs"))
+    SHARED_STACKS.append(s)
+    yield s
+    s.stop()
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m deselected what will not run
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    users = [item.nodeid for item in items if "gateway_stack" in getattr(item, "fixturenames", ())]
+    _last_gateway_test[:] = users[-1:]
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if _last_gateway_test and item.nodeid == _last_gateway_test[0]:
+        for s in SHARED_STACKS:  # stopping twice is harmless: the session teardown finds them stopped
+            s.stop()

@@ -20,6 +20,12 @@ pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
+@pytest.fixture(scope="module")
+def stack(gateway_stack):
+    """The stack this module shares with test_gateway_oip.py (tests/integration/conftest.py)."""
+    return gateway_stack
+
+
 def events_db(stack) -> sqlite3.Connection:
     return sqlite3.connect(stack.data / "state" / "events.db")
 
