@@ -231,9 +231,8 @@ def encode_response(*, model: str, version: str | None, request_id: str, results
         else:
             tensor["data"] = _json_values(spec, values)
         described.append(tensor)
-    body: dict[str, Any] = {"model_name": model, "id": request_id, "outputs": described}
-    if version is not None:
-        body["model_version"] = version
+    body: dict[str, Any] = {"model_name": model, **({"model_version": version} if version is not None else {}),
+                            "id": request_id, "outputs": described}
     if parameters:
         body["parameters"] = parameters
     header = json.dumps(body, separators=(",", ":")).encode()
