@@ -105,9 +105,16 @@ def split_bytes(blob: bytes, name: str) -> list[bytes]:
 
 
 def _flatten(data: Any) -> list[Any]:
-    if isinstance(data, list):
-        return [x for item in data for x in _flatten(item)]
-    return [data]
+    """Row-major elements of a nested JSON array (iterative: nesting depth is the client's)."""
+    out: list[Any] = []
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        else:
+            out.append(item)
+    return out
 
 
 def _elements(tensor: InputTensor, spec: TensorSpec, blobs: Mapping[str, bytes]) -> list[bytes | str]:

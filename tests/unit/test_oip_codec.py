@@ -219,3 +219,12 @@ def test_admission_sheds_v2_infer_calls_by_their_models_task_with_a_plain_error(
     assert start["status"] == 503 and (b"retry-after", b"1") in start["headers"]
     assert body == {"error": "at capacity for qa (1 requests in flight); retry shortly"}
     assert len(sent) == 2, "the unknown model's call was not shed"
+
+
+def test_deeply_nested_json_data_is_flattened_without_recursion() -> None:
+    depth = 900
+    data = json.loads("[" * depth + '"Who?"' + "]" * depth)
+    request, blobs = parse_request(json.dumps({"inputs": [
+        {"name": "question", "datatype": "BYTES", "shape": [1], "data": data},
+        {"name": "context", "datatype": "BYTES", "shape": [1], "data": ["Ada wrote it."]}]}).encode(), None)
+    assert items_of(request, blobs, QA, "qa-extractive", 8) == [{"question": "Who?", "context": "Ada wrote it."}]
