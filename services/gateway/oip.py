@@ -25,8 +25,8 @@ from fastapi.routing import APIRoute
 
 from services.common.errors import BadRequest, LooplineError, NotFound, UnsupportedMedia, describe_validation
 from services.common.logs import request_id_var
-from services.common.signatures import signature_of
-from services.common.tasks import get_task
+from services.common.signatures import TensorSpec, signature_of
+from services.common.tasks import Task, get_task
 
 from .core import GatewayCore
 from .deps import core_of
@@ -94,13 +94,26 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse({"ready": True})
 
 
-@router.post("/repository/index", summary="Every model with its versions (Triton's repository index, read-only)")
+def served_versions(core: GatewayCore, model: str) -> list[str]:
+    """The versions a call may ask for: production and canary (the backends load aliases only)."""
+    aliases = core.router.aliases(model)
+    return [str(v) for v in dict.fromkeys((aliases.get("production"), aliases.get("canary"))) if v is not None]
+
+
+@router.post("/repository/index", summary="Every model version (Triton's repository index, read-only)")
 async def repository_index(request: Request) -> list[dict[str, Any]]:
     core = core_of(request)
 
     def index() -> list[dict[str, Any]]:
-        return [{"name": model, "version": str(v), "state": "READY"}
-                for model in core.registry.models() for v in core.registry.versions(model)]
+        rows = []
+        for model in core.registry.models():
+            served = served_versions(core, model)
+            for v in core.registry.versions(model):
+                row = {"name": model, "version": str(v), "state": "READY" if str(v) in served else "UNAVAILABLE"}
+                if str(v) not in served:
+                    row["reason"] = "neither production nor canary: not served"
+                rows.append(row)
+        return rows
 
     return await core.run_io(index)
 
@@ -118,7 +131,8 @@ async def _metadata(request: Request, name: str, pinned: str | None) -> dict[str
     if pinned is not None and _version_of(pinned) not in versions:
         raise NotFound(f"model {name!r} has no version {pinned}; its versions are {', '.join(versions)}")
     signature = signature_of(task.name)
-    return {"name": name, "versions": [pinned] if pinned else versions, "platform": f"{task.framework}_loopline",
+    served = await core.run_io(served_versions, core, name)
+    return {"name": name, "versions": [pinned] if pinned else served, "platform": f"{task.framework}_loopline",
             "inputs": [{"name": t.name, "datatype": t.datatype, "shape": [-1]} for t in signature.inputs],
             "outputs": [{"name": t.name, "datatype": t.datatype, "shape": [-1]} for t in signature.outputs],
             "parameters": {"task": task.name, "optional_inputs": ",".join(t.name for t in signature.inputs
@@ -136,9 +150,16 @@ async def version_metadata(request: Request, name: str, model_version: str) -> d
 
 
 async def _ready(request: Request, name: str, pinned: str | None) -> JSONResponse:
+    """200 when it answers now; 503 while an alias is still loading (or its backend is down); 404 for
+    a version that does not exist or is not served (it will not become ready by waiting)."""
     core = core_of(request)
     task = core.task_of_model(name)
-    _version_of(pinned)
+    if _version_of(pinned) is not None:
+        versions = [str(v) for v in await core.run_io(core.registry.versions, name)]
+        if pinned not in versions:
+            raise NotFound(f"model {name!r} has no version {pinned}; its versions are {', '.join(versions)}")
+        if pinned not in await core.run_io(served_versions, core, name):
+            raise NotFound(f"version {pinned} of {name!r} is not served: only its production and canary versions are")
     why = await core.model_not_ready(task, name, int(pinned) if pinned else None)
     if why:
         return JSONResponse({"name": name, "ready": False, "error": why}, status_code=503, headers={"Retry-After": "2"})
@@ -183,7 +204,7 @@ async def _infer(request: Request, name: str, pinned: str | None, client_id: str
     return Response(body, headers=headers)
 
 
-async def _fields(core: GatewayCore, task: Any, model: str, specs: Any, item: dict[str, Any],
+async def _fields(core: GatewayCore, task: Task, model: str, specs: tuple[TensorSpec, ...], item: dict[str, Any],
                   index: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """One item's request fields for the backend, and what its inference event records."""
     payload: dict[str, Any] = {}

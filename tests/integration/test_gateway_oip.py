@@ -57,8 +57,9 @@ def test_server_and_model_metadata_list_and_ready(client: triton.InferenceServer
     assert client.is_server_live() and client.is_server_ready()
     server = client.get_server_metadata()
     assert server["name"] == "loopline" and "binary_tensor_data" in server["extensions"]
-    index = {(m["name"], m["version"]) for m in client.get_model_repository_index()}
-    assert {("vqa-blip", "1"), ("qa-extractive", "1"), ("style-mosaic", "1"), ("style-sketch", "1")} <= index
+    index = {(m["name"], m["version"], m["state"]) for m in client.get_model_repository_index()}
+    assert {("vqa-blip", "1", "READY"), ("qa-extractive", "1", "READY"), ("style-mosaic", "1", "READY"),
+            ("style-sketch", "1", "READY")} <= index
 
     signatures = {"vqa-blip": ({"question", "image"}, {"answer", "confidence"}),
                   "qa-extractive": ({"question", "context"}, {"answer", "confidence", "start", "end"}),
@@ -159,6 +160,8 @@ def test_a_batch_of_n_reaches_the_batcher_together(stack, client: triton.Inferen
 def test_version_pinning_canary_and_errors(stack, client: triton.InferenceServerClient) -> None:
     registry = Registry(stack.data / "registry")
     pinned = str(copy_as_new_version(registry, "qa-extractive", 1).version)
+    unserved = httpx.get(f"{stack.url}/v2/models/qa-extractive/versions/{pinned}/ready")
+    assert unserved.status_code == 404 and "only its production and canary versions" in unserved.json()["error"]
     # served once it is an alias: a canary at weight 0 gets pinned calls only
     registry.promote("qa-extractive", int(pinned), "canary", 0.0, actor="test")
     inputs = [text_input("question", ["Where is France?"]), text_input("context", [CONTEXT])]
@@ -172,6 +175,7 @@ def test_version_pinning_canary_and_errors(stack, client: triton.InferenceServer
                 raise
             time.sleep(0.3)
     assert result.get_response()["model_version"] == pinned and client.is_model_ready("qa-extractive", pinned)
+    assert client.get_model_metadata("qa-extractive")["versions"] == ["1", pinned], "production, then the canary"
     assert client.infer("qa-extractive", inputs).get_response()["model_version"] == "1", "production still answers"
     registry.promote("qa-extractive", int(pinned), "canary", 1.0, actor="test")
     try:
