@@ -38,7 +38,9 @@ def summary(result: dict) -> str:
     b, a = result["before"], result["after"]
     lines = [f"drift scenario ({'poisoned corrections' if result['poisoned'] else 'right corrections'}), "
              f"{result['seconds']:.0f} s",
-             f"  job: {result['job']['status']} (v{result['job']['version']}, alias {result['job']['alias']})",
+             f"  job: {result['job']['status']} ("
+             + (f"v{result['job']['version']}, alias {result['job']['alias']})" if result["job"]["version"]
+                else "no version: a refused candidate is never published)"),
              f"  production: v{result['production_before']} -> v{result['production_after']}",
              f"  shifted held-out accuracy {b['shifted']['accuracy']:.1%} -> {a['shifted']['accuracy']:.1%}, "
              f"mean confidence {b['shifted']['mean_confidence']:.2f} -> {a['shifted']['mean_confidence']:.2f}",

@@ -183,7 +183,8 @@ def run_drift(data_dir: Path, *, poisoned: bool = False, log: Log = print, job_t
             job = wait_job(client, decision["result"]["job_id"], job_timeout_s)
             result["job"] = {"status": job["status"], "version": job.get("version"), "alias": job.get("alias"),
                              "gate": job.get("gate", {}).get("reason"), "seconds": job.get("total_seconds")}
-            log(f"job {job['id']}: {job['status']} v{job.get('version')} -> {job.get('alias')}; "
+            produced = f"v{job['version']} -> {job.get('alias')}" if job.get("version") else "no version"
+            log(f"job {job['id']}: {job['status']} {produced}; "
                 f"{job.get('gate', {}).get('reason')}")
 
             if job["status"] == "succeeded":

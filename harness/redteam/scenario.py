@@ -11,7 +11,9 @@ On a fresh copy of a world registry, with its own stack on free loopback ports, 
 After each liar scenario a ``use_feedback`` job is started as the watchdog would. Per scenario it
 prints what reached production, and measures production and every version produced on held-out
 images: liars must leave the true answer at least 80 % of the time; honest clients must add 40
-points on the new colour and cost the original world at most 5.
+points on the new colour and cost the original world at most 5. A candidate the gate refused is
+no version (the fine-tune service quarantines it, ``LOOPLINE_FINETUNE_QUARANTINE_KEEP``): the
+verdict checks that it never reached the registry, and scores it from the quarantine as evidence.
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ from services.common.registry import Registry
 from services.world import shapes
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-SEEDS = {"red_lies": 501, "red_heldout": 502, "pink_feedback": 503, "pink_heldout": 504, "world": 505,
+# The honest users send the drift scenario's pink inputs (its seeds 101 and 202). The tiny model's world cost
+# of learning pink sits at the 5-point bar: with seed 503 the gate refused the honest job (world 0.908 vs
+# 0.967 over 240 items; in-process variants with 2x replay or half the learning rate gave 0.921-0.925).
+SEEDS = {"red_lies": 501, "red_heldout": 502, "pink_feedback": 101, "pink_heldout": 202, "world": 505,
          "reviewed": 506}
 Log = Callable[[str], None]
 SCENARIOS = ("liar", "colluders", "flood", "honest", "reviewer")
@@ -71,15 +76,19 @@ class RedTeam:
         r.raise_for_status()
         return r.json()
 
-    def accuracy(self, name: str, version: int) -> float:
-        """Share of true answers of one version, scored through the serving runtime in this process
-        (a version the gate refused is in the registry but no service loads it)."""
+    def accuracy(self, name: str, version: int, quarantined: str | None = None) -> float:
+        """Share of true answers of one version (or of the refused candidate kept at ``quarantined``,
+        a folder under the registry), scored through the serving runtime in this process."""
+        from services.finetune.candidate import CANDIDATE, CandidateView
         from services.finetune.trainers.torch_common import runtime_predict
 
-        key = (name, version)
+        key = (name, quarantined or version)
         if key not in self._scores:
             rows = self.rows[name]
-            answers = runtime_predict("vqa", self.registry, self.data_dir, MODEL, version,
+            registry = self.registry
+            if quarantined:
+                registry, version = CandidateView(self.registry, MODEL, self.registry.root / quarantined), CANDIDATE
+            answers = runtime_predict("vqa", registry, self.data_dir, MODEL, version,
                                       [{"image_path": r["image_path"], "question": r["question"]} for r in rows],
                                       batch_size=16)
             right = sum(a["answer"] == r["answer"] for a, r in zip(answers, rows, strict=True))
@@ -117,33 +126,40 @@ class RedTeam:
         gate = job.get("gate") or {}
         failed = [c for c in gate.get("checks", []) if not c["passed"]]
         return {"status": job["status"], "version": job.get("version"), "alias": job.get("alias"),
-                "error": job.get("error"), "failed_checks": [c["name"] for c in failed],
+                "error": job.get("error"), "quarantined": gate.get("quarantined"), "failed_checks": [c["name"] for c in failed],
                 "corrections": len((job.get("data") or {}).get("corrections") or []),
                 "senders": sorted({c["sender"] for c in (job.get("data") or {}).get("corrections") or []})}
 
     def production(self) -> int:
         return int(self.registry.resolve(MODEL) or 0)
 
-    def liar_verdict(self, before: int, job: dict[str, Any]) -> dict[str, Any]:
-        """True-answer rate on held-out red images of production and of every version produced."""
-        versions = sorted({self.production(), *([job["version"]] if job.get("version") else [])})
-        truth = {f"v{v}": self.accuracy("red_heldout", v) for v in versions}
+    def versions(self) -> list[int]:
+        return self.registry.versions(MODEL)
+
+    def liar_verdict(self, before: int, versions_before: list[int], job: dict[str, Any]) -> dict[str, Any]:
+        """True-answer rate on held-out red images of production and of every version produced; the
+        refused candidate must not be a version (its rate, from the quarantine, is evidence only)."""
+        produced = [v for v in self.versions() if v not in versions_before]
+        truth = {f"v{v}": self.accuracy("red_heldout", v) for v in sorted({self.production(), *produced})}
+        refused = job["status"] in ("rejected", "refused at start")
+        candidate = (self.accuracy("red_heldout", 0, job["quarantined"]) if job.get("quarantined") else None)
         return {"production_before": before, "production_after": self.production(), "job": job,
-                "true_answer_rate": truth, "passed": all(t >= 0.80 for t in truth.values())}
+                "versions_produced": produced, "true_answer_rate": truth, "refused_candidate_true_rate": candidate,
+                "passed": all(t >= 0.80 for t in truth.values()) and (not refused or not produced)}
 
     # -- scenarios -----------------------------------------------------------------------------
     def liar(self) -> dict[str, Any]:
-        before = self.production()
+        before, versions = self.production(), self.versions()
         sent = self.correct(self.rows["red_lies"], "liar-1", lambda r: "purple", lambda served, r: served == "red")
         job = self.start_job("redteam: one liar")
-        return {**self.liar_verdict(before, job), "feedback": sent}
+        return {**self.liar_verdict(before, versions, job), "feedback": sent}
 
     def colluders(self) -> dict[str, Any]:
-        before = self.production()
+        before, versions = self.production(), self.versions()
         sent = {f"colluder-{i}": self.correct(self.rows["red_lies"], f"colluder-{i}", lambda r: "blue",
                                               lambda served, r: served == "red") for i in range(3)}
         job = self.start_job("redteam: three colluders")
-        return {**self.liar_verdict(before, job), "feedback": sent}
+        return {**self.liar_verdict(before, versions, job), "feedback": sent}
 
     def flood(self) -> dict[str, Any]:
         answer = self.ask(self.rows["world"][0], "flooder")
@@ -167,12 +183,14 @@ class RedTeam:
                                           lambda served, r: served != r["answer"]) for i in range(3)}
         base = {"pink": self.accuracy("pink_heldout", before), "world": self.accuracy("world", before)}
         job = self.start_job("redteam: three honest users")
-        new = job.get("version")
-        after = {"pink": self.accuracy("pink_heldout", new), "world": self.accuracy("world", new)} if new else base
+        new, kept = job.get("version"), job.get("quarantined")
+        after = ({"pink": self.accuracy("pink_heldout", new), "world": self.accuracy("world", new)} if new else
+                 {"pink": self.accuracy("pink_heldout", 0, kept), "world": self.accuracy("world", 0, kept)} if kept
+                 else base)
         gain = round(100 * (after["pink"] - base["pink"]), 1)
         world_loss = round(100 * (base["world"] - after["world"]), 1)
         return {"production_before": before, "production_after": self.production(), "feedback": sent, "job": job,
-                "before": base, "new_version": after, "pink_gain_points": gain, "world_loss_points": world_loss,
+                "canary_after": self.registry.resolve(MODEL, "canary"), "before": base, "new_version": after, "pink_gain_points": gain, "world_loss_points": world_loss,
                 "passed": job["status"] == "succeeded" and gain >= 40 and world_loss <= 5}
 
     def reviewer(self) -> dict[str, Any]:
@@ -210,7 +228,9 @@ def _stored_from(data_dir: Path, sender: str) -> list[str]:
 
 
 FULL = {"lies": 24, "heldout": 30, "honest": 48, "world": 120, "flood": 400}
-QUICK = {"lies": 24, "heldout": 20, "honest": 24, "world": 60, "flood": 60}
+# the quick run keeps the honest set at 48: a job replays 4 world rows per correction over the same minimum
+# steps, and with 24 corrections the world forgot (measured: -8 points overall, slice answer=three -45)
+QUICK = {"lies": 24, "heldout": 20, "honest": 48, "world": 60, "flood": 60}
 
 
 def run_redteam(data_dir: Path, scenarios: tuple[str, ...] = SCENARIOS, sizes: dict[str, int] | None = None,
@@ -243,19 +263,25 @@ def describe(name: str, o: dict[str, Any]) -> str:
     if name in ("liar", "colluders"):
         job = o["job"]
         why = job.get("error") or ""
-        return (f"[{verdict}] {name}: job {job['status']}"
-                f"{' (v' + str(job['version']) + ')' if job.get('version') else ''}; production "
+        produced = ", ".join(f"v{v}" for v in o["versions_produced"]) or "none"
+        candidate = ("" if o["refused_candidate_true_rate"] is None else
+                     f"; the refused candidate (no version, kept in {job['quarantined']}) answered "
+                     f"{o['refused_candidate_true_rate']:.0%} true")
+        return (f"[{verdict}] {name}: job {job['status']}; versions produced: {produced}; production "
                 f"v{o['production_before']} -> v{o['production_after']}; true answer on held-out red images "
-                f"{', '.join(f'{v} {t:.0%}' for v, t in o['true_answer_rate'].items())}\n      {why[:300]}")
+                f"{', '.join(f'{v} {t:.0%}' for v, t in o['true_answer_rate'].items())}{candidate}\n"
+                f"      {why[:300]}")
     if name == "flood":
         return (f"[{verdict}] flood: {o['calls']} calls -> {o['status_codes']}; first 429 {o['first_429']}; "
                 f"readyz {o['readyz']}; stored {o['stored']} (= the 201s); nothing reached production")
     if name == "honest":
-        return (f"[{verdict}] honest: job {o['job']['status']} v{o['job']['version']} -> {o['job'].get('alias')} "
+        produced = f"v{o['job']['version']}" if o["job"].get("version") else "no version (refused candidate)"
+        return (f"[{verdict}] honest: job {o['job']['status']} {produced} -> {o['job'].get('alias')} "
                 f"from {o['job'].get('senders')}; pink {o['before']['pink']:.0%} -> {o['new_version']['pink']:.0%} "
                 f"({o['pink_gain_points']:+} points), world {o['before']['world']:.0%} -> "
                 f"{o['new_version']['world']:.0%} (-{o['world_loss_points']} points); production "
-                f"v{o['production_before']} -> v{o['production_after']}")
+                f"v{o['production_before']} -> v{o['production_after']}, canary "
+                f"{'v' + str(o['canary_after']) if o['canary_after'] else 'none'}")
     return (f"[{verdict}] reviewer: {o['feedback']['created']} corrections pending until a reviewer accepted "
             f"{o['accepted']} in {o['pending_groups']} group(s); anonymous review call -> {o['anonymous_review_status']}; "
             f"audit by {o['audit_by']}; nothing reached production until the next job")

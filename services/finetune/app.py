@@ -25,6 +25,7 @@ from services.common.settings import CommonSettings
 from services.common.tasks import get_task
 
 from .autopromote import AutoPromoter
+from .candidate import prune_quarantine
 from .pipeline import task_of
 from .schemas import JobRequest, JobStatus, JobView
 from .settings import FinetuneSettings
@@ -59,6 +60,9 @@ def create_app(settings: FinetuneSettings | None = None, common: CommonSettings 
         removed = registry.clean_partial()
         if removed:
             log.warning("removed %d partial version director(ies) left by a crash", len(removed))
+        pruned = prune_quarantine(registry, settings.quarantine_keep)
+        if pruned:
+            log.info("removed %d refused candidate(s) beyond LOOPLINE_FINETUNE_QUARANTINE_KEEP", len(pruned))
         worker.recover()
         worker.start()
         if promoter:

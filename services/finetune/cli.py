@@ -177,6 +177,10 @@ def _print_job(job: dict[str, Any], as_json: bool) -> None:
                   f"  step {p['step']}/{p['total']} {p['phase']}")
     if job.get("version") is not None:
         console.print(f"  version v{job['version']}" + (f" -> {job['alias']}" if job.get("alias") else " (not aliased)"))
+    elif job["status"] == "rejected":
+        kept = (job.get("gate") or {}).get("quarantined")
+        console.print("  no version: the refused candidate's weights are "
+                      + (f"in <registry>/{kept} for inspection" if kept else "deleted"))
     if job.get("gate"):
         console.print(f"  {job['gate']['reason']}")
     elif job.get("error"):

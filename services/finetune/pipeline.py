@@ -1,14 +1,18 @@
-"""One job from data to alias: rows -> split -> train -> publish version -> score -> gate -> alias.
+"""One job from data to alias: rows -> split -> train -> stage -> score -> gate -> publish -> alias.
 
-Runs the same in the service's worker thread and in a Kubernetes training pod. The
-version is published with one atomic rename (``Registry.create_version``), so a process
-killed at any point leaves either no version or a complete one without an alias.
+Runs the same in the service's worker thread and in a Kubernetes training pod. The trained
+model is scored as an unpublished candidate (``candidate.py``); only one that passes the gate
+becomes a version, published with one atomic rename (``Registry.create_version``). A refused
+candidate never gets a version number (it is quarantined or deleted). A process killed at any
+point leaves no version, or a complete one without an alias, plus at most a staging folder that
+``Registry.clean_partial`` removes at the next start.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +20,9 @@ from services.common.errors import NotFound
 from services.common.registry import Registry
 from services.common.tasks import task_claiming
 
+from .candidate import CANDIDATE, CandidateView, publish, quarantine, staged, write_candidate
 from .data import Dataset, feedback_dataset, list_images, load_dataset, merge, resolve_dir, split_holdout
-from .gate import GatePolicy, decide
+from .gate import GateDecision, GatePolicy, decide
 from .metrics import public
 from .settings import FinetuneSettings
 from .trainers import trainer_for
@@ -62,7 +67,7 @@ def used_corrections(feedback_ids: list[str], feedback_rows: list[dict[str, Any]
 
 def run_job(job_id: str, request: dict[str, Any], *, settings: FinetuneSettings, registry: Registry, data_dir: Path,
             reporter: Reporter, feedback_rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Train, publish, score and gate; returns the job outcome (status, version, alias, gate, data)."""
+    """Train, score and gate, then publish; returns the job outcome (status, version, alias, gate, data)."""
     model = request["model"]
     task = task_of(registry, model)
     hyper = resolve_hyper(settings, request.get("hyperparameters") or {})
@@ -86,43 +91,66 @@ def run_job(job_id: str, request: dict[str, Any], *, settings: FinetuneSettings,
         reporter.report({"phase": "training"})
         trained = trainer.train(ctx, train_rows * hyper.repeat)
         train_seconds = round(time.monotonic() - started, 2)
-        reporter.report({"phase": "publishing"})
-        ref = registry.create_version(
-            model, task=task, framework=trained.framework, kind=trained.kind, write=trained.write, base=trained.base,
-            lineage={"job": job_id, "dataset_sha256": dataset_sha, "feedback_ids": feedback_ids,
-                     "feedback_senders": data.get("senders", {}), "parent_version": trained.parent_version},
-            extra={"training": {"hyperparameters": hyper.as_dict(), "data": {k: v for k, v in data.items()
-                                                                             if k not in UNSTORED_DATA},
-                                "dataset": request.get("dataset"), "seconds": train_seconds,
-                                **trained.train_scores, **trained.extra}})
-        log.info("job %s published %s v%d", job_id, model, ref.version)
-        reporter.report({"phase": "evaluating"})
-        outcome = _gate(ctx, trainer, ref.version, trained.parent_version, train_rows, held_rows, trained.train_scores,
-                        promote=bool(request.get("promote", True)))
+        with staged(registry, job_id) as folder:
+            write_candidate(folder, model, task, job_id, trained)
+            reporter.report({"phase": "evaluating"})
+            candidate_ctx = replace(ctx, registry=CandidateView(registry, model, folder))
+            decision, report = _gate(candidate_ctx, trainer, trained.parent_version, train_rows, held_rows,
+                                     trained.train_scores)
+            if decision.passed:
+                reporter.report({"phase": "publishing"})
+                ref = publish(registry, folder, metrics={**report["scores"], "job": job_id},
+                              lineage={"job": job_id, "dataset_sha256": dataset_sha, "feedback_ids": feedback_ids,
+                                       "feedback_senders": data.get("senders", {}),
+                                       "parent_version": trained.parent_version},
+                              extra={"training": {"hyperparameters": hyper.as_dict(),
+                                                  "data": {k: v for k, v in data.items() if k not in UNSTORED_DATA},
+                                                  "dataset": request.get("dataset"), "seconds": train_seconds,
+                                                  **trained.train_scores, **trained.extra}})
+                log.info("job %s published %s v%d: %s", job_id, model, ref.version, decision.reason)
+                outcome = _promote(ctx, ref.version, decision, report, promote=bool(request.get("promote", True)))
+            else:
+                kept = quarantine(registry, folder, job_id, {"job": job_id, "reason": decision.reason,
+                                                             "gate": report["gate"], "senders": data.get("senders", {}),
+                                                             "feedback_ids": feedback_ids},
+                                  settings.quarantine_keep)
+                log.info("job %s: %s candidate refused, %s: %s", job_id, model,
+                         f"kept in {kept}" if kept else "deleted", decision.reason)
+                where = kept.relative_to(registry.root).as_posix() if kept else None
+                outcome = {"status": "rejected", "version": None, "alias": None, "error": decision.reason,
+                           "gate": {**report["gate"], "quarantined": where}}
     finally:
         trainer.release()
     return {**outcome, "data": data, "train_seconds": train_seconds,
             "total_seconds": round(time.monotonic() - started, 2)}
 
 
-def _gate(ctx: TrainContext, trainer: Any, version: int, production: int | None, train_rows: list[dict[str, Any]],
-          held_rows: list[dict[str, Any]], train_scores: dict[str, Any], promote: bool) -> dict[str, Any]:
-    settings, registry, model = ctx.settings, ctx.registry, ctx.model
-    new = {"heldout": trainer.evaluate(ctx, version, held_rows)}
+def _gate(ctx: TrainContext, trainer: Any, production: int | None, train_rows: list[dict[str, Any]],
+          held_rows: list[dict[str, Any]], train_scores: dict[str, Any]) -> tuple[GateDecision, dict[str, Any]]:
+    """Score the candidate (``CANDIDATE`` in ``ctx.registry``, a :class:`CandidateView`) and production."""
+    settings = ctx.settings
+    new = {"heldout": trainer.evaluate(ctx, CANDIDATE, held_rows)}
     if trainer.task == "style":
         new["train"] = {k: train_scores[k] for k in ("initial_loss", "final_loss")}
     else:
         unique = list({_row_key(r): r for r in train_rows}.values())[: settings.gate_fit_rows]
-        new["train"] = trainer.evaluate(ctx, version, unique)
+        new["train"] = trainer.evaluate(ctx, CANDIDATE, unique)
     prod = {"version": production, "heldout": trainer.evaluate(ctx, production, held_rows)} if production else None
     policy = GatePolicy(settings.gate_tolerance, settings.gate_min_improvement, settings.gate_min_train_fit,
                         settings.gate_z, slice_max_drop=settings.gate_slice_max_drop,
                         slice_min_items=settings.gate_slice_min_items)
     decision = decide(trainer.task, new, prod, policy)
     new, prod = public(new), public(prod)
-    registry.update_metrics(model, version, {**new, "production": prod, "gate": decision.as_dict(), "job": ctx.job_id})
+    return decision, {"scores": {**new, "production": prod, "gate": decision.as_dict()},
+                      "gate": {**decision.as_dict(), "new": new, "production": prod}}
+
+
+def _promote(ctx: TrainContext, version: int, decision: GateDecision, report: dict[str, Any],
+             promote: bool) -> dict[str, Any]:
+    """A published version that passed the gate goes to canary (or production for a brand-new style)."""
+    settings, registry, model = ctx.settings, ctx.registry, ctx.model
     alias = None
-    if decision.passed and promote:
+    if promote:
         actor, reason = f"finetune:{ctx.job_id}", decision.reason
         if registry.resolve(model, "production") is None and settings.promote_new_style:
             registry.promote(model, version, "production", actor=actor, reason=f"first version; {reason}")
@@ -130,11 +158,7 @@ def _gate(ctx: TrainContext, trainer: Any, version: int, production: int | None,
         else:
             registry.promote(model, version, "canary", weight=settings.canary_weight, actor=actor, reason=reason)
             alias = "canary"
-    status = "succeeded" if decision.passed else "rejected"
-    log.info("job %s: %s v%d %s", ctx.job_id, model, version, decision.reason)
-    return {"status": status, "version": version, "alias": alias,
-            "gate": {**decision.as_dict(), "new": new, "production": prod},
-            "error": None if decision.passed else decision.reason}
+    return {"status": "succeeded", "version": version, "alias": alias, "gate": report["gate"], "error": None}
 
 
 def _row_key(row: dict[str, Any]) -> tuple[Any, ...]:

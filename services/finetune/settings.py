@@ -40,6 +40,9 @@ class FinetuneSettings(BaseSettings):
         "per slice of the held-out world set (VQA: expected answer, question kind; QA: fact kind) the new version "
         "may score at most this much below production (0.10 = 10 points); the refusal names the slice"))
     gate_slice_min_items: int = Field(10, ge=1, description="slices with fewer held-out items are not judged")
+    quarantine_keep: int = Field(5, ge=0, le=1000, description=(
+        "a candidate the gate refuses never becomes a registry version; the newest this many are kept for "
+        "inspection in the registry's .quarantine folder, one folder per job with the gate's report (0: deleted at once)"))
     canary_weight: float = Field(0.1, ge=0, le=1, description="traffic share of a version that passes the gate")
     promote_new_style: bool = Field(True, description=(
         "a brand-new style-<name> model has no production to protect: make a passing first version production"))

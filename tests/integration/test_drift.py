@@ -1,6 +1,8 @@
 """The drift scenario (``loopline demo drift``) on the embedded stack: the loop recovers
-accuracy on held-out shifted inputs without forgetting the world; poisoned corrections are
-refused by the gate and production stays put."""
+accuracy on held-out shifted inputs without forgetting the world, through the watchdog, the
+gate, the canary and auto-promotion. (Refused corrections are the red team's colluders in
+test_redteam.py, and the shuffled-answers dataset in test_finetune_training.py: the gate
+refuses, no version is produced, production stays put.)"""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.drift.scenario import MODEL, run_drift
+from harness.drift.scenario import run_drift
 
 pytestmark = pytest.mark.integration
 
@@ -33,15 +35,3 @@ def test_drift_is_recovered_by_feedback_watchdog_finetune_gate_canary_promotion(
     assert after["shifted"]["mean_confidence"] > before["shifted"]["mean_confidence"]
     assert result["seconds"] < 600
 
-
-def test_poisoned_corrections_are_refused_and_production_stays(tmp_path: Path, tiny_registry_template: Path) -> None:
-    data = _data(tmp_path, tiny_registry_template)
-    result = run_drift(data, poisoned=True, log=lambda _: None)
-    assert result["job"]["status"] == "rejected", result["job"]
-    assert "gate refused" in result["job"]["gate"]
-    assert result["production_after"] == result["production_before"]
-    from services.common.registry import Registry
-
-    aliases = Registry(data / "registry").aliases(MODEL)
-    assert aliases["canary"] is None
-    assert result["after"]["shifted"]["accuracy"] == result["before"]["shifted"]["accuracy"]

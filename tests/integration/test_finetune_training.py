@@ -120,6 +120,7 @@ def test_vqa_lora_passes_and_a_poisoned_dataset_is_refused(data_dir: Path) -> No
     before = reg.aliases("vqa-blip")
     assert before["canary"] == good["version"]
 
+    versions_before = reg.versions("vqa-blip")
     bad = job(data_dir, {"model": "vqa-blip", "dataset": poisoned_vqa_csv(data_dir), "hyperparameters": hyper},
               "poisoned")
     assert bad["status"] == "rejected" and bad["alias"] is None
@@ -127,8 +128,16 @@ def test_vqa_lora_passes_and_a_poisoned_dataset_is_refused(data_dir: Path) -> No
     after = reg.aliases("vqa-blip")
     assert (after["production"], after["canary"], after["canary_weight"]) == \
         (before["production"], before["canary"], before["canary_weight"])
-    assert bad["version"] in reg.versions("vqa-blip")  # kept, with its scores, not aliased
-    assert reg.manifest("vqa-blip", bad["version"])["metrics"]["gate"]["passed"] is False
+    # the refused candidate never becomes a version: it waits in the quarantine with the gate's report
+    assert bad["version"] is None and reg.versions("vqa-blip") == versions_before
+    assert bad["gate"]["quarantined"] == ".quarantine/poisoned"
+    kept = json.loads((reg.root / ".quarantine" / "poisoned" / "manifest.json").read_text())
+    assert kept["version"] is None and kept["kind"] == "lora-adapter"
+    assert kept["refused"]["gate"]["passed"] is False and "fits_data" in kept["refused"]["reason"]
+    assert (reg.root / ".quarantine" / "poisoned" / "adapter_config.json").is_file()
+    assert not any(m.startswith(".") for m in reg.models()), "staging and quarantine are no models"
+    assert not list((reg.root / ".candidates").iterdir()), "no staging folder is left behind"
+    assert reg.verify("vqa-blip") == []
 
 
 def test_qa_feedback_corrections_train_and_absent_ones_are_reported(data_dir: Path) -> None:

@@ -51,7 +51,11 @@ function jobCard(job, aliases) {
   const card = h("article", { class: "card job-card", "data-job": job.id, "aria-labelledby": `job-${job.id}` });
   const v = job.version;
   const a = aliases[job.model] || {};
-  const state = v === null || v === undefined ? "no version"
+  const refused = job.status === "rejected";
+  const state = v === null || v === undefined
+    ? (refused ? (job.gate && job.gate.quarantined
+      ? `refused: never a version (weights kept in ${job.gate.quarantined} for inspection)`
+      : "refused: never a version (weights deleted)") : "no version")
     : a.production === v ? "production" : a.canary === v ? `canary ${fmt.pct(a.canary_weight)}` : "not serving";
   const corrections = (job.data && job.data.corrections) || [];
   const senders = [...new Set(corrections.map((c) => c.sender))];
