@@ -85,8 +85,18 @@ def fine_tune(out_dir: Path, encoder_dir: Path, seed: int, steps: int, batch_siz
     started = time.monotonic()
     random.seed(seed)
     torch.manual_seed(seed)
+    from transformers.utils import logging as hf_logging
+
     tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
-    model = AutoModelForQuestionAnswering.from_pretrained(encoder_dir)
+    # its load report (a new span head, the sentence pooler left out) is expected: not on the console
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        model = AutoModelForQuestionAnswering.from_pretrained(encoder_dir)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
     total = train_examples or steps * batch_size
     negatives = int(total * negative_share)
     train = facts.qa_items(seed, total - negatives) + facts.unanswerable_items(seed + 1, negatives)
