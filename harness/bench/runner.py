@@ -289,8 +289,9 @@ class BenchRun:
                 if variant.startswith("peer:"):
                     watch = {variant: server}
                 profile = cfg.profile and variant == "direct" and c == 1
-                metrics_of = server if variant.startswith("peer:") else service
-                row = self.cell(url, [bodies[variant]], c, metrics_of, watch, task, stages=profile)
+                peer = servers.peers.get(variant.removeprefix("peer:")) if variant.startswith("peer:") else None
+                row = self.cell(url, [bodies[variant]], c, service, watch, task, stages=profile,
+                                batches=peer.batches if peer is not None else None)
                 if profile:
                     self.results.setdefault("profile", {})[f"{task}/{workload.name}"] = {"service": row.pop("stages")}
                 row.update({"task": task, "workload": workload.name, "variant": variant})
@@ -349,18 +350,21 @@ class BenchRun:
 
     def cell(self, url: str, bodies: list[bytes], concurrency: int, service: ServerProcess,
              watch: dict[str, ServerProcess], task: str, max_seconds: float | None = None,
-             max_requests: int | None = None, warm: int = 2, stages: bool = False) -> dict[str, Any]:
+             max_requests: int | None = None, warm: int = 2, stages: bool = False,
+             batches: Callable[[], tuple[float, float, float]] | None = None) -> dict[str, Any]:
+        """One closed-loop cell; batch figures from ``batches`` (a peer's log) or else ``service``'s metrics."""
         cfg = self.config
+        scrape = batches or (lambda: scrape_batches(service.url))
         key = ANSWER_KEY[task]
         asyncio.run(closed_loop(url, bodies, 1, warm, 120.0, expect_key=key))  # not counted: lazy init, caches
-        before = scrape_batches(service.url)
+        before = scrape()
         stages_before = scrape_stages(service.url) if stages else {}
         pids = {name: s.proc.pid for name, s in watch.items() if s.proc is not None}
         with RssSampler(pids) as rss:
             result = asyncio.run(closed_loop(url, bodies, concurrency, max_requests or cfg.cell_max_requests,
                                              max_seconds or cfg.cell_seconds,
                                              min_requests=cfg.requests_per_client * concurrency, expect_key=key))
-        after = scrape_batches(service.url)
+        after = scrape()
         row = result.summary()
         if stages:
             row["stages"] = stage_means(stages_before, scrape_stages(service.url), row["mean_ms"])

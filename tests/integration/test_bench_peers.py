@@ -97,6 +97,8 @@ def test_kserve_peer_cell_answers_like_loopline(tmp_path: Path, task: str) -> No
         assert cell["requests"] >= c and cell["errors"] == 0, cell
         assert 0 < cell["p50_ms"] <= cell["p95_ms"]
         assert cell["peak_rss_mb"]["peer:kserve"] > 50
+        # KServe's Python server does not batch; its decoder's log gives the batch figures
+        assert cell["mean_batch_size"] == 1.0 and 0 < cell["model_busy"] <= 1, cell
     opened = [r for r in results["open_loop"] if r.get("variant") == "peer:kserve"]
     assert opened and opened[0]["requests"] > 0
     workload = "150-token context" if task == "qa" else "640x480 JPEG + short question"

@@ -1,5 +1,6 @@
 """The bench peers' environments: pinned with hashes, torch the CPU build, from the CPU index on a
-machine that has no local torch wheel (harness/bench/peers/envs.py, requirements/*.in -> *.txt)."""
+machine that has no local torch wheel (harness/bench/peers/envs.py, requirements/*.in -> *.txt);
+and the batch lines their decoders log (harness/bench/peers/batch_log.py)."""
 
 from __future__ import annotations
 
@@ -65,3 +66,17 @@ def test_the_overlay_installs_the_missing_pins_with_their_hashes() -> None:
     lines = [line for line in text.splitlines() if line and not line[0].isspace()]
     assert [line.rstrip(" \\") for line in lines] == missing
     assert text.count("--hash=sha256:") >= len(missing)
+
+
+def test_the_batch_lines_a_peer_logs_are_read_back(capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.bench.peers.batch_log import logged_batch, read_batches
+
+    assert logged_batch(3, lambda: "answers") == "answers"
+    assert logged_batch(5, lambda: None) is None
+    written = capsys.readouterr().out
+    # the lines as they land in a server's log: among its own lines, one cut short by another writer
+    log = "INFO started\n" + written + 'PEER_BATCH {"size": 2, "sec\n' + "[worker] " + written.splitlines()[0]
+    total, count, seconds = read_batches(log)
+    assert (total, count) == (11, 3)
+    assert seconds >= 0
+    assert read_batches("no batch lines here\n") == (0.0, 0.0, 0.0)

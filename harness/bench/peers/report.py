@@ -56,7 +56,8 @@ def peer_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "task": task, "workload": workload, "server": name,
                     "p50_c_low": a.get("p50_ms"), "p95_c_low": a.get("p95_ms"),
                     "p50_c_top": b.get("p50_ms"), "p95_c_top": b.get("p95_ms"), "rps_c_top": b.get("throughput_rps"),
-                    "batch_c_top": b.get("mean_batch_size"), "open_p50": o.get("p50_ms"), "open_p95": o.get("p95_ms"),
+                    "batch_c_top": b.get("mean_batch_size"),
+                    "busy_c_top": b.get("model_busy"), "open_p50": o.get("p50_ms"), "open_p95": o.get("p95_ms"),
                     "errors": sum(x.get("errors", 0) for x in (a, b, o)), "peak_rss_mb": rss, "same_answer": same,
                     "ratio_p50_c_low": None if name == "loopline" else _ratio(ours_low.get("p50_ms"), a.get("p50_ms")),
                     "ratio_rps_c_top": None if name == "loopline" else _ratio(ours_top.get("throughput_rps"),
@@ -92,12 +93,15 @@ def peer_markdown(results: dict[str, Any], table: Any) -> list[str]:
             "Loopline. The open loop offers every server the same rate (70 % of Loopline's capacity at "
             f"c={top}). \"same answer\" compares the peer's answer text with Loopline's for the same input.", "",
             table(["task", "input", "server", f"p50 ms c={low}", f"p95 ms c={low}", f"p50 ms c={top}", f"p95 ms c={top}",
-                   f"req/s c={top}", f"batch c={top}", "open p50 ms", "open p95 ms", "errors", "peak RSS MB",
+                   f"req/s c={top}", f"batch c={top}", f"model busy c={top}", "open p50 ms", "open p95 ms", "errors", "peak RSS MB",
                    "same answer", f"Loopline/peer p50 c={low}", f"Loopline/peer req/s c={top}"],
                   [[r["task"], r["workload"], r["server"], r["p50_c_low"], r["p95_c_low"], r["p50_c_top"],
-                    r["p95_c_top"], r["rps_c_top"], r["batch_c_top"], r["open_p50"], r["open_p95"], r["errors"],
+                    r["p95_c_top"], r["rps_c_top"], r["batch_c_top"], r["busy_c_top"], r["open_p50"], r["open_p95"], r["errors"],
                     r["peak_rss_mb"], r["same_answer"], r["ratio_p50_c_low"], r["ratio_rps_c_top"]] for r in rows]),
-            "", "Loopline / best peer per input:", "",
+            "", f"\"batch\" is the mean number of requests per model call at c={top} and \"model busy\" the share of the "
+            "cell's wall time the model ran (Loopline: its batch metrics; peers: the lines their decoder logs, "
+            "peers/batch_log.py); the rest is HTTP, protocol decoding and waiting for batch-mates.", "",
+            "Loopline / best peer per input:", "",
             table(["task", "input", f"p50 c={low}: Loopline / best peer", f"req/s c={top}: Loopline / best peer"],
                   [[b["task"], b["workload"], f"{b['p50_ratio']} ({b['p50_peer']})",
                     f"{b['rps_ratio']} ({b['rps_peer']})"] for b in best])]

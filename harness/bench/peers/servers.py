@@ -54,6 +54,16 @@ class PeerServer:
             return json_body(infer_body(self.task, item))
         return json_body({"instances": [item]})
 
+    def batches(self) -> tuple[float, float, float]:
+        """Sum of batch sizes, number of batches and model seconds so far, from the lines the peer's
+        decoder writes to its log (batch_log.py): what Loopline's cells read from its metrics."""
+        from .batch_log import read_batches
+
+        try:
+            return read_batches(self.server.log_path.read_text(errors="replace"))
+        except OSError:
+            return 0.0, 0.0, 0.0
+
     def answer(self, payload: bytes) -> str:
         data = json.loads(payload)
         if self.peer == "bentoml":

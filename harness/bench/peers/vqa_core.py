@@ -21,6 +21,11 @@ from typing import Any
 
 import numpy as np
 
+try:  # inside a peer's environment (PYTHONPATH is this folder)
+    from batch_log import logged_batch
+except ImportError:  # imported from the project (the tests)
+    from .batch_log import logged_batch
+
 MAX_NEW_TOKENS = 10  # Loopline's LOOPLINE_VQA_MAX_NEW_TOKENS default
 
 
@@ -96,6 +101,10 @@ class VqaModel:
         return generated.numpy(), [step.float().numpy() for step in out.scores]
 
     def predict(self, batch: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """The answers of one batch; logs its size and time (batch_log.py) for the bench's batch figures."""
+        return logged_batch(len(batch), lambda: self._predict(batch))
+
+    def _predict(self, batch: list[tuple[str, str]]) -> list[dict[str, Any]]:
         images = [decode_image(image, self.image_side) for image, _ in batch]
         pixels = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
         generated, scores = self.generate(pixels, [q.strip() for _, q in batch])
