@@ -12,13 +12,13 @@ from rich.console import Console
 console = Console()
 
 
-def _ints(text: str) -> tuple[int, ...]:
+def _ints(text: str, what: str = "concurrency levels") -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise typer.BadParameter(f"expected comma-separated integers, got {text!r}") from None
     if not values or min(values) < 1:
-        raise typer.BadParameter("concurrency levels must be positive integers")
+        raise typer.BadParameter(f"{what} must be positive integers")
     return values
 
 
@@ -26,6 +26,7 @@ def bench(
     quick: Annotated[bool, typer.Option("--quick", help="tiny models, seconds-long cells: checks the harness, not speed")] = False,
     tasks: Annotated[str, typer.Option(help="comma-separated subset of vqa,qa,style")] = "vqa,qa,style",
     concurrency: Annotated[str, typer.Option(help="closed-loop concurrency levels")] = "1,4,8",
+    qa_tokens: Annotated[str | None, typer.Option(help="QA context lengths in tokens (default 150,600)")] = None,
     cell_seconds: Annotated[float | None, typer.Option(help="time bound per cell (default 12, --quick 1)")] = None,
     out: Annotated[Path, typer.Option(help="results directory (git-ignored)")] = Path("bench/results"),
     cache: Annotated[Path | None, typer.Option(help="where built models are kept between runs")] = None,
@@ -67,6 +68,8 @@ def bench(
         config.qa_tokens, config.relay_seconds = (150, 600), 1.0
     if cell_seconds is not None:
         config.cell_seconds = cell_seconds
+    if qa_tokens is not None:
+        config.qa_tokens = _ints(qa_tokens, "QA context lengths")
     if baseline_settings:
         config.service_env = dict(UNTUNED_ENV)
     for item in setting or []:
