@@ -20,7 +20,7 @@ TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
 TORCH_WHEEL_DIR ?= $(patsubst %/,%,$(dir $(firstword $(wildcard $(addsuffix /torch-2.13.0+cpu-*.whl,$(shell pip config get global.find-links 2>/dev/null))))))
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock sysdeps models up test test-unit test-integration test-e2e test-deploy lint bench soak clean
+.PHONY: help install lock lock-peers sysdeps models up test test-unit test-integration test-e2e test-deploy lint bench soak clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ install: $(STAMP) ## create .venv and install Loopline with every extra, at the 
 
 lock: ## regenerate requirements.lock (hashes) from pyproject.toml with pip-tools; commit both together
 	PY=$(PY) TORCH_WHEEL_DIR=$(TORCH_WHEEL_DIR) TORCH_INDEX_URL=$(TORCH_INDEX_URL) scripts/lock_dependencies.sh
+
+lock-peers: ## regenerate the bench peers' pins (hashes) from harness/bench/peers/requirements/*.in; commit .in and .txt together
+	PY=$(PY) TORCH_WHEEL_DIR=$(TORCH_WHEEL_DIR) TORCH_INDEX_URL=$(TORCH_INDEX_URL) scripts/lock_peer_dependencies.sh
 
 # every system program the tests, make targets and scripts run (tests/unit/test_sysdeps.py checks it)
 SYSDEPS := chromium docker-compose groovy openjdk-17-jre-headless podman runc catatonit debootstrap netavark \

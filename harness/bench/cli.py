@@ -12,13 +12,13 @@ from rich.console import Console
 console = Console()
 
 
-def _ints(text: str) -> tuple[int, ...]:
+def _ints(text: str, what: str = "concurrency levels") -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise typer.BadParameter(f"expected comma-separated integers, got {text!r}") from None
     if not values or min(values) < 1:
-        raise typer.BadParameter("concurrency levels must be positive integers")
+        raise typer.BadParameter(f"{what} must be positive integers")
     return values
 
 
@@ -26,6 +26,7 @@ def bench(
     quick: Annotated[bool, typer.Option("--quick", help="tiny models, seconds-long cells: checks the harness, not speed")] = False,
     tasks: Annotated[str, typer.Option(help="comma-separated subset of vqa,qa,style")] = "vqa,qa,style",
     concurrency: Annotated[str, typer.Option(help="closed-loop concurrency levels")] = "1,4,8",
+    qa_tokens: Annotated[str | None, typer.Option(help="QA context lengths in tokens (default 150,600)")] = None,
     cell_seconds: Annotated[float | None, typer.Option(help="time bound per cell (default 12, --quick 1)")] = None,
     out: Annotated[Path, typer.Option(help="results directory (git-ignored)")] = Path("bench/results"),
     cache: Annotated[Path | None, typer.Option(help="where built models are kept between runs")] = None,
@@ -44,7 +45,7 @@ def bench(
     profile: Annotated[bool, typer.Option("--profile", help="where a single request's time goes: per-stage "
                                           "timings of the c=1 cells and of the parts of predict")] = False,
     peers: Annotated[str | None, typer.Option(
-        help="peer servers on the same QA model, each in its own venv under the cache (built on first use): "
+        help="peer servers on the same VQA and QA models, each in its own venv under the cache (built on first use): "
              "comma-separated subset of bentoml,mlserver,kserve, or 'none' (default: all three; none with --quick)")] = None,
 ) -> None:
     """Benchmark every service against the naive baseline and the hardware peak; write JSON, Markdown, PNG."""
@@ -67,6 +68,8 @@ def bench(
         config.qa_tokens, config.relay_seconds = (150, 600), 1.0
     if cell_seconds is not None:
         config.cell_seconds = cell_seconds
+    if qa_tokens is not None:
+        config.qa_tokens = _ints(qa_tokens, "QA context lengths")
     if baseline_settings:
         config.service_env = dict(UNTUNED_ENV)
     for item in setting or []:
@@ -92,15 +95,17 @@ def bench(
         colour = {"yes": "green", "NO": "red"}.get(goal["met"], "yellow")
         console.print(f"[{colour}]{goal['met']:>3}[/{colour}] {goal['goal']}: {goal['measured']} ({goal['baseline']})")
     if results.get("peers_status"):
-        from .peers.report import peer_rows
+        from .peers.report import best_peer_ratios, peer_rows, peers_summary
 
-        console.print(f"peers ({', '.join(f'{p} {st}' for p, st in results['peers_status'].items())}); "
-                      "ratios Loopline / peer:")
-        for r in peer_rows(results):
-            console.print(f"  {r['workload']:18s} {r['server']:9s} p50 c=low {r['p50_c_low']} ms, req/s c=top "
-                          f"{r['rps_c_top']}, errors {r['errors']}, same answer {r['same_answer']}, "
+        console.print(f"peers ({peers_summary(results)}); ratios Loopline / peer:")
+        rows = peer_rows(results)
+        for r in rows:
+            console.print(f"  {r['task']:4s} {r['workload']:30s} {r['server']:9s} p50 c=low {r['p50_c_low']} ms, "
+                          f"req/s c=top {r['rps_c_top']}, errors {r['errors']}, same answer {r['same_answer']}, "
                           f"p50 ratio {r['ratio_p50_c_low']}, req/s ratio {r['ratio_rps_c_top']}")
-
+        for b in best_peer_ratios(rows):
+            console.print(f"  Loopline / best peer, {b['task']} {b['workload']}: p50 c=low {b['p50_ratio']} "
+                          f"({b['p50_peer']}), req/s c=top {b['rps_ratio']} ({b['rps_peer']})")
 
 def register(app: typer.Typer) -> None:
     app.command("bench")(bench)

@@ -69,7 +69,7 @@ class BenchConfig:
     threads: int = field(default_factory=default_threads)
     service_env: dict[str, str] = field(default_factory=lambda: dict(TUNED_ENV))
     label: str = "full"
-    # peer servers (harness/bench/peers/): BentoML, MLServer, KServe on the same QA model, each in its own venv
+    # peer servers (harness/bench/peers/): BentoML, MLServer, KServe on the same VQA and QA models, each in its own venv
     peers: tuple[str, ...] = ()
     peer_env_dir: Path | None = None  # where the peers' venvs live (default: the cache); the test suite shares make bench's
     peer_env_overlay: bool = False  # no full peer venv yet: a small one over this environment (peers/envs.py)
@@ -81,7 +81,7 @@ class Servers:
     naive: dict[str, ServerProcess] = field(default_factory=dict)
     gateway: ServerProcess | None = None
     gateway_note: str = ""
-    peers: dict[str, Any] = field(default_factory=dict)  # peer name -> peers.servers.PeerServer
+    peers: dict[str, Any] = field(default_factory=dict)  # peer name -> peers.servers.PeerServer, for the task running
 
     def all(self) -> list[ServerProcess]:
         return [*self.services.values(), *self.naive.values(), *([self.gateway] if self.gateway else []),
@@ -158,10 +158,16 @@ class BenchRun:
         try:
             self.workloads = self.make_workloads()
             for task in cfg.tasks:
-                for workload in self.workloads[task]:
-                    self.run_task_cells(servers, workload)
-                    if cfg.open_loop:
-                        self.run_open_loop(servers, workload)
+                servers.peers = self.start_task_peers(task)
+                try:
+                    for workload in self.workloads[task]:
+                        self.run_task_cells(servers, workload)
+                        if cfg.open_loop:
+                            self.run_open_loop(servers, workload)
+                finally:
+                    for peer in servers.peers.values():
+                        peer.server.stop()
+                    servers.peers = {}
             if cfg.overload:
                 cheapest = "qa" if "qa" in cfg.tasks else cfg.tasks[0]
                 self.run_overload(servers, self.workloads[cheapest][0])
@@ -215,16 +221,7 @@ class BenchRun:
         for server in [*servers.services.values(), *servers.naive.values()]:
             server.wait_ready()
         if cfg.peers:
-            from .peers.run import PEER_TASKS, start_peers
-
-            peer_tasks = [t for t in cfg.tasks if t in PEER_TASKS]
-            if peer_tasks:
-                self.progress(f"peers: starting {', '.join(cfg.peers)} on {', '.join(peer_tasks)}")
-                servers.peers = start_peers(cfg.peers, Path(cfg.peer_env_dir or cfg.cache_dir),
-                                            self.registry_dir / MODEL_OF_TASK["qa"] / "1", self.data_dir / "peers",
-                                            logs, self.env(), cfg.threads, self.results["notes"], self.progress,
-                                            overlay=cfg.peer_env_overlay)
-            self.results["peers_status"] = {p: "ran" if p in servers.peers else "skipped (see notes)" for p in cfg.peers}
+            self.results["peers_status"] = {}
         if cfg.gateway:
             if not importable("gateway"):
                 servers.gateway_note = "skipped: services.gateway.app is not importable"
@@ -241,6 +238,21 @@ class BenchRun:
                 self.progress(f"gateway {servers.gateway_note}")
         self.results["gateway_status"] = "ran" if servers.gateway else servers.gateway_note
         return servers
+
+    def start_task_peers(self, task: str) -> dict[str, Any]:
+        """The peer servers for ``task``, up only while its cells run (one task's models in memory at a time)."""
+        from .peers.run import PEER_TASKS, start_peers
+
+        cfg = self.config
+        if not cfg.peers or task not in PEER_TASKS:
+            return {}
+        self.progress(f"peers: starting {', '.join(cfg.peers)} on {task}")
+        peers = start_peers(cfg.peers, task, Path(cfg.peer_env_dir or cfg.cache_dir),
+                            self.registry_dir / MODEL_OF_TASK[task] / "1", self.data_dir / "peers",
+                            self.run_dir / "logs", self.env(), cfg.threads, self.results["notes"], self.progress,
+                            overlay=cfg.peer_env_overlay)
+        self.results["peers_status"][task] = {p: "ran" if p in peers else "skipped (see notes)" for p in cfg.peers}
+        return peers
 
     def make_workloads(self) -> dict[str, list[Workload]]:
         out: dict[str, list[Workload]] = {}
@@ -268,18 +280,18 @@ class BenchRun:
         if servers.gateway is not None:
             variants.append(("gateway", servers.gateway.url + GATEWAY_ROUTE[task], cfg.concurrency, servers.gateway))
         bodies = {variant: workload.encoded() for variant, *_ in variants}
-        if task == "qa":
-            for peer, ps in servers.peers.items():
-                variants.append((f"peer:{peer}", ps.url, cfg.concurrency, ps.server))
-                bodies[f"peer:{peer}"] = ps.body(workload.body)
+        for peer, ps in servers.peers.items():  # the peers serving this task
+            variants.append((f"peer:{peer}", ps.url, cfg.concurrency, ps.server))
+            bodies[f"peer:{peer}"] = ps.body(workload.body)
         for variant, url, levels, server in variants:
             for c in levels:
                 watch = {variant: server} if server is service else {variant: server, "service": service}
                 if variant.startswith("peer:"):
                     watch = {variant: server}
                 profile = cfg.profile and variant == "direct" and c == 1
-                metrics_of = server if variant.startswith("peer:") else service
-                row = self.cell(url, [bodies[variant]], c, metrics_of, watch, task, stages=profile)
+                peer = servers.peers.get(variant.removeprefix("peer:")) if variant.startswith("peer:") else None
+                row = self.cell(url, [bodies[variant]], c, service, watch, task, stages=profile,
+                                batches=peer.batches if peer is not None else None)
                 if profile:
                     self.results.setdefault("profile", {})[f"{task}/{workload.name}"] = {"service": row.pop("stages")}
                 row.update({"task": task, "workload": workload.name, "variant": variant})
@@ -287,11 +299,11 @@ class BenchRun:
                 self.progress(f"{task:5s} {workload.name:30s} {variant:8s} c={c}: p50 {row['p50_ms']} ms, "
                               f"p95 {row['p95_ms']} ms, {row['throughput_rps']} req/s, batch "
                               f"{row.get('mean_batch_size')}, errors {row['errors']}")
-        if workload.task == "qa" and servers.peers:
+        if servers.peers:
             from .peers.run import compare_answers
 
             self.results.setdefault("peer_answers", {})[workload.name] = compare_answers(
-                servers.services["qa"].url + "/v1/predict", servers.peers, workload.body)
+                service.url + "/v1/predict", servers.peers, workload.body)
 
     def run_open_loop(self, servers: Servers, workload: Workload) -> None:
         """Offered load at 70 % of the capacity just measured (throughput at the top concurrency)."""
@@ -309,7 +321,7 @@ class BenchRun:
         self.results.setdefault("open_loop", []).append(row)
         self.progress(f"{workload.task:5s} {workload.name:30s} open loop {rate} req/s: p50 {row['p50_ms']} ms, "
                       f"p95 {row['p95_ms']} ms, errors {row['errors']}")
-        for peer, ps in (servers.peers.items() if workload.task == "qa" else ()):
+        for peer, ps in servers.peers.items():  # the peers serving this task
             # the same offered load as Loopline's open loop: a peer with less capacity shows it as queueing
             result = asyncio.run(open_loop(ps.url, [ps.body(workload.body)], rate, seconds, expect_key="answer"))
             row = {**result.summary(), "task": workload.task, "workload": workload.name, "rate_rps": rate,
@@ -338,18 +350,21 @@ class BenchRun:
 
     def cell(self, url: str, bodies: list[bytes], concurrency: int, service: ServerProcess,
              watch: dict[str, ServerProcess], task: str, max_seconds: float | None = None,
-             max_requests: int | None = None, warm: int = 2, stages: bool = False) -> dict[str, Any]:
+             max_requests: int | None = None, warm: int = 2, stages: bool = False,
+             batches: Callable[[], tuple[float, float, float]] | None = None) -> dict[str, Any]:
+        """One closed-loop cell; batch figures from ``batches`` (a peer's log) or else ``service``'s metrics."""
         cfg = self.config
+        scrape = batches or (lambda: scrape_batches(service.url))
         key = ANSWER_KEY[task]
         asyncio.run(closed_loop(url, bodies, 1, warm, 120.0, expect_key=key))  # not counted: lazy init, caches
-        before = scrape_batches(service.url)
+        before = scrape()
         stages_before = scrape_stages(service.url) if stages else {}
         pids = {name: s.proc.pid for name, s in watch.items() if s.proc is not None}
         with RssSampler(pids) as rss:
             result = asyncio.run(closed_loop(url, bodies, concurrency, max_requests or cfg.cell_max_requests,
                                              max_seconds or cfg.cell_seconds,
                                              min_requests=cfg.requests_per_client * concurrency, expect_key=key))
-        after = scrape_batches(service.url)
+        after = scrape()
         row = result.summary()
         if stages:
             row["stages"] = stage_means(stages_before, scrape_stages(service.url), row["mean_ms"])

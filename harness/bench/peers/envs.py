@@ -1,6 +1,7 @@
 """One virtual environment per peer server under the bench cache, built from the pinned,
-committed ``requirements/<peer>.txt`` (every package ``==``-pinned, installed with
-``--no-deps`` so a fresh machine gets exactly the same set).
+committed ``requirements/<peer>.txt`` (every package ``==``-pinned with its sha256 hashes,
+compiled from ``requirements/<peer>.in`` by scripts/lock_peer_dependencies.sh; installed with
+``--require-hashes --no-deps``, so a fresh machine gets exactly the same files or fails).
 
 Each peer pins its own FastAPI and pydantic, so none of them can share the project's
 environment (which must stay equal to requirements.lock). torch is PyTorch's CPU build,
@@ -60,14 +61,30 @@ def torch_source() -> list[str]:
     return ["--extra-index-url", os.environ.get("TORCH_INDEX_URL", TORCH_INDEX_URL)]
 
 
+def requirement_blocks(peer: str) -> dict[str, str]:
+    """``name -> its requirement text`` (the ``name==version`` line with its ``--hash`` lines) from
+    the peer's requirements file, names normalised."""
+    out: dict[str, str] = {}
+    name = ""
+    for line in requirements_file(peer).read_text().splitlines():
+        text = line.split("#", 1)[0].rstrip()
+        if not text.strip():
+            continue
+        if not line[0].isspace():
+            name = _normal(text.split("==", 1)[0].split("[", 1)[0])
+            out[name] = text
+        elif name:
+            out[name] += "\n" + text
+    return out
+
+
 def pins(peer: str) -> dict[str, str]:
     """``name -> version`` of every package in the peer's requirements file (names normalised)."""
     out: dict[str, str] = {}
-    for line in requirements_file(peer).read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if "==" in line:
-            name, _, version = line.partition("==")
-            out[_normal(name)] = version.split(";")[0].strip()
+    for name, block in requirement_blocks(peer).items():
+        first = block.splitlines()[0]
+        if "==" in first:
+            out[name] = first.partition("==")[2].split(";")[0].rstrip("\\ ").strip()
     return out
 
 
@@ -81,6 +98,12 @@ def overlay_packages(peer: str) -> list[str]:
 
     here = {_normal(d.metadata["Name"]): d.version for d in distributions() if d.metadata["Name"]}
     return [f"{name}=={version}" for name, version in pins(peer).items() if here.get(name) != version]
+
+
+def overlay_requirements(peer: str) -> str:
+    """The requirement blocks (with their hashes) of ``overlay_packages``."""
+    blocks = requirement_blocks(peer)
+    return "".join(blocks[spec.partition("==")[0]] + "\n" for spec in overlay_packages(peer))
 
 
 def ensure_env(peer: str, cache_dir: Path, progress: Callable[[str], None] = print, overlay: bool = False) -> Path:
@@ -100,7 +123,6 @@ def ensure_env(peer: str, cache_dir: Path, progress: Callable[[str], None] = pri
         root = root.with_name(root.name + "-overlay")
         if (root / ".complete").exists():
             return root / "bin" / "python"
-    packages = overlay_packages(peer) if overlay else ["-r", str(requirements_file(peer))]
     progress(f"peers: building the {peer} environment in {root} (once; pinned by {requirements_file(peer)}"
              f"{', overlay' if overlay else ''})")
     started = time.monotonic()
@@ -111,11 +133,17 @@ def ensure_env(peer: str, cache_dir: Path, progress: Callable[[str], None] = pri
 
         target = Path(sysconfig.get_path("purelib", vars={"base": str(root), "platbase": str(root)}))
         (target / "zz-shared-project-packages.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    requirements = requirements_file(peer)
+    if overlay:
+        requirements = root / "overlay-requirements.txt"
+        requirements.write_text(overlay_requirements(peer))
     log = root / "install.log"
     with log.open("wb") as out:
         done = subprocess.run([str(root / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
-                               "--no-input", "--no-deps", *(torch_source() if not overlay else []), *packages],
-                              stdout=out, stderr=subprocess.STDOUT) if packages else subprocess.CompletedProcess([], 0)
+                               "--no-input", "--no-deps", "--require-hashes", *(torch_source() if not overlay else []),
+                               "-r", str(requirements)],
+                              stdout=out, stderr=subprocess.STDOUT) if requirements.read_text().strip() \
+            else subprocess.CompletedProcess([], 0)
     if done.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
         raise RuntimeError(f"pip could not build the {peer} environment (see {log}):\n{tail}")

@@ -1,4 +1,4 @@
-"""MLServer custom inference runtime serving the bench's QA model.
+"""MLServer custom inference runtimes serving the bench's QA and VQA models.
 
 Configured as MLServer's docs recommend: a custom runtime (``MLModel`` with async ``load``
 and ``predict``, "Custom Inference Runtimes", https://docs.seldon.ai/mlserver/user-guide/custom),
@@ -11,7 +11,8 @@ loop that batches never runs the model. ``write_config`` writes both files.
 MLServer's HuggingFace runtime (``mlserver-huggingface``) would wrap transformers'
 ``question-answering`` pipeline, which transformers 5 removed and whose span rule differs
 from Loopline's: the custom runtime is the way MLServer's docs give for a model whose
-pre/post-processing is your own, and it answers with the same decoder.
+pre/post-processing is your own, and it answers with the same decoder. For VQA, the
+HuggingFace runtime's ``visual-question-answering`` task is gone from transformers 5 as well.
 """
 
 from __future__ import annotations
@@ -44,7 +45,28 @@ class QaRuntime(MLModel):  # type: ignore[misc,valid-type]
             StringCodec.encode_output("result", [json.dumps(r) for r in results])])
 
 
-def write_config(folder: Path, model_dir: Path, http_port: int, grpc_port: int, metrics_port: int,
+class VqaRuntime(MLModel):  # type: ignore[misc,valid-type]
+    async def load(self) -> bool:
+        from vqa_core import VqaModel
+
+        self.vqa = VqaModel(self.settings.parameters.uri)
+        self.ready = True
+        return self.ready
+
+    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        named = {i.name: StringCodec.decode_input(i) for i in payload.inputs}
+        results = self.vqa.predict(list(zip(named["image_b64"], named["question"], strict=True)))
+        return InferenceResponse(model_name=self.name, outputs=[
+            StringCodec.encode_output("answer", [r["answer"] for r in results]),
+            StringCodec.encode_output("result", [json.dumps(r) for r in results])])
+
+
+RUNTIMES = {"qa": "mlserver_runtime.QaRuntime", "vqa": "mlserver_runtime.VqaRuntime"}
+# the request fields each task sends, as one BYTES tensor each
+FIELDS = {"qa": ("question", "context"), "vqa": ("question", "image_b64")}
+
+
+def write_config(folder: Path, task: str, model_dir: Path, http_port: int, grpc_port: int, metrics_port: int,
                  workers: int, max_batch_size: int, max_batch_time_s: float) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "settings.json").write_text(json.dumps({
@@ -52,14 +74,15 @@ def write_config(folder: Path, model_dir: Path, http_port: int, grpc_port: int, 
         "parallel_workers": workers, "debug": False, "load_models_at_startup": True,
         # its multiprocess metrics files: beside the config, not in whatever directory the bench runs in
         "metrics_dir": str(folder / ".metrics")}, indent=2))
-    model = folder / "qa"
+    model = folder / task
     model.mkdir(exist_ok=True)
     (model / "model-settings.json").write_text(json.dumps({
-        "name": "qa", "implementation": "mlserver_runtime.QaRuntime",
+        "name": task, "implementation": RUNTIMES[task],
         "max_batch_size": max_batch_size, "max_batch_time": max_batch_time_s,
         "parameters": {"uri": str(model_dir)}}, indent=2))
 
 
-def infer_body(question: str, context: str) -> dict[str, Any]:
-    return {"inputs": [{"name": "question", "shape": [1], "datatype": "BYTES", "data": [question]},
-                       {"name": "context", "shape": [1], "datatype": "BYTES", "data": [context]}]}
+def infer_body(task: str, request: dict[str, Any]) -> dict[str, Any]:
+    """Loopline's request for ``task`` as an Open Inference Protocol v2 request: one BYTES tensor per field."""
+    return {"inputs": [{"name": name, "shape": [1], "datatype": "BYTES", "data": [request[name]]}
+                       for name in FIELDS[task]]}

@@ -16,6 +16,11 @@ from typing import Any
 
 import numpy as np
 
+try:  # inside a peer's environment (PYTHONPATH is this folder)
+    from batch_log import logged_batch
+except ImportError:  # imported from the project (the tests)
+    from .batch_log import logged_batch
+
 MAX_SEQ_LEN, DOC_STRIDE, MAX_ANSWER_TOKENS = 384, 128, 30
 WORD = re.compile(r"[^\W_]+(?:[-.,][^\W_]+)*")
 
@@ -74,6 +79,10 @@ class QaModel:
         self.predict([("what is it?", "it is a warm-up sentence.")])
 
     def predict(self, batch: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """The answers of one batch; logs its size and time (batch_log.py) for the bench's batch figures."""
+        return logged_batch(len(batch), lambda: self._predict(batch))
+
+    def _predict(self, batch: list[tuple[str, str]]) -> list[dict[str, Any]]:
         questions = [q for q, _ in batch]
         contexts = [c for _, c in batch]
         enc = self.tokenizer(questions, contexts, truncation="only_second", max_length=self.max_len,

@@ -16,25 +16,25 @@ from .servers import PeerConfig, PeerServer, start_peer
 
 log = logging.getLogger("loopline.bench")
 
-# the peers serve QA only: see docs/performance.md ("Peers") for VQA
-PEER_TASKS = ("qa",)
+# the tasks the peers serve (style has no peer: docs/performance.md, "Peers")
+PEER_TASKS = ("vqa", "qa")
 
 
-def start_peers(peers: tuple[str, ...], cache_dir: Path, model_dir: Path, work_dir: Path, logs: Path,
+def start_peers(peers: tuple[str, ...], task: str, cache_dir: Path, model_dir: Path, work_dir: Path, logs: Path,
                 base_env: dict[str, str], threads: int, notes: list[str], progress: Callable[[str], None],
                 config: PeerConfig | None = None, overlay: bool = False) -> dict[str, PeerServer]:
-    """Every peer that builds and becomes ready; a peer that fails is a note, not a lost run."""
+    """Every peer that builds and becomes ready serving ``task``; a peer that fails is a note, not a lost run."""
     started: dict[str, PeerServer] = {}
     for peer in peers:
         try:
             python = ensure_env(peer, cache_dir, progress, overlay=overlay)
-            server = start_peer(peer, python, model_dir, work_dir / peer, logs / f"peer-{peer}.log", base_env,
-                                threads, config)
+            server = start_peer(peer, task, python, model_dir, work_dir / f"{peer}-{task}",
+                                logs / f"peer-{peer}-{task}.log", base_env, threads, config)
             server.server.start()
             started[peer] = server
         except (OSError, RuntimeError, ValueError) as exc:
-            notes.append(f"peer {peer} skipped: {str(exc).splitlines()[0][:300]}")
-            progress(f"peers: {peer} skipped ({exc})")
+            notes.append(f"peer {peer} ({task}) skipped: {str(exc).splitlines()[0][:300]}")
+            progress(f"peers: {peer} ({task}) skipped ({exc})")
     ready: dict[str, PeerServer] = {}
     for peer, server in started.items():
         try:
@@ -42,8 +42,8 @@ def start_peers(peers: tuple[str, ...], cache_dir: Path, model_dir: Path, work_d
             ready[peer] = server
         except (RuntimeError, TimeoutError) as exc:
             server.server.stop()
-            notes.append(f"peer {peer} did not become ready: {str(exc).splitlines()[0][:300]}")
-            progress(f"peers: {peer} not ready ({str(exc).splitlines()[0]})")
+            notes.append(f"peer {peer} ({task}) did not become ready: {str(exc).splitlines()[0][:300]}")
+            progress(f"peers: {peer} ({task}) not ready ({str(exc).splitlines()[0]})")
     return ready
 
 

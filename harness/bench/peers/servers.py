@@ -1,6 +1,7 @@
 """Start a peer server from its environment and speak its protocol.
 
-Every peer serves the same model directory with the same decoder (``qa_core.py``); what
+Every peer serves the same model directory with the same decoder (``qa_core.py`` for QA,
+``vqa_core.py`` for VQA); what
 differs is the server: its HTTP stack, its protocol, its batching and its worker model.
 ``PeerConfig`` holds the knobs each peer's docs recommend for CPU throughput (see each
 server module's docstring and docs/performance.md, "Peers").
@@ -27,9 +28,14 @@ class PeerConfig:
     max_latency_ms: int = 60_000  # BentoML's latency budget: requests past it are rejected, not batched longer
 
 
+# the fields of Loopline's request body that each task's peers receive
+FIELDS = {"qa": ("question", "context"), "vqa": ("question", "image_b64")}
+
+
 @dataclass
 class PeerServer:
     peer: str
+    task: str
     server: ServerProcess
     infer_path: str
     ready_path: str
@@ -39,14 +45,24 @@ class PeerServer:
         return self.server.url + self.infer_path
 
     def body(self, request: dict[str, Any]) -> bytes:
-        """Loopline's QA request body in this peer's protocol."""
-        q, c = request["question"], request["context"]
+        """Loopline's request body (QA or VQA) in this peer's protocol."""
+        item = {name: request[name] for name in FIELDS[self.task]}
         if self.peer == "bentoml":
-            return json_body({"items": [{"question": q, "context": c}]})
+            return json_body({"items": [item]})
         if self.peer == "mlserver":
             from .mlserver_runtime import infer_body
-            return json_body(infer_body(q, c))
-        return json_body({"instances": [{"question": q, "context": c}]})
+            return json_body(infer_body(self.task, item))
+        return json_body({"instances": [item]})
+
+    def batches(self) -> tuple[float, float, float]:
+        """Sum of batch sizes, number of batches and model seconds so far, from the lines the peer's
+        decoder writes to its log (batch_log.py): what Loopline's cells read from its metrics."""
+        from .batch_log import read_batches
+
+        try:
+            return read_batches(self.server.log_path.read_text(errors="replace"))
+        except OSError:
+            return 0.0, 0.0, 0.0
 
     def answer(self, payload: bytes) -> str:
         data = json.loads(payload)
@@ -58,9 +74,11 @@ class PeerServer:
         return str(data["predictions"][0]["answer"])
 
 
-def start_peer(peer: str, python: Path, model_dir: Path, work_dir: Path, log_path: Path, base_env: dict[str, str],
+def start_peer(peer: str, task: str, python: Path, model_dir: Path, work_dir: Path, log_path: Path, base_env: dict[str, str],
                threads: int, config: PeerConfig | None = None) -> PeerServer:
-    """Launch ``peer`` (not yet ready: call ``server.wait_ready(peer.ready_path)``)."""
+    """Launch ``peer`` serving ``task`` (not yet ready: call ``server.wait_ready(peer.ready_path)``)."""
+    if task not in FIELDS:
+        raise ValueError(f"the peers serve {', '.join(FIELDS)}, not {task!r}")
     config = config or PeerConfig()
     env = {k: v for k, v in base_env.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     env.update({"PYTHONPATH": str(HERE), "PYTHONUNBUFFERED": "1", "PEER_MODEL_DIR": str(model_dir.resolve()),
@@ -71,20 +89,22 @@ def start_peer(peer: str, python: Path, model_dir: Path, work_dir: Path, log_pat
     bindir = python.parent
     env["PATH"] = f"{bindir}:{env.get('PATH', '')}"
     if peer == "bentoml":
-        argv = [str(bindir / "bentoml"), "serve", "bentoml_service:QaService", "--host", "127.0.0.1",
+        service = {"qa": "QaService", "vqa": "VqaService"}[task]
+        argv = [str(bindir / "bentoml"), "serve", f"bentoml_service:{service}", "--host", "127.0.0.1",
                 "--port", "{port}", "--working-dir", str(HERE)]
-        return PeerServer(peer, ServerProcess(peer, argv, env, log_path), "/predict", "/readyz")
+        return PeerServer(peer, task, ServerProcess(peer, argv, env, log_path), "/predict", "/readyz")
     if peer == "mlserver":
         from .mlserver_runtime import write_config
         folder = (work_dir / "mlserver").resolve()
         server = ServerProcess(peer, [], env, log_path)
-        write_config(folder, model_dir.resolve(), server.port, free_port(), free_port(), config.workers,
+        write_config(folder, task, model_dir.resolve(), server.port, free_port(), free_port(), config.workers,
                      config.max_batch_size, config.max_batch_time_s)
         server.argv = [str(bindir / "mlserver"), "start", str(folder)]
-        return PeerServer(peer, server, "/v2/models/qa/infer", "/v2/models/qa/ready")
+        return PeerServer(peer, task, server, f"/v2/models/{task}/infer", f"/v2/models/{task}/ready")
     if peer == "kserve":
         argv = [str(python), str(HERE / "kserve_server.py"), "--model_dir", str(model_dir.resolve()),
-                "--model_name", "qa", "--http_port", "{port}", "--workers", str(config.workers),
+                "--task", task, "--model_name", task, "--http_port", "{port}", "--workers", str(config.workers),
                 "--enable_grpc", "false"]
-        return PeerServer(peer, ServerProcess(peer, argv, env, log_path), "/v1/models/qa:predict", "/v1/models/qa")
+        return PeerServer(peer, task, ServerProcess(peer, argv, env, log_path), f"/v1/models/{task}:predict",
+                          f"/v1/models/{task}")
     raise ValueError(f"unknown peer {peer!r}")
