@@ -12,6 +12,15 @@ from services.common.errors import Invalid
 from services.common.registry import Registry, VersionRef
 
 
+def data_dir(root: Path, registry_template: Path, samples: Path) -> Path:
+    """A stack's data folder under ``root``: the sample inputs, a copy of the tiny world registry and
+    an empty state folder (the layout ``loopline up`` uses)."""
+    shutil.copytree(samples, root / "samples")
+    shutil.copytree(registry_template, root / "registry")
+    (root / "state").mkdir()
+    return root
+
+
 def sum_batch(key: Any, items: list[Any]) -> list[Any]:
     """Answers each item with its sum; records the batch sizes it saw."""
     SumRecorder.batches.append(len(items))

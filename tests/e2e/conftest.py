@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
 
 from tests.conftest import REPO, SAMPLES
+from tests.fixtures import data_dir
 from tests.servers import Service, free_port, start_service
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -34,10 +34,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, tiny_registry_template: Path) -> Iterator[Stack]:
-    data = tmp_path_factory.mktemp("e2e-data")
-    shutil.copytree(SAMPLES, data / "samples")
-    shutil.copytree(tiny_registry_template, data / "registry")
-    (data / "state").mkdir()
+    data = data_dir(tmp_path_factory.mktemp("e2e-data"), tiny_registry_template, SAMPLES)
     logs = tmp_path_factory.mktemp("e2e-logs")
     # start all three backends before waiting on any: they load their models in parallel
     backends = [start_service(name, data, logs) for name in ("vqa", "qa", "style")]

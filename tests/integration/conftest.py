@@ -1,21 +1,17 @@
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import SAMPLES
+from tests.fixtures import data_dir
 
 
 @pytest.fixture(scope="module")
 def module_data(tmp_path_factory: pytest.TempPathFactory, tiny_registry_template: Path) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("data")
-    shutil.copytree(SAMPLES, root / "samples")
-    shutil.copytree(tiny_registry_template, root / "registry")
-    (root / "state").mkdir()
-    yield root
+    yield data_dir(tmp_path_factory.mktemp("data"), tiny_registry_template, SAMPLES)
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +67,7 @@ _last_gateway_test: list[str] = []
 
 @pytest.fixture(scope="session")
 def gateway_stack(tmp_path_factory: pytest.TempPathFactory, tiny_registry_template: Path) -> Iterator[Stack]:
-    root = tmp_path_factory.mktemp("gateway-data")
-    shutil.copytree(SAMPLES, root / "samples")
-    shutil.copytree(tiny_registry_template, root / "registry")
-    (root / "state").mkdir()
+    root = data_dir(tmp_path_factory.mktemp("gateway-data"), tiny_registry_template, SAMPLES)
     s = Stack(root, tmp_path_factory.mktemp("gateway-logs"))
     SHARED_STACKS.append(s)
     yield s
