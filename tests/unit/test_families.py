@@ -4,6 +4,7 @@ else learns it from the task table, and nothing outside a family's package names
 from __future__ import annotations
 
 import ast
+import re
 import tomllib
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -47,6 +48,18 @@ def test_the_literal_counter_finds_a_planted_name(tmp_path: Path) -> None:
     (tmp_path / "services" / "gateway" / "routes.py").write_text('ROUTES = {"/v1/vqa": "vqa"}\nX = "qa-like"\n')
     (tmp_path / "services" / "vqa" / "family.py").write_text('NAME = "vqa"\n')
     assert family_literals(tmp_path, ("vqa", "qa")) == [("services/gateway/routes.py", 1, "vqa")]
+
+
+def test_the_ui_names_no_family() -> None:
+    """The browser UI draws its panels, filters and colours from GET /v1/families."""
+    names = "|".join(map(re.escape, TASKS))
+    pattern = re.compile(rf"[\"'`]({names})[\"'`]|\b({names})-(panel|form|choice|image|question|context|preview|example)\b"
+                         rf"|task-({names})\b")
+    static = ROOT / "services" / "gateway" / "static"
+    hits = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}" for p in sorted(static.rglob("*"))
+            if p.suffix in (".js", ".html", ".css")
+            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1) if pattern.search(line)]
+    assert not hits, "\n".join(hits)
 
 
 def test_the_built_in_families_register_through_the_entry_point() -> None:
