@@ -21,6 +21,18 @@ def data_dir(root: Path, registry_template: Path, samples: Path) -> Path:
     return root
 
 
+def wait_for(fetch: Any, done: Any, timeout_s: float = 120.0) -> Any:
+    """Poll ``fetch()`` until ``done(value)``, with a deadline (never a fixed sleep)."""
+    deadline = time.monotonic() + timeout_s
+    value = None
+    while time.monotonic() < deadline:
+        value = fetch()
+        if done(value):
+            return value
+        time.sleep(0.2)
+    raise TimeoutError(f"condition not met; last: {value}")
+
+
 def sum_batch(key: Any, items: list[Any]) -> list[Any]:
     """Answers each item with its sum; records the batch sizes it saw."""
     SumRecorder.batches.append(len(items))
