@@ -48,8 +48,8 @@ def bootstrap_tiny(registry: Registry, if_empty: bool = False, show_progress: bo
                 name, task=task.name, framework=task.framework, kind="full",
                 write=lambda out, n=name, t=task, p=progress, m=metrics: m.update(t.build_tiny(n, out, progress=p) or {}),
                 lineage={"job": "bootstrap-tiny"},
-                extra={"source": "tiny-offline", "world": {"name": task.world, "seed": seed,
-                                                           "doc": "docs/world.md"}})
+                extra={"source": "tiny-offline",
+                       **({"world": {"name": task.world, "seed": seed, "doc": "docs/world.md"}} if task.world else {})})
         registry.update_metrics(name, ref.version, metrics)
         registry.promote(name, ref.version, "production", actor="bootstrap", reason="tiny offline build")
         log.info("registered %s v%d: %s", name, ref.version, headline(metrics))
@@ -80,6 +80,9 @@ def headline(metrics: dict[str, Any]) -> str:
     if "exact_match" in held:
         return (f"held-out exact match {held['exact_match']:.1%}, F1 {held['f1']:.1%} on {held['count']} items, "
                 f"median confidence {held['median_confidence']:.2f} ({metrics.get('train_seconds')} s)")
+    if "content_loss" not in held:  # a family whose builder reports other scores
+        scores = ", ".join(f"{k} {v}" for k, v in held.items() if isinstance(v, (int, float)))
+        return f"held-out {scores or 'scores not reported'} ({metrics.get('train_seconds')} s)"
     before = metrics.get("untrained", {})
     return (f"held-out content loss {held.get('content_loss')} (untrained {before.get('content_loss')}), "
             f"style loss {held.get('style_loss')} (untrained {before.get('style_loss')}) "
