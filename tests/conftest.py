@@ -15,6 +15,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,3 +110,14 @@ def data_dir(tmp_path: Path, tiny_registry_template: Path) -> Iterator[Path]:
     shutil.copytree(tiny_registry_template, root / "registry")
     (root / "state").mkdir()
     yield root
+
+
+@pytest.fixture(scope="module")
+def echo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The echo plugin family installed as a separate distribution, served by an unchanged
+    gateway, echo service and fine-tune service (tests/fixtures.py: start_echo_stack)."""
+    from tests.fixtures import start_echo_stack
+
+    stack = start_echo_stack(tmp_path_factory)
+    yield stack
+    stack.stop()

@@ -5,62 +5,12 @@ fine-tunes it; nothing outside the plugin names it."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
 import pytest
 
-from tests.fixtures import wait_for
-from tests.servers import REPO, Service, free_port, service_env, start_service
+from tests.fixtures import ADMIN, EchoStack, wait_for
 
 pytestmark = pytest.mark.integration
-PLUGIN = REPO / "tests" / "plugins" / "loopline-echo-family"
-ADMIN_TOKEN = "plugin-admin-token-0123456789abcdef"
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-class EchoStack:
-    def __init__(self, data: Path, logs: Path, site: Path) -> None:
-        self.data, self.logs = data, logs
-        self.env = {"PYTHONPATH": str(site), "LOOPLINE_ADMIN_TOKEN": ADMIN_TOKEN,
-                    "LOOPLINE_ECHO_PORT": str(free_port()), "LOOPLINE_FINETUNE_PORT": str(free_port()),
-                    "LOOPLINE_ECHO_RELOAD_INTERVAL_S": "0.2", "LOOPLINE_FINETUNE_NUM_THREADS": "1"}
-        self.services: list[Service] = []
-        self.echo = self._start("echo", self.env["LOOPLINE_ECHO_PORT"])
-        self.finetune = self._start("finetune", self.env["LOOPLINE_FINETUNE_PORT"])
-        self.gateway = self._start("gateway")
-
-    def _start(self, name: str, port: str | None = None) -> Service:
-        svc = start_service(name, self.data, self.logs, int(port) if port else None, **self.env)
-        self.services.append(svc)
-        return svc.wait_ready(120)
-
-    def stop(self) -> None:
-        for svc in reversed(self.services):
-            svc.stop()
-
-
-@pytest.fixture(scope="module")
-def echo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EchoStack]:
-    site, source = tmp_path_factory.mktemp("site"), tmp_path_factory.mktemp("plugin") / "src"
-    shutil.copytree(PLUGIN, source)  # the build writes beside its sources: not into the checkout
-    # a real install of a separate distribution: its entry point lands in site/*.dist-info
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-                    "--target", str(site), str(source)], check=True, capture_output=True, timeout=300)
-    assert list(site.glob("loopline_echo_family-*.dist-info/entry_points.txt"))
-    data = tmp_path_factory.mktemp("echo-data")
-    (data / "state").mkdir()
-    built = subprocess.run([sys.executable, "-m", "services.cli", "models", "bootstrap", "--tiny", "--only", "echo-tiny"],
-                           cwd=REPO, env=service_env(data, PYTHONPATH=str(site)), capture_output=True, text=True,
-                           timeout=300)
-    assert built.returncode == 0, built.stderr
-    stack = EchoStack(data, tmp_path_factory.mktemp("echo-logs"), site)
-    yield stack
-    stack.stop()
 
 
 def test_the_plugin_family_is_served_recorded_fed_back_and_fine_tuned(echo_stack: EchoStack) -> None:
