@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from services.common.registry import Registry  # noqa: E402
-from services.finetune.trainers.torch_common import runtime_predict  # noqa: E402
+from services.common.torch_training import runtime_predict  # noqa: E402
 from services.world import facts, shapes  # noqa: E402
 
 OUT_OF_WORLD_QA = [

@@ -10,33 +10,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.common.commands import common_settings, err, fail
 from services.common.errors import LooplineError
 from services.common.registry import Registry
-from services.common.settings import CommonSettings
 
 app = typer.Typer(help="Loopline: serve, fine-tune and watch VQA, QA and style-transfer models.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 console = Console()
-err = Console(stderr=True)
-
-
-def _settings() -> CommonSettings:
-    try:
-        return CommonSettings()
-    except ValueError as exc:
-        err.print(f"[red]bad setting:[/red] {exc}")
-        raise typer.Exit(2) from None
 
 
 def _registry() -> Registry:
-    return Registry(_settings().registry)
-
-
-def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
+    return Registry(common_settings().registry)
 
 
 @app.command()
@@ -47,9 +33,9 @@ def up(services: Annotated[list[str] | None, typer.Argument(help="subset of serv
     try:
         # each child is `loopline serve <service>`: the caller names the command, so the ops
         # package never names the CLI that imports it
-        raise typer.Exit(run_stack(_settings(), services, serve_argv=[sys.executable, "-m", "services.cli", "serve"]))
+        raise typer.Exit(run_stack(common_settings(), services, serve_argv=[sys.executable, "-m", "services.cli", "serve"]))
     except AlreadyRunning as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 @app.command()
@@ -61,12 +47,12 @@ def serve(service: Annotated[str, typer.Argument(help="gateway | vqa | qa | styl
     from services.ops.entrypoints import ENTRYPOINTS, load_factory
 
     if service not in ENTRYPOINTS:
-        _fail(f"unknown service {service!r}; expected one of {', '.join(ENTRYPOINTS)}", 2)
-    settings = _settings()
+        fail(f"unknown service {service!r}; expected one of {', '.join(ENTRYPOINTS)}", 2)
+    settings = common_settings()
     try:
         application = load_factory(service)()
     except ValueError as exc:  # pydantic ValidationError is a ValueError: a bad setting
-        _fail(f"cannot start {service}: {exc}", 2)
+        fail(f"cannot start {service}: {exc}", 2)
     uvicorn.run(application, host=settings.host, port=port or settings.port_of(service), log_config=None,
                 access_log=False, timeout_graceful_shutdown=settings.shutdown_grace_s)
 
@@ -131,10 +117,10 @@ def models_bootstrap(tiny: Annotated[bool, typer.Option("--tiny", help="tiny ran
     from services.ops.bootstrap import bootstrap_tiny, tiny_models
 
     if not tiny:
-        _fail("only --tiny is built offline; use `loopline models pull` for real checkpoints", 2)
+        fail("only --tiny is built offline; use `loopline models pull` for real checkpoints", 2)
     unknown = sorted(set(only or ()) - set(tiny_models()))
     if unknown:
-        _fail(f"no tiny model named {', '.join(unknown)}; the tiny models are {', '.join(tiny_models())}", 2)
+        fail(f"no tiny model named {', '.join(unknown)}; the tiny models are {', '.join(tiny_models())}", 2)
     made = _guard(lambda: bootstrap_tiny(_registry(), if_empty=if_empty, only=tuple(only or ())))
     for ref in made:
         console.print(f"built {ref.model} v{ref.version}")
@@ -153,7 +139,7 @@ def models_pull(model: Annotated[str, typer.Argument(
     try:
         ref = pull(_registry(), model, hub_id, promote)
     except (HubUnreachable, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print(f"registered {ref.model} v{ref.version}")
 
 
@@ -161,7 +147,7 @@ def _guard(fn: Any) -> Any:
     try:
         return fn()
     except LooplineError as exc:
-        _fail(exc.message)
+        fail(exc.message)
 
 
 COMMAND_GROUP = "loopline.commands"

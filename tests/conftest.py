@@ -15,6 +15,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,11 +27,21 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "data" / "samples"
 
 
-# every file whose content changes what bootstrap_tiny writes
+# every file whose content changes what bootstrap_tiny writes; the families' registrations count by
+# what they say about tiny models (tiny_model_entries), not by their text, so a family's routes or
+# UI words can change without retraining
 MODEL_SOURCES = ("services/world/*.py", "services/vqa/build.py", "services/qa/build.py", "services/style/network.py",
-                 "services/ops/bootstrap.py", "services/finetune/trainers/style.py", "services/finetune/metrics.py",
+                 "services/ops/bootstrap.py", "services/style/trainer.py", "services/common/scores.py",
                  "services/vqa/runtime.py", "services/qa/runtime.py", "services/qa/pretrained.py",
-                 "services/common/registry.py", "services/common/tasks.py")
+                 "services/common/registry.py", "services/common/torch_training.py", "services/common/tiny_tokenizer.py")
+
+
+def tiny_model_entries() -> bytes:
+    """What the task table tells bootstrap_tiny: each family's builder, tiny models, framework and world."""
+    from services.common.tasks import TASKS
+
+    return repr([(t.name, t.framework, t.tiny_builder, sorted((k, sorted(v.items())) for k, v in t.tiny_models.items()),
+                  t.world) for t in TASKS.values()]).encode()
 
 
 def registry_cache_key() -> str:
@@ -40,6 +51,7 @@ def registry_cache_key() -> str:
     for pattern in MODEL_SOURCES:
         for path in sorted(REPO.glob(pattern)):
             digest.update(path.relative_to(REPO).as_posix().encode() + b"\0" + path.read_bytes())
+    digest.update(tiny_model_entries())
     for package in ("torch", "transformers", "tokenizers", "peft", "keras", "tensorflow", "tensorflow-cpu"):
         try:
             digest.update(f"{package}={version(package)}".encode())
@@ -98,3 +110,14 @@ def data_dir(tmp_path: Path, tiny_registry_template: Path) -> Iterator[Path]:
     shutil.copytree(tiny_registry_template, root / "registry")
     (root / "state").mkdir()
     yield root
+
+
+@pytest.fixture(scope="module")
+def echo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The echo plugin family installed as a separate distribution, served by an unchanged
+    gateway, echo service and fine-tune service (tests/fixtures.py: start_echo_stack)."""
+    from tests.fixtures import start_echo_stack
+
+    stack = start_echo_stack(tmp_path_factory)
+    yield stack
+    stack.stop()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import Any
 
 from services.common.errors import Invalid
 from services.common.registry import Registry, VersionRef
+from tests.servers import REPO, free_port, service_env, start_service
 
 
 def data_dir(root: Path, registry_template: Path, samples: Path) -> Path:
@@ -19,6 +22,18 @@ def data_dir(root: Path, registry_template: Path, samples: Path) -> Path:
     shutil.copytree(registry_template, root / "registry")
     (root / "state").mkdir()
     return root
+
+
+def wait_for(fetch: Any, done: Any, timeout_s: float = 120.0) -> Any:
+    """Poll ``fetch()`` until ``done(value)``, with a deadline (never a fixed sleep)."""
+    deadline = time.monotonic() + timeout_s
+    value = None
+    while time.monotonic() < deadline:
+        value = fetch()
+        if done(value):
+            return value
+        time.sleep(0.2)
+    raise TimeoutError(f"condition not met; last: {value}")
 
 
 def sum_batch(key: Any, items: list[Any]) -> list[Any]:
@@ -129,3 +144,50 @@ def load_runtime(task: str, version_dir: Path, **settings: Any) -> Any:
     runtime = get_task(task).runtime_class()(task_settings(task, warmup=False, num_threads=1, **settings), Path("."))
     runtime.load(version_dir, runtime.read_manifest(version_dir))
     return runtime
+
+
+# -- a fourth model family as a plugin (tests/plugins/loopline-echo-family) ----------------------
+PLUGIN = REPO / "tests" / "plugins" / "loopline-echo-family"
+ADMIN_TOKEN = "plugin-admin-token-0123456789abcdef"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+class EchoStack:
+    """The unchanged gateway, echo service and fine-tune service, the plugin on their path."""
+
+    def __init__(self, data: Path, logs: Path, site: Path) -> None:
+        self.data, self.logs = data, logs
+        self.env = {"PYTHONPATH": str(site), "LOOPLINE_ADMIN_TOKEN": ADMIN_TOKEN,
+                    "LOOPLINE_ECHO_PORT": str(free_port()), "LOOPLINE_FINETUNE_PORT": str(free_port()),
+                    "LOOPLINE_ECHO_RELOAD_INTERVAL_S": "0.2", "LOOPLINE_FINETUNE_NUM_THREADS": "1"}
+        self.services: list[Any] = []
+        self.echo = self._start("echo", self.env["LOOPLINE_ECHO_PORT"])
+        self.finetune = self._start("finetune", self.env["LOOPLINE_FINETUNE_PORT"])
+        self.gateway = self._start("gateway")
+
+    def _start(self, name: str, port: str | None = None) -> Any:
+        svc = start_service(name, self.data, self.logs, int(port) if port else None, **self.env)
+        self.services.append(svc)
+        return svc.wait_ready(120)
+
+    def stop(self) -> None:
+        for svc in reversed(self.services):
+            svc.stop()
+
+
+def start_echo_stack(tmp_path_factory: Any) -> EchoStack:
+    """Install the echo plugin family as its own distribution, build its tiny model and start the
+    unchanged gateway, echo service and fine-tune service with it on the path."""
+    site, source = tmp_path_factory.mktemp("site"), tmp_path_factory.mktemp("plugin") / "src"
+    shutil.copytree(PLUGIN, source)  # the build writes beside its sources: not into the checkout
+    # a real install of a separate distribution: its entry point lands in site/*.dist-info
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+                    "--target", str(site), str(source)], check=True, capture_output=True, timeout=300)
+    assert list(site.glob("loopline_echo_family-*.dist-info/entry_points.txt"))
+    data = tmp_path_factory.mktemp("echo-data")
+    (data / "state").mkdir()
+    built = subprocess.run([sys.executable, "-m", "services.cli", "models", "bootstrap", "--tiny", "--only", "echo-tiny"],
+                           cwd=REPO, env=service_env(data, PYTHONPATH=str(site)), capture_output=True, text=True,
+                           timeout=300)
+    assert built.returncode == 0, built.stderr
+    return EchoStack(data, tmp_path_factory.mktemp("echo-logs"), site)

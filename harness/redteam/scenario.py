@@ -79,8 +79,8 @@ class RedTeam:
     def accuracy(self, name: str, version: int, quarantined: str | None = None) -> float:
         """Share of true answers of one version (or of the refused candidate kept at ``quarantined``,
         a folder under the registry), scored through the serving runtime in this process."""
+        from services.common.torch_training import runtime_predict
         from services.finetune.candidate import CANDIDATE, CandidateView
-        from services.finetune.trainers.torch_common import runtime_predict
 
         key = (name, quarantined or version)
         if key not in self._scores:

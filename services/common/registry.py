@@ -32,6 +32,8 @@ from .errors import BadRequest, Conflict, NotFound, RegistryError
 
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 ALIASES = ("production", "canary")
+# what a version's weights need to run: torch, TensorFlow, or plain Python (a family with no framework)
+FRAMEWORKS = ("torch", "tensorflow", "python")
 MANIFEST = "manifest.json"
 ALIASES_FILE = "aliases.json"
 LOCK_TIMEOUT_S = 30.0
@@ -203,8 +205,8 @@ class Registry:
         self._check_name(model)
         if kind not in ("full", "lora-adapter"):
             raise BadRequest(f"kind must be 'full' or 'lora-adapter', not {kind!r}")
-        if framework not in ("torch", "tensorflow"):
-            raise BadRequest(f"framework must be 'torch' or 'tensorflow', not {framework!r}")
+        if framework not in FRAMEWORKS:
+            raise BadRequest(f"framework must be one of {', '.join(map(repr, FRAMEWORKS))}, not {framework!r}")
         mdir = self._model_dir(model)
         mdir.mkdir(parents=True, exist_ok=True)
         with temp_writer(mdir / f".tmp-{uuid.uuid4().hex}") as tmp:

@@ -18,6 +18,14 @@ from pydantic import BaseModel
 from .settings import ServingSettings
 
 
+class ModelInfo(BaseModel):
+    """Which model and version answered (every family's /v1 answer carries it)."""
+
+    name: str
+    task: str
+    version: int
+
+
 class PredictRequest(BaseModel):
     """Fields every task's request may carry besides its inputs."""
 

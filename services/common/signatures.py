@@ -1,10 +1,9 @@
-"""Each model family's Open Inference Protocol signature: its named input and output tensors.
+"""A model family's Open Inference Protocol signature: its named input and output tensors.
 
-One declarative table beside the task table (``tasks.py``), keyed by the same task names, torch-
-free so the gateway reads it: the gateway's ``/v2`` routes, model metadata and tensor codec are
-all derived from it, and a test checks that every task in ``TASKS`` has one. A tensor maps to a
-field of the task's JSON request or answer (the ``/v1`` contract); ``kind`` says how its BYTES
-elements travel:
+Each family declares its own in its registration (``Task.signature``), torch-free so the gateway
+reads it: the gateway's ``/v2`` routes, model metadata and tensor codec, the ``/v1`` route's
+fields and the browser UI's panel are all derived from it. A tensor maps to a field of the task's
+JSON request or answer (the ``/v1`` contract); ``kind`` says how its BYTES elements travel:
 
 - ``text``: UTF-8 text;
 - ``image``: an encoded image (JPEG/PNG/WebP in, PNG out); raw bytes in the binary tensor
@@ -18,8 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
-
-from .tasks import TASKS
 
 Kind = Literal["text", "image", "variant", "number"]
 
@@ -44,25 +41,6 @@ class Signature:
     def output(self, name: str) -> TensorSpec | None:
         return next((t for t in self.outputs if t.name == name), None)
 
-
-SIGNATURES: dict[str, Signature] = {
-    "vqa": Signature(
-        inputs=(TensorSpec("question", "BYTES", "question"), TensorSpec("image", "BYTES", "image_b64", "image")),
-        outputs=(TensorSpec("answer", "BYTES", "answer"), TensorSpec("confidence", "FP32", "confidence", "number"))),
-    "qa": Signature(
-        inputs=(TensorSpec("question", "BYTES", "question"), TensorSpec("context", "BYTES", "context")),
-        outputs=(TensorSpec("answer", "BYTES", "answer"), TensorSpec("confidence", "FP32", "confidence", "number"),
-                 TensorSpec("start", "INT64", "start", "number"), TensorSpec("end", "INT64", "end", "number"))),
-    "style": Signature(
-        inputs=(TensorSpec("image", "BYTES", "image_b64", "image"),
-                TensorSpec("style", "BYTES", "style", "variant", optional=True)),
-        outputs=(TensorSpec("image", "BYTES", "image_b64", "image"),)),
-}
-
-
-def signature_of(task: str) -> Signature:
-    try:
-        return SIGNATURES[task]
-    except KeyError:
-        raise LookupError(f"task {task!r} declares no inference signature in services/common/signatures.py; "
-                          f"the tasks are {', '.join(TASKS)}") from None
+    def of_kind(self, kind: Kind) -> TensorSpec | None:
+        """The first input of this kind (e.g. the variant a request names), or None."""
+        return next((t for t in self.inputs if t.kind == kind), None)

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 class ThreadConnections:
@@ -46,3 +47,12 @@ class ThreadConnections:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def where_equal(where: list[str], args: list[Any], columns: dict[str, Any]) -> None:
+    """Add ``column = ?`` to a WHERE clause for every column given a value (None: no condition).
+    Column names come from the code, never from a request."""
+    for column, value in columns.items():
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)

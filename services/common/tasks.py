@@ -1,19 +1,28 @@
 """The task table: one entry per model family, read by everything that used to switch on a task name.
 
-A task names its runtime (load + predict), its settings class, its tiny offline builder, its
-trainer and its hub checkpoint as ``"module:attribute"`` strings that are imported only when
-used, so the kernel never imports a service package and the gateway never imports torch.
-Adding a model family = one runtime module (with its settings class) + one entry here.
+A family registers itself through the ``loopline.families`` entry point group: the entry names a
+:class:`Task` in the family's own package (``services/vqa/family.py:FAMILY``; a plugin's in its
+own distribution). The table is read from the installed distributions' metadata the first time
+it is used, so the kernel names no family and a fourth family is one installed package.
+
+A task carries what is light (its name, request and response models, tensor signature, metric)
+as values and names what is heavy (runtime, trainer, data adapter, tiny builder, hub loader,
+compatibility routes) as ``"module:attribute"`` strings inside the family's package, imported
+only when used: the gateway never imports torch.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Any, Literal
 
 from .errors import NotFound
+from .signatures import Signature
+
+FAMILY_GROUP = "loopline.families"
 
 
 def load_object(path: str) -> Any:
@@ -28,8 +37,17 @@ class Task:
     summary: str
     default_port: int
     runtime: str  # "module:RuntimeClass" (its ``settings_class`` is the service's settings)
-    trainer: str  # "module:TrainerClass" of the fine-tune service
-    framework: Literal["torch", "tensorflow"]
+    trainer: str  # "module:TrainerClass" the fine-tune service runs (services/common/training.py)
+    data: str  # "module:DataAdapter" that turns datasets, feedback or a job's own inputs into rows
+    framework: Literal["torch", "tensorflow", "python"]  # python: plain Python, no framework
+    # the public contract, torch-free: the /v1 request (JSON or multipart) and answer models, and
+    # the named tensors of the Open Inference Protocol (services/common/signatures.py)
+    request: Any
+    response: Any
+    signature: Signature
+    # the fine-tune gate: the held-out metric and whether higher or lower is better; a family
+    # whose metric is a loss shows it fits its data by its training loss falling
+    metric: tuple[str, Literal["higher", "lower"]]
     # tiny offline models: registry name -> keyword arguments of ``tiny_builder(out_dir, **kwargs)``
     tiny_builder: str
     tiny_models: Mapping[str, Mapping[str, Any]]
@@ -44,7 +62,23 @@ class Task:
     # other hub checkpoints of the same architecture that ``loopline models pull <hub id>`` accepts
     # (the seeds served Salesforce/blip-vqa-capfilt-large: a ViT-B BLIP like blip-vqa-base)
     hub_aliases: tuple[str, ...] = ()
+    # request fields a fine-tune job of this family needs instead of a dataset (style: its images)
+    job_inputs: tuple[str, ...] = ()
+    world: str | None = None  # the synthetic world its tiny models learn (docs/world.md)
+    compat: str | None = None  # "module:router" of the seed project's compatibility routes
+    default_variant: str | None = None  # a family with one model per variant: the one a request gets
+    # the browser UI's panel: title, button, placeholders, an example (services/gateway/static/js/try.js)
+    ui: Mapping[str, Any] = field(default_factory=dict)
     metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def route(self) -> str:
+        """The family's /v1 inference route."""
+        return f"/v1/{self.name}"
+
+    @property
+    def fits_by_loss(self) -> bool:
+        return self.metric[1] == "lower"
 
     # -- naming -------------------------------------------------------------------------------
     def model_name(self, requested: str) -> str:
@@ -71,6 +105,12 @@ class Task:
     def trainer_class(self) -> Any:
         return load_object(self.trainer)
 
+    def new_trainer(self) -> Any:
+        return self.trainer_class()()
+
+    def data_adapter(self) -> Any:
+        return load_object(self.data)()
+
     def build_tiny(self, model: str, out_dir: Any, **extra: Any) -> Any:
         """Build a tiny model into ``out_dir``; returns what the builder returns (its held-out scores)."""
         return load_object(self.tiny_builder)(out_dir, **dict(self.tiny_models[model]), **extra)
@@ -79,32 +119,43 @@ class Task:
         return {k: result.get(k) for k in self.event_output} if result else {}
 
 
-TASKS: dict[str, Task] = {
-    "vqa": Task(
-        name="vqa", summary="visual question answering (BLIP)", default_port=8101,
-        runtime="services.vqa.runtime:VqaRuntime", trainer="services.finetune.trainers.vqa:VqaTrainer",
-        framework="torch", tiny_builder="services.vqa.build:build_tiny",
-        tiny_models={"vqa-blip": {"seed": 0}}, event_output=("answer",),
-        sample_dataset="samples/world-vqa.csv",
-        default_model="vqa-blip", hub_id="Salesforce/blip-vqa-base", hub_loader="services.vqa.runtime:save_from_hub",
-        hub_aliases=("Salesforce/blip-vqa-capfilt-large",)),
-    "qa": Task(
-        name="qa", summary="extractive question answering (BERT family)", default_port=8102,
-        runtime="services.qa.runtime:QaRuntime", trainer="services.finetune.trainers.qa:QaTrainer",
-        framework="torch", tiny_builder="services.qa.build:build_tiny",
-        tiny_models={"qa-extractive": {"seed": 0}}, event_output=("answer", "start", "end"),
-        sample_dataset="samples/world-qa.json",
-        default_model="qa-extractive", hub_id="distilbert-base-cased-distilled-squad",
-        hub_loader="services.qa.runtime:save_from_hub", hub_aliases=("distilbert/distilbert-base-cased-distilled-squad",)),
-    "style": Task(
-        name="style", summary="neural style transfer (Keras TransformerNet), one model per style",
-        default_port=8103, runtime="services.style.runtime:StyleRuntime",
-        trainer="services.finetune.trainers.style:StyleTrainer", framework="tensorflow",
-        tiny_builder="services.style.network:build_tiny",
-        tiny_models={"style-mosaic": {"style": "mosaic", "seed": 0},
-                     "style-sketch": {"style": "sketch", "seed": 1}},
-        event_output=("style", "width", "height"), model_prefix="style-", learns_from_feedback=False),
-}
+class FamilyTable(Mapping[str, Task]):
+    """Every registered family by name, read from the ``loopline.families`` entry points on first use."""
+
+    def __init__(self, group: str = FAMILY_GROUP) -> None:
+        self.group = group
+        self._tasks: dict[str, Task] | None = None
+
+    def _load(self) -> dict[str, Task]:
+        if self._tasks is None:
+            found: dict[str, Task] = {}
+            for entry in sorted(entry_points(group=self.group), key=lambda e: e.name):
+                task = entry.load()
+                if not isinstance(task, Task) or task.name != entry.name:
+                    raise TypeError(f"entry point {entry.name} = {entry.value} in {self.group} must name a Task "
+                                    f"called {entry.name!r}")
+                found.setdefault(task.name, task)
+            if not found:
+                raise RuntimeError(f"no model family is registered: install Loopline (pip install -e .) so the "
+                                   f"{self.group} entry points are in its metadata")
+            self._tasks = dict(sorted(found.items(), key=lambda kv: (kv[1].default_port, kv[0])))
+        return self._tasks
+
+    def reload(self) -> None:
+        """Forget what was read (tests that install a family)."""
+        self._tasks = None
+
+    def __getitem__(self, name: str) -> Task:
+        return self._load()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+
+TASKS = FamilyTable()
 
 
 def get_task(name: str) -> Task:
@@ -122,3 +173,8 @@ def task_settings(task: str, **overrides: Any) -> Any:
 def task_claiming(model: str) -> Task | None:
     """The task a new (unregistered) model name belongs to, if its name says so."""
     return next((t for t in TASKS.values() if t.claims(model)), None)
+
+
+def signature_of(task: str) -> Signature:
+    """The family's Open Inference Protocol signature (its named input and output tensors)."""
+    return get_task(task).signature

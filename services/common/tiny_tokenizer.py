@@ -33,10 +33,16 @@ def build_vocab() -> list[str]:
 
 def build_bert_tokenizer(model_max_length: int = 512) -> Any:
     """A ``BertTokenizerFast`` with a locally built WordPiece model."""
+    return wordpiece_tokenizer(build_vocab(), model_max_length)
+
+
+def wordpiece_tokenizer(tokens: list[str], model_max_length: int = 512) -> Any:
+    """A ``BertTokenizerFast`` over a WordPiece vocabulary (lowercasing, BERT pre-tokenisation),
+    built locally: nothing is downloaded."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertTokenizerFast
 
-    vocab = {tok: i for i, tok in enumerate(build_vocab())}
+    vocab = {tok: i for i, tok in enumerate(tokens)}
     core = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
     core.normalizer = normalizers.BertNormalizer(lowercase=True)
     core.pre_tokenizer = pre_tokenizers.BertPreTokenizer()

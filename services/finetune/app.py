@@ -22,7 +22,7 @@ from services.common.leader import LeaderLock
 from services.common.logs import configure_logging
 from services.common.registry import Registry
 from services.common.settings import CommonSettings
-from services.common.tasks import get_task
+from services.common.tasks import TASKS, get_task
 
 from .autopromote import AutoPromoter
 from .candidate import prune_quarantine
@@ -108,11 +108,15 @@ def create_app(settings: FinetuneSettings | None = None, common: CommonSettings 
         try:
             task = task_of(registry, body.model)
         except NotFound:
-            raise NotFound(f"no model named {body.model!r}; a new style model must be named style-<name>") from None
+            new = "; ".join(f"a new {t.name} model must be named {t.model_prefix}<name>" for t in TASKS.values()
+                            if t.model_prefix)
+            raise NotFound(f"no model named {body.model!r}" + (f"; {new}" if new else "")) from None
         if body.use_feedback and not get_task(task).learns_from_feedback:
-            raise BadRequest(f"{task} feedback is free comments; {task} jobs train from style_image + content_dir")
-        if task != "style" and (body.style_image or body.content_dir):
-            raise BadRequest(f"style_image/content_dir are for style models; {body.model} is task {task}")
+            raise BadRequest(f"{task} feedback is free comments; {task} jobs train from "
+                             f"{' + '.join(get_task(task).job_inputs) or 'their own data'}")
+        if (body.style_image or body.content_dir) and not get_task(task).job_inputs:
+            owners = " or ".join(t.name for t in TASKS.values() if t.job_inputs)
+            raise BadRequest(f"style_image/content_dir are for {owners} models; {body.model} is task {task}")
         if body.use_feedback:  # refused now rather than queued to fail: nothing accepted to learn from
             try:
                 await asyncio.to_thread(worker.accepted_feedback, body.model_dump())

@@ -27,8 +27,7 @@ from typing import Any
 
 from services.common.errors import NotFound
 from services.common.registry import MANIFEST, Registry, VersionRef, fsync_dir, temp_writer, utcnow, write_json_atomic
-
-from .trainers.base import Trained
+from services.common.training import Trained
 
 CANDIDATES_DIR = ".candidates"
 QUARANTINE_DIR = ".quarantine"

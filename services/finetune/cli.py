@@ -13,8 +13,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from services.common.commands import common_settings, err, fail
+
 console = Console()
-err = Console(stderr=True)
 finetune_app = typer.Typer(help="Fine-tuning jobs: run, follow, list, cancel.", no_args_is_help=True)
 EXIT = {"succeeded": 0, "rejected": 3, "failed": 1, "cancelled": 1}
 
@@ -23,32 +24,17 @@ def register(app: typer.Typer) -> None:
     app.add_typer(finetune_app, name="finetune")
 
 
-def _common() -> Any:
-    from services.common.settings import CommonSettings
-
-    try:
-        return CommonSettings()
-    except ValueError as exc:
-        err.print(f"[red]bad setting:[/red] {exc}")
-        raise typer.Exit(2) from None
-
-
-def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
-
-
 class Client:
     """The service's jobs API with the admin token."""
 
     def __init__(self) -> None:
-        common = _common()
+        common = common_settings()
         self.base = common.url_of("finetune")
         token = common.admin_token
         if token is None:
             path = Path(common.state) / "admin_token"
             if not path.is_file():
-                _fail(f"no admin token: set LOOPLINE_ADMIN_TOKEN or start the services (they write {path})", 2)
+                fail(f"no admin token: set LOOPLINE_ADMIN_TOKEN or start the services (they write {path})", 2)
             token = path.read_text(encoding="ascii").strip()
         self.headers = {"Authorization": f"Bearer {token}"}
 
@@ -58,14 +44,14 @@ class Client:
         try:
             resp = httpx.request(method, self.base + path, headers=self.headers, timeout=30, **kwargs)
         except httpx.HTTPError as exc:
-            _fail(f"cannot reach the fine-tune service at {self.base} ({type(exc).__name__}); "
+            fail(f"cannot reach the fine-tune service at {self.base} ({type(exc).__name__}); "
                   "is it running? (`loopline serve finetune`, or use --local)")
         if resp.status_code >= 400:
             try:
                 message = resp.json()["error"]["message"]
             except (ValueError, KeyError, TypeError):
                 message = resp.text[:300]
-            _fail(f"{resp.status_code}: {message}")
+            fail(f"{resp.status_code}: {message}")
         return resp.json()
 
 
@@ -102,7 +88,7 @@ def run(model: Annotated[str, typer.Argument(help="registry model, e.g. qa-extra
     except ValidationError as exc:
         from services.common.errors import describe_validation
 
-        _fail(describe_validation(exc.errors()), 2)
+        fail(describe_validation(exc.errors()), 2)
     if local:
         job = _run_local(body.model_dump(), show=follow or wait, as_json=as_json)
     else:
@@ -126,11 +112,11 @@ def _run_local(request: dict[str, Any], show: bool, as_json: bool) -> dict[str, 
     from .store import JobStore
     from .worker import Worker
 
-    common = _common()
+    common = common_settings()
     try:
         settings = FinetuneSettings(runner="embedded")
     except ValueError as exc:
-        _fail(f"bad setting: {exc}", 2)
+        fail(f"bad setting: {exc}", 2)
     registry = Registry(common.registry)
     store = JobStore(common.state / "finetune.db")
     worker = Worker(settings=settings, store=store, registry=registry, events=open_event_store(EventsSettings(), common.state, service="finetune-cli"),
@@ -138,7 +124,7 @@ def _run_local(request: dict[str, Any], show: bool, as_json: bool) -> dict[str, 
     try:
         task = task_of(registry, request["model"])
     except Exception as exc:  # NotFound
-        _fail(str(exc))
+        fail(str(exc))
     job = store.create(model=request["model"], task=task, runner="local", request=request)
     store.update(job.id, status="running", started_at=time.time())
     thread = threading.Thread(target=worker._run_guarded, args=(job.id, request), daemon=True)
@@ -235,14 +221,14 @@ def gate(dataset_dir: Annotated[str, typer.Option(help="folder under the data ro
     from .release_gate import release_gate
     from .settings import FinetuneSettings
 
-    common = _common()
+    common = common_settings()
     try:
         rows = release_gate(Registry(common.registry), common.data_dir, dataset_dir, min_score,
                             FinetuneSettings(runner="embedded"))
     except (LooplineError, ValueError, OSError) as exc:  # a missing or bad dataset: one sentence, no traceback
-        _fail(f"cannot run the release gate: {exc}", 2)
+        fail(f"cannot run the release gate: {exc}", 2)
     if not rows:
-        _fail(f"nothing to gate: no served model has a sample dataset under {dataset_dir}", 2)
+        fail(f"nothing to gate: no served model has a sample dataset under {dataset_dir}", 2)
     if as_json:
         console.print_json(json.dumps([r.as_dict() for r in rows]))
     else:
@@ -253,7 +239,7 @@ def gate(dataset_dir: Annotated[str, typer.Option(help="folder under the data ro
         console.print(table)
     failed = [r for r in rows if not r.passed]
     if failed:
-        _fail("release blocked: " + "; ".join(f"{r.model} v{r.version} ({r.alias}) {r.metric} {r.score:.3f} "
+        fail("release blocked: " + "; ".join(f"{r.model} v{r.version} ({r.alias}) {r.metric} {r.score:.3f} "
                                               f"< {r.minimum}" for r in failed))
 
 
@@ -268,13 +254,13 @@ def execute(job_id: str) -> None:
     from .pipeline import run_job
     from .settings import FinetuneSettings
 
-    common = _common()
+    common = common_settings()
     configure_logging("finetune-job", common.log_level, common.log_file,
                       max_bytes=common.log_max_bytes, backups=common.log_backups)
     folder = job_dir(common.state, job_id)
     request = read_json(folder / "request.json")
     if request is None:
-        _fail(f"{folder / 'request.json'} is missing", 2)
+        fail(f"{folder / 'request.json'} is missing", 2)
     try:
         outcome = run_job(job_id, request, settings=FinetuneSettings(), registry=Registry(common.registry),
                           data_dir=common.data_dir, reporter=FileReporter(folder),

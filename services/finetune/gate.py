@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-PRIMARY = {"vqa": ("accuracy", "higher"), "qa": ("f1", "higher"), "style": ("total_loss", "lower")}
+from services.common.tasks import get_task
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,8 @@ class GateDecision:
 
 def decide(task: str, new: dict[str, Any], production: dict[str, Any] | None, policy: GatePolicy) -> GateDecision:
     """``new``/``production``: {"heldout": {...}, "train": {...}} score dicts (production: held-out only)."""
-    metric, direction = PRIMARY[task]
+    spec = get_task(task)
+    metric, direction = spec.metric
     checks: list[dict[str, Any]] = []
     new_held = float(new["heldout"][metric])
     if production is not None:
@@ -79,7 +80,7 @@ def decide(task: str, new: dict[str, Any], production: dict[str, Any] | None, po
     slices = slice_check(metric, direction, new["heldout"], (production or {}).get("heldout"), policy)
     if slices is not None:
         checks.append(slices)
-    if task == "style":
+    if spec.fits_by_loss:
         start, end = float(new["train"]["initial_loss"]), float(new["train"]["final_loss"])
         checks.append(_check("fits_data", end < start,
                              f"training loss {end:.4f} must fall below the starting network's {start:.4f}"))
@@ -150,7 +151,7 @@ def _check(name: str, passed: bool, detail: str) -> dict[str, Any]:
 
 def paired_diffs(task: str, new: dict[str, Any], production: dict[str, Any]) -> list[float]:
     """Per held-out row, how much better the new version is (losses: relative to production's mean)."""
-    metric, direction = PRIMARY[task]
+    metric, direction = get_task(task).metric
     new_rows, prod_rows = new["rows"][metric], production["rows"][metric]
     if direction == "higher":
         return [float(n) - float(p) for n, p in zip(new_rows, prod_rows, strict=True)]

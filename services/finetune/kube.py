@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from services.common.errors import Unavailable
+from services.common.training import JobCancelled, Reporter
 
 from .jobfiles import job_dir, read_json, write_job_files
 from .settings import FinetuneSettings
 from .store import JobStore
-from .trainers.base import JobCancelled, Reporter
 
 log = logging.getLogger("loopline.finetune.kube")
 LABELS = {"app.kubernetes.io/part-of": "loopline", "app.kubernetes.io/component": "training",

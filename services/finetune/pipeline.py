@@ -18,15 +18,14 @@ from typing import Any
 
 from services.common.errors import NotFound
 from services.common.registry import Registry
-from services.common.tasks import task_claiming
+from services.common.scores import public
+from services.common.tasks import get_task, task_claiming
+from services.common.training import Reporter, TrainContext, TrainingError
 
 from .candidate import CANDIDATE, CandidateView, publish, quarantine, staged, write_candidate
-from .data import Dataset, feedback_dataset, list_images, load_dataset, merge, resolve_dir, split_holdout
+from .data import Dataset, feedback_dataset, load_dataset, merge, split_holdout
 from .gate import GateDecision, GatePolicy, decide
-from .metrics import public
-from .settings import FinetuneSettings
-from .trainers import trainer_for
-from .trainers.base import Reporter, TrainContext, TrainingError, resolve_hyper
+from .settings import FinetuneSettings, resolve_hyper
 
 log = logging.getLogger("loopline.finetune.pipeline")
 
@@ -73,11 +72,14 @@ def run_job(job_id: str, request: dict[str, Any], *, settings: FinetuneSettings,
     hyper = resolve_hyper(settings, request.get("hyperparameters") or {})
     ctx = TrainContext(job_id=job_id, model=model, settings=settings, registry=registry, data_dir=Path(data_dir),
                        hyper=hyper, reporter=reporter)
-    trainer = trainer_for(task)
+    spec = get_task(task)
+    trainer = spec.new_trainer()
     started = time.monotonic()
     try:
-        if task == "style":
-            train_rows, held_rows, data = _style_rows(request, Path(data_dir), hyper.holdout_fraction, hyper.seed)
+        # a family whose jobs carry their own inputs (style: a style image and content images)
+        own = spec.data_adapter().job_rows(request, Path(data_dir), hyper.holdout_fraction, hyper.seed)
+        if own is not None:
+            train_rows, held_rows, data = own
             dataset_sha, feedback_ids = data.pop("sha256"), []
         else:
             dataset = gather_rows(task, request, Path(data_dir), feedback_rows or [])
@@ -130,7 +132,7 @@ def _gate(ctx: TrainContext, trainer: Any, production: int | None, train_rows: l
     """Score the candidate (``CANDIDATE`` in ``ctx.registry``, a :class:`CandidateView`) and production."""
     settings = ctx.settings
     new = {"heldout": trainer.evaluate(ctx, CANDIDATE, held_rows)}
-    if trainer.task == "style":
+    if get_task(trainer.task).fits_by_loss:
         new["train"] = {k: train_scores[k] for k in ("initial_loss", "final_loss")}
     else:
         unique = list({_row_key(r): r for r in train_rows}.values())[: settings.gate_fit_rows]
@@ -164,20 +166,3 @@ def _promote(ctx: TrainContext, version: int, decision: GateDecision, report: di
 def _row_key(row: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(sorted((k, str(v)) for k, v in row.items() if k != "source"))
 
-
-def _style_rows(request: dict[str, Any], data_dir: Path, fraction: float, seed: int) -> tuple[list[Any], list[Any], dict[str, Any]]:
-    import hashlib
-
-    from services.common.images import resolve_under
-
-    style_path = resolve_under(data_dir, request["style_image"])
-    folder = resolve_dir(data_dir, request["content_dir"])
-    images = list_images(folder)
-    train, held = split_holdout([{"path": str(p.relative_to(data_dir.resolve())), "style": str(style_path)}
-                                 for p in images], fraction, seed)
-    digest = hashlib.sha256(style_path.read_bytes())
-    for p in images:
-        digest.update(p.read_bytes())
-    return train, held, {"rows": len(images), "train": len(train), "heldout": len(held), "skipped": [],
-                         "style_image": request["style_image"], "content_dir": request["content_dir"],
-                         "sha256": digest.hexdigest()}

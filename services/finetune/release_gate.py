@@ -13,12 +13,10 @@ from typing import Any
 
 from services.common.registry import Registry
 from services.common.tasks import TASKS
+from services.common.training import NullReporter, TrainContext
 
 from .data import load_dataset
-from .gate import PRIMARY
-from .settings import FinetuneSettings
-from .trainers import trainer_for
-from .trainers.base import NullReporter, TrainContext, resolve_hyper
+from .settings import FinetuneSettings, resolve_hyper
 
 
 @dataclass
@@ -49,8 +47,8 @@ def release_gate(registry: Registry, data_dir: Path, dataset_dir: str, minimum: 
         rows = load_dataset(task.name, data_dir, relative).rows
         if not rows:
             continue
-        trainer = trainer_for(task.name)
-        metric = PRIMARY[task.name][0]
+        trainer = task.new_trainer()
+        metric = task.metric[0]
         for model in registry.models_for_task(task.name):
             ctx = TrainContext(job_id="release-gate", model=model, settings=settings, registry=registry,
                                data_dir=data_dir, hyper=resolve_hyper(settings, {}), reporter=NullReporter())

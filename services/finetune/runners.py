@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from services.common.registry import Registry
+from services.common.training import Reporter
 
 from .pipeline import run_job
 from .settings import FinetuneSettings
 from .store import JobStore
-from .trainers.base import Reporter
 
 
 class Runner(Protocol):

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.common.tasks import TASKS
+from services.common.tasks import task_claiming
 
 JobStatus = Literal["queued", "running", "succeeded", "rejected", "failed", "cancelled"]
 TERMINAL: tuple[str, ...] = ("succeeded", "rejected", "failed", "cancelled")
@@ -49,9 +49,11 @@ class JobRequest(BaseModel):
 
     @model_validator(mode="after")
     def _has_data(self) -> JobRequest:
-        if TASKS["style"].claims(self.model):
-            if not self.style_image or not self.content_dir:
-                raise ValueError("a style job needs style_image and content_dir")
+        claimed = task_claiming(self.model)
+        if claimed is not None and claimed.job_inputs:
+            missing = [name for name in claimed.job_inputs if not getattr(self, name)]
+            if missing:
+                raise ValueError(f"a {claimed.name} job needs {' and '.join(claimed.job_inputs)}")
         elif not self.dataset and not self.use_feedback:
             raise ValueError("give a dataset, use_feedback=true, or both")
         return self

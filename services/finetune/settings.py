@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import default_threads
+from services.common.training import Hyper, TrainingSettings
 
 
-class FinetuneSettings(BaseSettings):
+class FinetuneSettings(TrainingSettings):
     model_config = SettingsConfigDict(env_prefix="LOOPLINE_FINETUNE_", extra="ignore")
 
     # -- where jobs run ------------------------------------------------------------------
     runner: Literal["embedded", "kubernetes"] = Field(
         "embedded", description="embedded: this service's one worker thread; kubernetes: a batch/v1 Job per job")
-    num_threads: int = Field(default_factory=default_threads, ge=1, le=256, description="torch/TF threads for training")
     progress_interval_s: float = Field(1.0, gt=0, description="how often progress is written while training")
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
 
@@ -115,3 +114,20 @@ class FinetuneSettings(BaseSettings):
         if not self.vqa_lora_targets or not self.qa_lora_targets:
             raise ValueError("LoRA target module lists must not be empty")
         return self
+
+
+def resolve_hyper(settings: FinetuneSettings, job: dict[str, Any]) -> Hyper:
+    def pick(name: str, default: Any) -> Any:
+        value = job.get(name)
+        return default if value is None else value
+
+    min_steps = pick("min_steps", settings.min_steps)
+    max_steps = pick("max_steps", max(settings.max_steps, min_steps))
+    return Hyper(seed=pick("seed", settings.seed), epochs=pick("epochs", settings.epochs), min_steps=min(min_steps, max_steps),
+                 max_steps=max_steps, batch_size=pick("batch_size", settings.batch_size),
+                 learning_rate=pick("learning_rate", settings.learning_rate), lora_r=pick("lora_r", settings.lora_r),
+                 lora_alpha=pick("lora_alpha", settings.lora_alpha), lora_dropout=settings.lora_dropout,
+                 holdout_fraction=pick("holdout_fraction", settings.holdout_fraction), repeat=pick("repeat", 1),
+                 image_size=pick("image_size", settings.style_image_size),
+                 content_weight=pick("content_weight", settings.style_content_weight),
+                 style_weight=pick("style_weight", settings.style_style_weight))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from services.common.errors import Conflict, NotFound
-from services.common.sqlite import ThreadConnections
+from services.common.sqlite import ThreadConnections, where_equal
 
 from .schemas import TERMINAL, JobView, Progress
 
@@ -103,12 +103,7 @@ class JobStore:
 
     def list(self, *, status: str | None = None, model: str | None = None, limit: int = 100) -> list[JobView]:
         where, args = ["1=1"], []
-        if status:
-            where.append("status = ?")
-            args.append(status)
-        if model:
-            where.append("model = ?")
-            args.append(model)
+        where_equal(where, args, {"status": status or None, "model": model or None})
         rows = self._conn().execute(f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY created_at DESC LIMIT ?",
                                     (*args, limit)).fetchall()
         return [_view(r) for r in rows]

@@ -15,13 +15,13 @@ from typing import Any
 from services.common.errors import LooplineError, Unavailable
 from services.common.events import EventStore
 from services.common.registry import Registry
+from services.common.training import JobCancelled
 from services.common.trust import record_review, states_for
 
 from .pipeline import task_of
 from .runners import Runner, make_runner
 from .settings import FinetuneSettings
 from .store import JobStore
-from .trainers.base import JobCancelled
 
 log = logging.getLogger("loopline.finetune.worker")
 

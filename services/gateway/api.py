@@ -1,4 +1,5 @@
-"""The gateway's public routes: inference, feedback, models, fine-tune proxy, monitoring."""
+"""The gateway's public routes: health, feedback, models, fine-tune proxy, monitoring (each family's
+inference routes come from its registration: ``families.py``)."""
 
 from __future__ import annotations
 
@@ -6,26 +7,16 @@ import re
 from typing import Any
 
 import httpx
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.common.errors import BadRequest, Invalid, Unavailable
+from services.common.tasks import TASKS
 
-from .core import GatewayCore
 from .deps import admin, core_of, feedback_sender
-from .inputs import IMAGE_FIELDS, image_payload, json_body, openapi_body, read_input
-from .schemas import (
-    FeedbackIn,
-    FeedbackOut,
-    PromoteIn,
-    QaJson,
-    QaResponse,
-    StyleJson,
-    StyleResponse,
-    VqaJson,
-    VqaResponse,
-)
+from .inputs import json_body
+from .schemas import FeedbackIn, FeedbackOut, PromoteIn
 
 router = APIRouter()
 WINDOW = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
@@ -57,59 +48,6 @@ async def readyz(request: Request,
                             status_code=503, headers={"Retry-After": "2"})
     # inference does not need the event store: a store outage is reported, not a reason to stop serving
     return JSONResponse({"status": "ready", **body})
-
-
-@router.post("/v1/vqa", tags=["inference"], response_model=VqaResponse, summary="Ask a question about an image",
-             openapi_extra=openapi_body(VqaJson, "image", {"question": {"type": "string"}, "model": {"type": "string"}}))
-async def vqa(request: Request, x_model_version: str | None = Header(None),
-              x_client_id: str | None = Header(None)) -> dict[str, Any]:
-    core = core_of(request)
-    body, upload = await read_input(request, VqaJson, IMAGE_FIELDS, core.settings.max_body_bytes)
-    payload = {"question": body.question, **image_payload(body.image_b64, body.image_path, upload)}
-    return await core.infer("vqa", body.model or core.default_model("vqa"), payload, explicit_version=x_model_version,
-                            client_id=x_client_id, route_name="/v1/vqa",
-                            inputs=await _vqa_inputs(core, body, payload))
-
-
-async def _vqa_inputs(core: GatewayCore, body: VqaJson, payload: dict[str, str]) -> dict[str, Any]:
-    if "image_path" in payload:
-        return {"question": body.question, "image_path": payload["image_path"]}
-    import base64
-    import binascii
-
-    try:
-        raw = base64.b64decode(payload["image_b64"], validate=True)
-    except (binascii.Error, ValueError):
-        return {"question": body.question}  # the backend answers 422 for this one
-    return {"question": body.question, "image_path": await core.run_io(core.save_upload, raw)}
-
-
-@router.post("/v1/qa", tags=["inference"], response_model=QaResponse, summary="Find the answer in a text")
-async def qa(request: Request, body: QaJson, x_model_version: str | None = Header(None),
-             x_client_id: str | None = Header(None)) -> dict[str, Any]:
-    core = core_of(request)
-    return await core.infer("qa", body.model or core.default_model("qa"),
-                            {"question": body.question, "context": body.context}, explicit_version=x_model_version,
-                            client_id=x_client_id, route_name="/v1/qa",
-                            inputs={"question": body.question, "context": body.context})
-
-
-@router.post("/v1/style", tags=["inference"], response_model=StyleResponse, summary="Stylize an image",
-             openapi_extra=openapi_body(StyleJson, "image", {"style": {"type": "string"}}))
-async def style(request: Request, x_model_version: str | None = Header(None),
-                x_client_id: str | None = Header(None)) -> dict[str, Any]:
-    core = core_of(request)
-    body, upload = await read_input(request, StyleJson, IMAGE_FIELDS, core.settings.max_body_bytes)
-    payload = {"style": body.style, **image_payload(body.image_b64, body.image_path, upload)}
-    result = await core.infer("style", core.default_model("style", body.style), payload,
-                              explicit_version=x_model_version, client_id=x_client_id, route_name="/v1/style",
-                              inputs={"style": body.style, "image_path": payload.get("image_path")})
-    return result
-
-
-@router.get("/v1/styles", tags=["inference"], summary="Styles that can be requested")
-async def styles(request: Request) -> dict[str, Any]:
-    return {"styles": core_of(request).styles()}
 
 
 @router.post("/v1/feedback", tags=["feedback"], status_code=201, response_model=FeedbackOut,
@@ -185,7 +123,7 @@ async def _finetune(request: Request, method: str, path: str, body: dict[str, An
 
 @router.get("/v1/metrics/summary", tags=["monitoring"],
             summary="Per task, model and version over a window: count, errors, latency, confidence, feedback")
-async def metrics_summary(request: Request, task: str | None = Query(None, pattern="^(vqa|qa|style)$"),
+async def metrics_summary(request: Request, task: str | None = Query(None, pattern=f"^({'|'.join(map(re.escape, TASKS))})$"),
                           window: str = Query("1h", max_length=16, description="e.g. 900, 15m, 1h, 7d")) -> dict[str, Any]:
     core = core_of(request)
     seconds = parse_window(window)

@@ -1,4 +1,4 @@
-"""The gateway app: public routes, compatibility routes, the browser UI."""
+"""The gateway app: public routes, every registered family's routes, compatibility routes, the browser UI."""
 
 from __future__ import annotations
 
@@ -18,12 +18,10 @@ from services.common.http import base_app
 from services.common.logs import configure_logging
 from services.common.settings import CommonSettings
 
-from . import api, compat, oip, review
+from . import api, compat, families, oip, review
 from .core import GatewayCore
 from .settings import GatewaySettings
 
-ROUTE_TASKS = {"/v1/vqa": "vqa", "/predict": "vqa", "/v1/qa": "qa", "/answer": "qa", "/v1/style": "style",
-               "/stylize": "style"}
 STATIC = Path(__file__).resolve().parent / "static"
 # the UI loads nothing from elsewhere: scripts, styles and images are all same-origin
 UI_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
@@ -56,7 +54,7 @@ def create_app(common: CommonSettings | None = None, settings: GatewaySettings |
 
     # load shedding runs right after the request id is set and before any body is read; a /v2 infer
     # call shares its model's task budget
-    admission = (AdmissionMiddleware, {"routes": ROUTE_TASKS, "max_inflight": settings.max_inflight,
+    admission = (AdmissionMiddleware, {"routes": families.admission_routes(), "max_inflight": settings.max_inflight,
                                        "record": record_rejection, "resolve": oip_group,
                                        "plain_error_prefix": oip.PREFIX + "/"})
     app = base_app("Loopline gateway", settings.max_body_bytes, lifespan=lifespan, csp=UI_CSP, inner_middleware=[admission],
@@ -68,6 +66,7 @@ def create_app(common: CommonSettings | None = None, settings: GatewaySettings |
                                           "Inference-Header-Content-Length"],
                            expose_headers=["Inference-Header-Content-Length", "X-Request-ID"])
     app.include_router(api.router)
+    app.include_router(families.build_router())
     app.include_router(compat.router)
     app.include_router(oip.router)
     app.include_router(review.router)

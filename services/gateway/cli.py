@@ -12,10 +12,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.common.commands import common_settings, fail
+
 keys_app = typer.Typer(help="Named API keys (roles reviewer, admin), stored hashed.", no_args_is_help=True)
 feedback_app = typer.Typer(help="Feedback corrections: who sent them, trust states, review.", no_args_is_help=True)
 console = Console()
-err = Console(stderr=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -23,25 +24,10 @@ def register(app: typer.Typer) -> None:
     app.add_typer(feedback_app, name="feedback")
 
 
-def _common() -> Any:
-    from services.common.settings import CommonSettings
-
-    try:
-        return CommonSettings()
-    except ValueError as exc:
-        err.print(f"[red]bad setting:[/red] {exc}")
-        raise typer.Exit(2) from None
-
-
 def _keys() -> Any:
     from services.common.keys import KeyStore
 
-    return KeyStore(_common().state)
-
-
-def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
+    return KeyStore(common_settings().state)
 
 
 @keys_app.command("create")
@@ -51,7 +37,7 @@ def keys_create(name: Annotated[str, typer.Argument(help="who holds it, e.g. ali
     try:
         key = _keys().create(name, role)
     except ValueError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     console.print(f"key for {name} ({role}); shown once, store it now:")
     print(key)
 
@@ -60,7 +46,7 @@ def keys_create(name: Annotated[str, typer.Argument(help="who holds it, e.g. ali
 def keys_revoke(name: Annotated[str, typer.Argument()]) -> None:
     """Revoke a key at once (the gateway re-reads the key file on every call)."""
     if not _keys().revoke(name):
-        _fail(f"no live key named {name!r}")
+        fail(f"no live key named {name!r}")
     console.print(f"revoked {name}")
 
 
@@ -84,7 +70,7 @@ def _when(ts: float | None) -> str:
 def _store() -> Any:
     from services.common.events import EventsSettings, open_event_store
 
-    return open_event_store(EventsSettings(), _common().state, service="cli")
+    return open_event_store(EventsSettings(), common_settings().state, service="cli")
 
 
 @feedback_app.command("list")
@@ -96,7 +82,7 @@ def feedback_list(state: Annotated[str | None, typer.Option(help="pending | acce
 
     store = _store()
     try:
-        rows, states = states_for(store, _common().feedback_quorum, model=model, limit=100_000)
+        rows, states = states_for(store, common_settings().feedback_quorum, model=model, limit=100_000)
         found = [g for g in groups(rows, states) if state is None or g["states"].get(state)]
     finally:
         store.close()
@@ -115,8 +101,8 @@ def _review(action: str, ids: list[str], group: str | None, sender: str | None, 
     from services.common.trust import groups, record_review, reject_sender, states_for, versions_trained_on
 
     if bool(ids) + (group is not None) + (sender is not None) != 1:
-        _fail("name exactly one of --id (repeatable), --group or --sender", 2)
-    common = _common()
+        fail("name exactly one of --id (repeatable), --group or --sender", 2)
+    common = common_settings()
     by = f"cli:{getpass.getuser()}"
     store = _store()
     try:
@@ -128,7 +114,7 @@ def _review(action: str, ids: list[str], group: str | None, sender: str | None, 
             ids = [fid for g in groups(rows, states) if g["group"] == group for fid in g["feedback_ids"]]
         ids = [fid for fid in ids if fid in states]
         if not ids:
-            _fail("no correction matches")
+            fail("no correction matches")
         doc = record_review(store, action, ids, by, reason)
         return {"action": action, "count": len(ids), "review": doc,
                 "versions": versions_trained_on(registry, ids) if action == "reject" else []}

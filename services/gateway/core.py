@@ -99,15 +99,16 @@ class GatewayCore:
         """The model a request gets: a task with one model per variant (style) maps the variant's name."""
         spec = get_task(task)
         if spec.model_prefix:
-            return spec.model_name(variant or self.settings.default_style)
+            return spec.model_name(variant or self.settings.default_variant_of(task) or str(spec.default_variant))
         return self.settings.default_model_of(task) or str(spec.default_model)
 
-    def styles(self) -> list[dict[str, Any]]:
-        spec = TASKS["style"]
+    def variants(self, task: str, key: str) -> list[dict[str, Any]]:
+        """The models of a task with one model per variant, by variant name (``GET /v1/styles``)."""
+        spec = get_task(task)
         out = []
         for model in self.registry.models_for_task(spec.name):
             aliases = self.router.aliases(model)
-            out.append({"style": spec.short_name(model), "model": model, "production": aliases.get("production"),
+            out.append({key: spec.short_name(model), "model": model, "production": aliases.get("production"),
                         "canary": aliases.get("canary")})
         return out
 
@@ -170,6 +171,12 @@ class GatewayCore:
                      extra={"event_action": "inference", "event_outcome": "success" if status < 400 else "failure",
                             "event_duration": int(elapsed * 1e9), "http.response.status_code": status,
                             "labels.confidence": event.confidence})
+
+    async def infer_seed(self, task: str, payload: dict[str, Any], route_name: str) -> dict[str, Any]:
+        """A seed project's compatibility route: the task's default model, no version pin, no client id;
+        the event records the request's fields as sent."""
+        return await self.infer(task, self.default_model(task), payload, explicit_version=None, client_id=None,
+                                route_name=route_name, inputs=dict(payload))
 
     async def infer_many(self, task: str, model: str, payloads: list[dict[str, Any]], inputs: list[dict[str, Any]], *,
                          explicit_version: str | None, client_id: str | None, route_name: str) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@
 Per the KServe/Triton spec (``open-inference-protocol``, ``inference_rest.md``) plus Triton's
 binary tensor data extension, so ``tritonclient.http`` and the ``kserve`` SDK talk to Loopline as
 they talk to Triton, KServe, MLServer or OpenVINO Model Server. Model names are the registry's;
-every family's tensors come from its signature (``services/common/signatures.py``). An infer call
+every family's tensors come from its signature (``Task.signature``, in the family's registration). An infer call
 takes the same path as ``/v1``: version pick and canary (``/versions/<v>`` pins, ``X-Client-Id``
 keeps a client on one side), the backend's batcher, one inference event per answer, feedback on
 the request id. Errors are the protocol's ``{"error": "<sentence>"}``.
@@ -25,8 +25,8 @@ from fastapi.routing import APIRoute
 
 from services.common.errors import BadRequest, LooplineError, NotFound, UnsupportedMedia, describe_validation
 from services.common.logs import request_id_var
-from services.common.signatures import TensorSpec, signature_of
-from services.common.tasks import Task, get_task
+from services.common.signatures import TensorSpec
+from services.common.tasks import Task, get_task, signature_of
 
 from .core import GatewayCore
 from .deps import core_of

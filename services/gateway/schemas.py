@@ -1,4 +1,4 @@
-"""Request and response models of the gateway's public contract (ARCHITECTURE.md)."""
+"""Request and response models of the gateway's own routes (each family's are in its package: ``Task.request``)."""
 
 from __future__ import annotations
 
@@ -7,57 +7,6 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from services.common.text import Text
-
-
-class ModelInfo(BaseModel):
-    name: str
-    task: str
-    version: int
-
-
-class VqaJson(BaseModel):
-    question: Text = Field(..., min_length=1, max_length=5000, description="a question about the image")
-    image_b64: str | None = Field(None, description="JPEG/PNG/WebP bytes, base64")
-    image_path: str | None = Field(None, description="path relative to the data root", max_length=1024)
-    model: str | None = Field(None, max_length=64, description="registry model (default vqa-blip)")
-
-
-class QaJson(BaseModel):
-    question: Text = Field(..., min_length=1, max_length=5000)
-    context: Text = Field(..., min_length=1, description="any length: long texts are read in overlapping windows")
-    model: str | None = Field(None, max_length=64)
-
-
-class StyleJson(BaseModel):
-    style: str = Field(..., min_length=1, max_length=64, description="a style from GET /v1/styles")
-    image_b64: str | None = None
-    image_path: str | None = Field(None, max_length=1024)
-
-
-class VqaResponse(BaseModel):
-    answer: str
-    confidence: float
-    model: ModelInfo
-    latency_ms: float
-    request_id: str
-
-
-class QaResponse(BaseModel):
-    answer: str
-    confidence: float
-    start: int
-    end: int
-    model: ModelInfo
-    latency_ms: float
-    request_id: str
-
-
-class StyleResponse(BaseModel):
-    image_b64: str = Field(..., description="PNG, base64")
-    style: str | None
-    model: ModelInfo
-    latency_ms: float
-    request_id: str
 
 
 class FeedbackIn(BaseModel):
@@ -86,28 +35,3 @@ class PromoteIn(BaseModel):
     version: int = Field(..., ge=1)
     alias: Literal["production", "canary"] = "production"
     weight: float | None = Field(None, ge=0.0, le=1.0, description="canary traffic share")
-
-
-class LegacyPredictIn(BaseModel):
-    image_path: str = Field(..., min_length=1, max_length=1024)
-    question: Text = Field(..., min_length=1, max_length=5000)
-
-
-class LegacyPredictOut(BaseModel):
-    answer: str
-    event: str
-    latency_seconds: float
-    quality_score: float
-    question: str
-
-
-class LegacyAnswerIn(BaseModel):
-    question: Text = Field(..., min_length=1, max_length=5000)
-    context: Text = Field(..., min_length=1)
-
-
-class LegacyAnswerOut(BaseModel):
-    answer: str
-    confidence: float
-    start_pos: int
-    end_pos: int

@@ -52,6 +52,10 @@ class GatewaySettings(BaseSettings):
     def default_model_of(self, task: str) -> str | None:
         return getattr(self, f"default_{task}_model", None)
 
+    def default_variant_of(self, task: str) -> str | None:
+        """A family with one model per variant: the variant a request that names none gets."""
+        return getattr(self, f"default_{task}", None)
+
     def check_backend_limits(self) -> None:
         """The gateway base64-encodes uploads (+33 %): a body it accepts must fit the service's limit."""
         needed = self.max_body_bytes * 4 // 3 + SERVICE_BODY_OVERHEAD

@@ -14,9 +14,8 @@ from services.common.tasks import TASKS, Task, load_object
 
 log = logging.getLogger("loopline.bootstrap")
 
-# each task's tiny builder trains on its synthetic world (docs/world.md) and returns its
-# held-out scores, which go into the manifest's metrics
-WORLDS = {"vqa": "shapes", "qa": "facts", "style": "styles"}
+# each task's tiny builder trains on its synthetic world (``Task.world``, docs/world.md) and returns
+# its held-out scores, which go into the manifest's metrics
 Progress = Callable[[str, int, int, dict[str, Any]], None]
 
 
@@ -49,8 +48,8 @@ def bootstrap_tiny(registry: Registry, if_empty: bool = False, show_progress: bo
                 name, task=task.name, framework=task.framework, kind="full",
                 write=lambda out, n=name, t=task, p=progress, m=metrics: m.update(t.build_tiny(n, out, progress=p) or {}),
                 lineage={"job": "bootstrap-tiny"},
-                extra={"source": "tiny-offline", "world": {"name": WORLDS.get(task.name), "seed": seed,
-                                                           "doc": "docs/world.md"}})
+                extra={"source": "tiny-offline",
+                       **({"world": {"name": task.world, "seed": seed, "doc": "docs/world.md"}} if task.world else {})})
         registry.update_metrics(name, ref.version, metrics)
         registry.promote(name, ref.version, "production", actor="bootstrap", reason="tiny offline build")
         log.info("registered %s v%d: %s", name, ref.version, headline(metrics))
@@ -65,12 +64,12 @@ def bootstrap_tiny(registry: Registry, if_empty: bool = False, show_progress: bo
 def _training_threads() -> None:
     import importlib.util
 
-    from services.finetune.settings import FinetuneSettings
+    from services.common.training import TrainingSettings
 
     if importlib.util.find_spec("torch") is not None:
         from services.common.torch_shared import set_threads
 
-        set_threads(FinetuneSettings().num_threads)
+        set_threads(TrainingSettings().num_threads)
 
 
 def headline(metrics: dict[str, Any]) -> str:
@@ -81,6 +80,9 @@ def headline(metrics: dict[str, Any]) -> str:
     if "exact_match" in held:
         return (f"held-out exact match {held['exact_match']:.1%}, F1 {held['f1']:.1%} on {held['count']} items, "
                 f"median confidence {held['median_confidence']:.2f} ({metrics.get('train_seconds')} s)")
+    if "content_loss" not in held:  # a family whose builder reports other scores
+        scores = ", ".join(f"{k} {v}" for k, v in held.items() if isinstance(v, (int, float)))
+        return f"held-out {scores or 'scores not reported'} ({metrics.get('train_seconds')} s)"
     before = metrics.get("untrained", {})
     return (f"held-out content loss {held.get('content_loss')} (untrained {before.get('content_loss')}), "
             f"style loss {held.get('style_loss')} (untrained {before.get('style_loss')}) "

@@ -28,7 +28,9 @@ from services.common.settings import CommonSettings
 from services.common.tasks import TASKS
 
 STACK_SERVICES = (*TASKS, "finetune", "gateway", "watchdog")
-COLORS = {"gateway": 36, "vqa": 35, "qa": 33, "style": 32, "finetune": 34, "watchdog": 31}
+# each family's log prefix gets the next colour (31-37 are the terminal's seven)
+COLORS = {"gateway": 36, "finetune": 34, "watchdog": 31,
+          **{task: (35, 33, 32, 37)[i % 4] for i, task in enumerate(TASKS)}}
 
 
 class AlreadyRunning(RuntimeError):

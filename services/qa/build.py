@@ -50,12 +50,9 @@ def _make(size: str, world_vocab: bool) -> tuple[Any, Any]:
 
 def build_qa(out_dir: Path, size: str = "tiny", seed: int = 0) -> None:
     """Write a loadable extractive-QA model + tokenizer directory (random weights)."""
-    import torch
+    from services.common.torch_training import save_untrained
 
-    torch.manual_seed(seed)
-    model, tokenizer = _make(size, world_vocab=False)
-    model.eval().save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    save_untrained(out_dir, seed, lambda: _make(size, world_vocab=False))
 
 
 def encode(tokenizer: Any, items: list[Any], max_len: int) -> dict[str, Any]:
@@ -323,6 +320,7 @@ def _build_tiny(out_dir: Path, seed: int, steps: int, batch_size: int, train_exa
                 negative_share: float = 0.12) -> dict[str, Any]:
     import torch
 
+    from services.common.torch_training import clipped_step
     from services.world import facts
 
     started = time.monotonic()
@@ -363,11 +361,7 @@ def _build_tiny(out_dir: Path, seed: int, steps: int, batch_size: int, train_exa
             sentence = aux_head(out.hidden_states[2])[..., 1][ctx]
             loss = loss + aux_weight * (bce(match, targets["match"][idx, :width][ctx])
                                         + bce(sentence, targets["sentence"][idx, :width][ctx]))
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimiser.step()
-        schedule.step()
+        clipped_step(loss, model.parameters(), optimiser, schedule)
         value = float(span_loss.detach())
         loss_avg = value if loss_avg is None else 0.95 * loss_avg + 0.05 * value
         if progress and (step % 50 == 0 or step == steps):
@@ -402,7 +396,7 @@ def evaluate(model: Any, tokenizer: Any, seed: int, max_len: int, heldout_exampl
     forms of ``facts_unseen`` (``unseen``); the confidence of answers to questions the context
     does not answer (``off_world``); confidence bins against accuracy over both sets
     (``calibration``)."""
-    from services.finetune.metrics import exact_match
+    from services.common.scores import exact_match
     from services.world import facts, facts_unseen
     from services.world.calibration import below, calibration_table
 
@@ -434,7 +428,7 @@ def _length_batches(lengths: list[int], steps: int, batch_size: int, rng: random
 
 
 def score(got: list[tuple[str, float]], truth: list[Any]) -> dict[str, Any]:
-    from services.finetune.metrics import exact_match, f1_score
+    from services.common.scores import exact_match, f1_score
 
     em = [exact_match(g[0], t.answer) for g, t in zip(got, truth, strict=True)]
     f1 = [f1_score(g[0], t.answer) for g, t in zip(got, truth, strict=True)]
@@ -460,6 +454,7 @@ def fine_tune_encoder(out_dir: Path, encoder_dir: Path, seed: int, steps: int, b
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
+    from services.common.torch_training import clipped_step
     from services.qa.pretrained import NAME, WEIGHTS_SHA256, WHEEL
     from services.world import facts
 
@@ -500,11 +495,7 @@ def fine_tune_encoder(out_dir: Path, encoder_dir: Path, seed: int, steps: int, b
         out = model(**{k: v[idx, :width] for k, v in batch.items()})
         loss = span_losses(out.start_logits, out.end_logits, targets["context"][idx, :width],
                            targets["answerable"][idx], targets["start_positions"][idx], targets["end_positions"][idx])
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trained, 1.0)
-        optimiser.step()
-        schedule.step()
+        clipped_step(loss, trained, optimiser, schedule)
         value = float(loss.detach())
         loss_avg = value if loss_avg is None else 0.9 * loss_avg + 0.1 * value
         if progress and (step % 10 == 0 or step == steps):

@@ -23,12 +23,12 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.common.errors import Invalid
-from services.common.runtime import ModelRuntime, PredictRequest
+from services.common.runtime import ModelRuntime
 from services.common.serving import create_serving_app
 from services.common.settings import QuestionSettings, ServingSettings, TorchSettings
-from services.common.tasks import TASKS
-from services.common.text import Text
 from services.common.torch_shared import TorchRuntimeMixin
+
+from .schemas import DEFAULT_PORT, FAMILY_NAME, QaRequest
 
 MAX_WINDOWS_PER_CALL = 32  # bounds memory for very long contexts
 
@@ -38,7 +38,7 @@ class QaSettings(TorchSettings, QuestionSettings, ServingSettings):
 
     model_config = SettingsConfigDict(env_prefix="LOOPLINE_QA_", extra="ignore")
 
-    port: int = Field(TASKS["qa"].default_port, ge=1, le=65535, description="port this service listens on")
+    port: int = Field(DEFAULT_PORT, ge=1, le=65535, description="port this service listens on")
     max_context_chars: int = Field(100_000, ge=1, description="longest context accepted (422 above)")
     doc_stride: int = Field(128, ge=1, description="overlap between context windows (tokens)")
     max_answer_tokens: int = Field(30, ge=1, description="longest answer span (tokens)")
@@ -52,11 +52,6 @@ class QaSettings(TorchSettings, QuestionSettings, ServingSettings):
                             "scratch = the from-scratch 3-layer model; auto = pretrained when the wheel is there")
     encoder_wheels: Path | None = Field(None, description="folder holding the pretrained encoder's wheel "
                                         "(default: <venv>/share/loopline/wheels, where make install puts it)")
-
-
-class QaRequest(PredictRequest):
-    question: Text = Field(..., min_length=1, description="the question")
-    context: Text = Field(..., min_length=1, description="text that contains the answer; any length")
 
 
 def _load_base(path: Path | str) -> tuple[Any, Any]:
@@ -113,7 +108,7 @@ def snap_to_words(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 class QaRuntime(TorchRuntimeMixin, ModelRuntime):
-    task = "qa"
+    task = FAMILY_NAME
     request_model = QaRequest
     settings_class = QaSettings
     settings: QaSettings

@@ -106,6 +106,21 @@ class PerceptualLoss:
 
 
 
+def training_step(net: Any, loss: PerceptualLoss, optimiser: Any) -> Callable[[Any], Any]:
+    """One optimiser step on a batch of content images, compiled (the tiny build and fine-tuning share it)."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def step(batch: Any) -> Any:
+        with tf.GradientTape() as tape:
+            value = loss.total(net(batch, training=True), batch)
+        grads = tape.gradient(value, net.trainable_variables)
+        optimiser.apply_gradients(zip(grads, net.trainable_variables, strict=True))
+        return value
+
+    return step
+
+
 def build_tiny(out_dir: Path, style: str, seed: int = 0, steps: int = 160, batch_size: int = 4, side: int = 64,
                content_weight: float = 1.0, style_weight: float = 3000.0,
                progress: Callable[[str, int, int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
@@ -135,14 +150,7 @@ def build_tiny(out_dir: Path, style: str, seed: int = 0, steps: int = 160, batch
     before = losses()
     optimiser = keras.optimizers.Adam(3e-3)
 
-    @tf.function(reduce_retracing=True)
-    def step(batch: Any) -> Any:
-        with tf.GradientTape() as tape:
-            value = loss.total(net(batch, training=True), batch)
-        grads = tape.gradient(value, net.trainable_variables)
-        optimiser.apply_gradients(zip(grads, net.trainable_variables, strict=True))
-        return value
-
+    step = training_step(net, loss, optimiser)
     rng = np.random.default_rng(seed)
     for i in range(1, steps + 1):
         value = float(step(tf.constant(content[np.sort(rng.choice(len(content), batch_size, replace=False))])))

@@ -12,15 +12,15 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI
 from PIL import Image
-from pydantic import Field, model_validator
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.common.errors import Invalid
 from services.common.images import b64_bytes, decode_image, encode_png, read_image_path
-from services.common.runtime import ModelRuntime, PredictRequest
+from services.common.runtime import ModelRuntime
 from services.common.serving import create_serving_app
 from services.common.settings import ImageInputSettings, PrecisionSettings, ServingSettings
-from services.common.tasks import TASKS
+from services.common.tasks import get_task
 from services.common.torch_shared import (
     PrecisionChoice,
     choose_bf16,
@@ -31,8 +31,7 @@ from services.common.torch_shared import (
     version_key,
 )
 
-TASK = TASKS["style"]
-
+from .schemas import DEFAULT_PORT, FAMILY_NAME, StyleRequest
 
 # an output image "agrees" when its pixels differ from fp32 by at most this mean (0-255 scale):
 # below what a viewer sees, and the same order as PNG/JPEG round trips
@@ -50,23 +49,9 @@ class StyleSettings(PrecisionSettings, ImageInputSettings, ServingSettings):
 
     model_config = SettingsConfigDict(env_prefix="LOOPLINE_STYLE_", extra="ignore")
 
-    port: int = Field(TASK.default_port, ge=1, le=65535, description="port this service listens on")
+    port: int = Field(DEFAULT_PORT, ge=1, le=65535, description="port this service listens on")
     max_side: int = Field(1024, ge=16, description="output longest side (larger inputs are scaled down)")
     jit_compile: bool = Field(False, description="XLA-compile the Keras network (tf.function jit_compile)")
-
-
-class StyleRequest(PredictRequest):
-    style: str | None = Field(None, description="style name, e.g. mosaic (model style-<name>)", max_length=64)
-    image_b64: str | None = Field(None, description="JPEG/PNG/WebP bytes, base64")
-    image_path: str | None = Field(None, description="path relative to the data root")
-
-    @model_validator(mode="after")
-    def _one_image(self) -> StyleRequest:
-        if (self.image_b64 is None) == (self.image_path is None):
-            raise ValueError("send exactly one of image_b64 or image_path")
-        if self.style is None and self.model is None:
-            raise ValueError("name a style (GET /v1/styles lists them)")
-        return self
 
 
 def fit_within(size: tuple[int, int], max_side: int) -> tuple[int, int]:
@@ -76,14 +61,14 @@ def fit_within(size: tuple[int, int], max_side: int) -> tuple[int, int]:
 
 
 class StyleRuntime(ModelRuntime):
-    task = "style"
+    task = FAMILY_NAME
     request_model = StyleRequest
     settings_class = StyleSettings
     settings: StyleSettings
 
     @classmethod
     def model_name(cls, request: Any) -> str | None:
-        return request.model or TASK.model_name(request.style)
+        return request.model or get_task(FAMILY_NAME).model_name(request.style)
 
     @staticmethod
     def configure_threads(settings: ServingSettings) -> None:
@@ -196,6 +181,6 @@ def create_app() -> FastAPI:
     @app.get("/v1/styles", summary="Styles served here, with their loaded versions")
     async def styles() -> dict[str, Any]:
         snap = app.state.pool.snapshot()
-        return {"styles": [{"style": TASK.short_name(name), "model": name, **info} for name, info in snap.items()]}
+        return {"styles": [{"style": get_task(FAMILY_NAME).short_name(name), "model": name, **info} for name, info in snap.items()]}
 
     return app

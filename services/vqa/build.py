@@ -66,12 +66,9 @@ def _make(size: str, world_vocab: bool) -> tuple[Any, Any]:
 
 def build_blip(out_dir: Path, size: str = "tiny", seed: int = 0) -> None:
     """Write a loadable ``BlipForQuestionAnswering`` + ``BlipProcessor`` directory (random weights)."""
-    import torch
+    from services.common.torch_training import save_untrained
 
-    torch.manual_seed(seed)
-    model, processor = _make(size, world_vocab=False)
-    model.eval().save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
+    save_untrained(out_dir, seed, lambda: _make(size, world_vocab=False))
 
 
 def edge_colour_bank(patch: int, channels: int) -> Any:
@@ -249,6 +246,7 @@ def _build_tiny(out_dir: Path, seed: int, steps: int, warm_steps: int, scenes_pe
     import torch
     import torch.nn.functional as F
 
+    from services.common.torch_training import clipped_step
     from services.world import shapes
 
     started = time.monotonic()
@@ -382,11 +380,7 @@ def _build_tiny(out_dir: Path, seed: int, steps: int, warm_steps: int, scenes_pe
                                     a_all["input_ids"][pick, :aw], a_all["attention_mask"][pick, :aw],
                                     image_embeds=embeds[torch.tensor([j for j, _ in rows])])
             loss = answer_loss.float() + 0.5 * loss + look_loss(pick)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimiser.step()
-        schedule.step()
+        clipped_step(loss, params, optimiser, schedule)
         value = float(loss.detach())
         loss_avg = value if loss_avg is None or step == warm_steps + 1 else 0.95 * loss_avg + 0.05 * value
         if progress and (step % 50 == 0 or step == total):

@@ -14,17 +14,17 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI
-from pydantic import Field, model_validator
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.common.errors import Invalid
 from services.common.images import b64_bytes, decode_image, read_image_path
-from services.common.runtime import ModelRuntime, PredictRequest
+from services.common.runtime import ModelRuntime
 from services.common.serving import create_serving_app
 from services.common.settings import ImageInputSettings, QuestionSettings, ServingSettings, TorchSettings
-from services.common.tasks import TASKS
-from services.common.text import Text
 from services.common.torch_shared import TorchRuntimeMixin
+
+from .schemas import DEFAULT_PORT, FAMILY_NAME, VqaRequest
 
 log = logging.getLogger("loopline.vqa")
 
@@ -34,22 +34,10 @@ class VqaSettings(TorchSettings, QuestionSettings, ImageInputSettings, ServingSe
 
     model_config = SettingsConfigDict(env_prefix="LOOPLINE_VQA_", extra="ignore")
 
-    port: int = Field(TASKS["vqa"].default_port, ge=1, le=65535, description="port this service listens on")
+    port: int = Field(DEFAULT_PORT, ge=1, le=65535, description="port this service listens on")
     max_new_tokens: int = Field(10, ge=1, le=64, description="longest generated answer (tokens)")
     max_wait_ms: float = Field(100.0, ge=0, le=10_000, description="longest a request waits for batch-mates "
                                "still being prepared (image decode; a lone request never waits)")
-
-
-class VqaRequest(PredictRequest):
-    question: Text = Field(..., min_length=1, description="a question about the image")
-    image_b64: str | None = Field(None, description="JPEG/PNG/WebP bytes, base64")
-    image_path: str | None = Field(None, description="path relative to the data root")
-
-    @model_validator(mode="after")
-    def _one_image(self) -> VqaRequest:
-        if (self.image_b64 is None) == (self.image_path is None):
-            raise ValueError("send exactly one of image_b64 or image_path")
-        return self
 
 
 def _load_base(path: Path | str) -> tuple[Any, Any]:
@@ -231,7 +219,7 @@ def answer_confidence(step_logprobs: list[list[float]]) -> list[float]:
 
 
 class VqaRuntime(TorchRuntimeMixin, ModelRuntime):
-    task = "vqa"
+    task = FAMILY_NAME
     request_model = VqaRequest
     settings_class = VqaSettings
     settings: VqaSettings

@@ -65,17 +65,6 @@ def build_vocab(pairs: bool = False) -> list[str]:
 def build_world_tokenizer(model_max_length: int = 512, pairs: bool = False) -> Any:
     """A ``BertTokenizerFast`` over :func:`build_vocab` (lowercasing, BERT pre-tokenisation);
     ``pairs`` adds the two-letter pieces (the QA model's tokenizer: it copies made-up names)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from transformers import BertTokenizerFast
+    from services.common.tiny_tokenizer import wordpiece_tokenizer
 
-    vocab = {tok: i for i, tok in enumerate(build_vocab(pairs))}
-    core = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    core.normalizer = normalizers.BertNormalizer(lowercase=True)
-    core.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    core.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
-    )
-    core.decoder = decoders.WordPiece()
-    return BertTokenizerFast(tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                             sep_token="[SEP]", mask_token="[MASK]", model_max_length=model_max_length)
+    return wordpiece_tokenizer(build_vocab(pairs), model_max_length)

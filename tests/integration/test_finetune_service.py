@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import httpx
 import pytest
 
 from services.common.registry import Registry
+from tests.fixtures import wait_for
 from tests.servers import Service, start_service
 
 pytestmark = pytest.mark.integration
@@ -27,16 +27,6 @@ def finetune(module_data: Path, log_dir: Path) -> Iterator[Service]:
 
 def auth(data: Path) -> dict[str, str]:
     return {"Authorization": "Bearer " + (data / "state" / "admin_token").read_text().strip()}
-
-
-def wait_for(fetch: Any, done: Any, timeout_s: float = 120.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = fetch()
-        if done(value):
-            return value
-        time.sleep(0.2)
-    raise TimeoutError(f"condition not met; last: {value}")
 
 
 def test_jobs_routes_need_the_admin_token(finetune: Service, module_data: Path) -> None:

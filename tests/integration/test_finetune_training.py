@@ -13,9 +13,9 @@ from unittest import mock
 import pytest
 
 from services.common.registry import Registry
+from services.common.training import NullReporter
 from services.finetune.pipeline import run_job
 from services.finetune.settings import FinetuneSettings
-from services.finetune.trainers.base import NullReporter
 
 pytestmark = pytest.mark.integration
 FAST = {"num_threads": 1, "progress_interval_s": 0.2}
@@ -89,7 +89,7 @@ def test_qa_lora_on_squad_passes_the_gate_and_becomes_canary(data_dir: Path) -> 
     assert manifest["metrics"]["gate"]["passed"] is True
     assert (reg.version_dir("qa-extractive", out["version"]) / "adapter_config.json").is_file()
     # the serving runtime answers training questions from the adapter
-    from services.finetune.trainers.torch_common import runtime_predict
+    from services.common.torch_training import runtime_predict
 
     ctx = "France is a country in Europe. Its capital city is Paris, which is known for the Eiffel Tower and Louvre Museum."
     answers = runtime_predict("qa", reg, data_dir, "qa-extractive", out["version"],
@@ -180,7 +180,7 @@ def test_style_new_model_and_next_version(data_dir: Path, tmp_path: Path) -> Non
 
 
 def test_style_without_a_loss_network_fails_with_a_reason(data_dir: Path) -> None:
-    from services.finetune.trainers.base import TrainingError
+    from services.common.training import TrainingError
 
     with pytest.raises(TrainingError, match="VGG19_WEIGHTS"):
         job(data_dir, {"model": "style-mosaic", "style_image": "samples/style.png", "content_dir": "samples/content"})

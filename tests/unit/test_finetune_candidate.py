@@ -16,6 +16,7 @@ import pytest
 
 from services.common.registry import Registry
 from services.common.runtime import ModelRuntime
+from services.common.training import Trained
 from services.finetune.candidate import (
     CANDIDATE,
     CandidateView,
@@ -26,7 +27,6 @@ from services.finetune.candidate import (
     staged,
     write_candidate,
 )
-from services.finetune.trainers.base import Trained
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]

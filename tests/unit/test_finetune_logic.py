@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from services.common.errors import Conflict, Invalid
+from services.common.scores import exact_match, f1_score, qa_scores
 from services.finetune.autopromote import judge
-from services.finetune.data import feedback_dataset, locate_answer, split_holdout
+from services.finetune.data import feedback_dataset, split_holdout
 from services.finetune.gate import GatePolicy, decide
-from services.finetune.metrics import exact_match, f1_score, qa_scores
 from services.finetune.settings import FinetuneSettings
 from services.finetune.store import JobStore
+from services.qa.data import locate_answer
 
 pytestmark = pytest.mark.unit
 

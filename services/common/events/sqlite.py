@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ..sqlite import ThreadConnections
+from ..sqlite import ThreadConnections, where_equal
 from .base import EventStore, FeedbackRecord, InferenceEvent
 
 SCHEMA = """
@@ -145,10 +145,7 @@ class SqliteEventStore(EventStore):
                  rating: str | None = None, with_correction: bool = False, limit: int = 10_000) -> list[dict[str, Any]]:
         self.flush()  # joined with the requests' inputs
         where, args = ["1=1"], []
-        for column, value in (("f.task", task), ("f.model", model), ("f.rating", rating)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
+        where_equal(where, args, {"f.task": task, "f.model": model, "f.rating": rating})
         if since is not None:
             where.append("f.ts >= ?")
             args.append(since)
@@ -170,12 +167,7 @@ class SqliteEventStore(EventStore):
                        limit: int = 200_000) -> list[dict[str, Any]]:
         self.flush()
         where, args = ["ts >= ?"], [since]
-        if task:
-            where.append("task = ?")
-            args.append(task)
-        if model:
-            where.append("model = ?")
-            args.append(model)
+        where_equal(where, args, {"task": task or None, "model": model or None})
         rows = self._conn().execute(
             "SELECT request_id, ts, task, model, version, latency_ms, confidence, status, error_code FROM inference "
             f"WHERE {' AND '.join(where)} ORDER BY ts LIMIT ?", (*args, limit)).fetchall()

@@ -6,6 +6,7 @@ import { initMonitoring, showMonitoring } from "./monitoring.js";
 import { initReview, showReview } from "./review.js";
 import { initTraining, showTraining } from "./training.js";
 import { initTry } from "./try.js";
+import { loadFamilies } from "./families.js";
 
 const PAGES = {
   try: { title: "Try the models", show: () => {} },
@@ -49,7 +50,8 @@ async function checkHealth() {
   }
 }
 
-function start() {
+async function start() {
+  await loadFamilies();
   initTry();
   initModels();
   initMonitoring();

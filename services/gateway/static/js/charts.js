@@ -1,5 +1,7 @@
 // A small horizontal bar chart drawn as SVG: one row per model version.
-// Colours come from CSS classes (task-vqa, task-qa, task-style), never inline styles (CSP).
+// Colours come from CSS classes (task-c0 .. task-c5, one per family: families.js), never inline styles (CSP).
+
+import { taskClass } from "./families.js";
 
 const NS = "http://www.w3.org/2000/svg";
 const ROW = 28;
@@ -78,7 +80,7 @@ export function barChart(container, rows, { name, format = String, max = null, l
     if (typeof row.value === "number") {
       const w = Math.max(row.value > 0 ? 2 : 0, Math.min(1, row.value / scale) * barW);
       end = barX + w;
-      g.append(svg("rect", { class: `bar task-${row.task}`, x: barX, y, width: w.toFixed(1), height: BAR, rx: 3,
+      g.append(svg("rect", { class: `bar ${taskClass(row.task)}`, x: barX, y, width: w.toFixed(1), height: BAR, rx: 3,
         "data-value": row.value }));
     }
     if (typeof row.tick === "number") {

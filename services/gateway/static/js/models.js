@@ -2,6 +2,7 @@
 // admin token (kept in sessionStorage for this tab only).
 
 import { adminToken, api } from "./api.js";
+import { taskClass } from "./families.js";
 import { clearError, fmt, h, showError, showOk } from "./ui.js";
 
 let page;
@@ -104,7 +105,7 @@ function modelCard(info) {
 
   card.append(
     h("header", { class: "card-head" },
-      h("h2", { id: `model-${name}` }, name), h("span", { class: `badge task task-${task}` }, task)),
+      h("h2", { id: `model-${name}` }, name), h("span", { class: `badge task ${taskClass(task)}` }, task)),
     h("p", { class: "alias-line" },
       "Production ", h("strong", { "data-alias": "production" }, fmt.version(aliases.production)),
       " · Canary ", h("strong", { "data-alias": "canary" },

@@ -3,6 +3,7 @@
 
 import { api } from "./api.js";
 import { barChart } from "./charts.js";
+import { familyList, taskClass } from "./families.js";
 import { clearError, fmt, h, showError } from "./ui.js";
 
 const AUTO_MS = 10_000;
@@ -122,6 +123,12 @@ function schedule() {
 export function initMonitoring() {
   page = document.getElementById("page-monitoring");
   const form = page.querySelector("#monitor-form");
+  // one filter option and one legend entry per registered family
+  for (const family of familyList()) {
+    form.elements.task.append(h("option", { value: family.name }, `${family.summary} (${family.name})`));
+    page.querySelector("#monitor-legend").append(
+      h("li", {}, h("span", { class: `swatch ${taskClass(family.name)}` }), family.name));
+  }
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     refresh();

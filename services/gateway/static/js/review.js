@@ -3,6 +3,7 @@
 // or one correction. The key is kept in sessionStorage for this tab, like the admin token.
 
 import { adminToken, api } from "./api.js";
+import { taskClass } from "./families.js";
 import { clearError, fmt, h, showError, showOk } from "./ui.js";
 
 let page;
@@ -57,7 +58,7 @@ function groupCard(g, index) {
     "reject")));
   card.append(
     h("header", { class: "card-head" }, h("h2", { id: `group-${index}` }, title),
-      h("span", { class: `badge task task-${g.task}` }, g.task || "?")),
+      h("span", { class: `badge task ${taskClass(g.task)}` }, g.task || "?")),
     h("p", {}, `${g.count} correction(s) from `, h("strong", { "data-senders": g.distinct_senders },
       `${g.distinct_senders} distinct sender(s)`), " · ", ...states, " · last ",
       h("time", {}, fmt.when(g.last_ts ? new Date(g.last_ts * 1000).toISOString() : null))),

@@ -1,20 +1,13 @@
-// The three "try it" panels: ask about an image, ask about a text, stylize an image.
+// The "try it" panels, one per model family, drawn from what each family declares
+// (GET /v1/families: its route, named inputs and outputs, and its panel's words).
 
 import { api } from "./api.js";
+import { familyList } from "./families.js";
 import { feedbackControl } from "./feedback.js";
 import { busy, clearError, fmt, h, showError } from "./ui.js";
 
-const EXAMPLE = {
-  question: "What is the capital of France?",
-  context: "France is a country in Europe. Its capital city is Paris, which is known for the Eiffel Tower "
-    + "and the Louvre Museum. The country has a population of about 68 million people.",
-};
-
-function panelParts(id) {
-  const panel = document.getElementById(id);
-  return { panel, form: panel.querySelector("form"), error: panel.querySelector(":scope > .message.error"),
-    result: panel.querySelector(":scope > .result") };
-}
+const IMAGE_TYPES = "image/jpeg,image/png,image/webp";
+const capital = (text) => text.charAt(0).toUpperCase() + text.slice(1);
 
 // Show a preview of the chosen file; the object URL is released when replaced.
 function wirePreview(input, img) {
@@ -64,39 +57,7 @@ function confidence(value) {
       ` ${fmt.pct(value, 1)}`));
 }
 
-function showResult(result, data, children, correctionLabel) {
-  result.replaceChildren(...children, modelLine(data), feedbackControl(data.request_id, { correctionLabel }));
-  result.dataset.requestId = data.request_id;
-  result.hidden = false;
-}
-
-function initVqa() {
-  const { form, error, result } = panelParts("vqa-panel");
-  wirePreview(form.elements.image, document.getElementById("vqa-preview"));
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    clearError(error);
-    const problem = missing(form, ["image", "question"]);
-    if (problem) return invalid(error, problem);
-    const body = new FormData();
-    body.append("image", form.elements.image.files[0]);
-    body.append("question", form.elements.question.value.trim());
-    await busy(form, "Asking…", async () => {
-      try {
-        const data = await api("/v1/vqa", { method: "POST", form: body, sticky: true });
-        showResult(result, data, [
-          h("p", { class: "answer-label" }, "Answer"),
-          h("p", { class: "answer", "data-answer": "" }, data.answer || "(no answer)"),
-          confidence(data.confidence),
-        ], "The right answer");
-      } catch (err) {
-        showError(error, err);
-      }
-    });
-  });
-}
-
-// The context with the answer span marked, so the user sees where it came from.
+// The text with the answer span marked, so the user sees where it came from.
 function highlighted(context, start, end) {
   if (!(Number.isInteger(start) && Number.isInteger(end) && start >= 0 && end > start && end <= context.length)) {
     return null;
@@ -109,81 +70,145 @@ function highlighted(context, start, end) {
     context.slice(end, to), to < context.length ? "…" : "");
 }
 
-function initQa() {
-  const { form, error, result } = panelParts("qa-panel");
-  document.getElementById("qa-example").addEventListener("click", () => {
-    form.elements.question.value = EXAMPLE.question;
-    form.elements.context.value = EXAMPLE.context;
-    form.elements.question.focus();
-  });
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    clearError(error);
-    const problem = missing(form, ["question", "context"]);
-    if (problem) return invalid(error, problem);
-    const context = form.elements.context.value;
-    const json = { question: form.elements.question.value.trim(), context };
-    await busy(form, "Searching…", async () => {
-      try {
-        const data = await api("/v1/qa", { method: "POST", json, sticky: true });
-        showResult(result, data, [
-          h("p", { class: "answer-label" }, "Answer"),
-          h("p", { class: "answer", "data-answer": "" }, data.answer || "(no answer found)"),
-          confidence(data.confidence),
-          highlighted(context, data.start, data.end),
-        ], "The right answer");
-      } catch (err) {
-        showError(error, err);
-      }
-    });
-  });
-}
-
 function pngBlob(b64) {
   const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
   return new Blob([bytes], { type: "image/png" });
 }
 
-async function loadStyles(select, error) {
+// The inputs in the order a person fills them: the variant, the image, then the texts.
+function orderedInputs(family) {
+  const rank = { variant: 0, image: 1 };
+  return [...family.inputs].sort((a, b) => (rank[a.kind] ?? 2) - (rank[b.kind] ?? 2));
+}
+
+function control(family, input) {
+  const ui = family.ui || {};
+  const id = `${family.name}-${input.kind === "variant" ? "choice" : input.name}`;
+  const name = input.kind === "image" ? "image" : input.field;
+  const hint = input.kind === "image" ? "JPEG, PNG or WebP" : (ui.hints || {})[input.name];
+  const label = h("label", { for: id }, (ui.labels || {})[input.name] || capital(input.name),
+    hint ? " " : null, hint ? h("span", { class: "hint" }, hint) : null);
+  let widget;
+  if (input.kind === "image") {
+    widget = h("input", { id, name, type: "file", accept: IMAGE_TYPES, required: true });
+  } else if (input.kind === "variant") {
+    widget = h("select", { id, name, required: true }, h("option", { value: "" }, `Loading ${input.field}s…`));
+  } else if ((ui.multiline || []).includes(input.name)) {
+    widget = h("textarea", { id, name, rows: 6, required: true, placeholder: (ui.placeholders || {})[input.name] });
+  } else {
+    widget = h("input", { id, name, type: "text", maxLength: input.max_length || undefined, required: true,
+      placeholder: (ui.placeholders || {})[input.name], autocomplete: "off" });
+  }
+  const parts = [h("div", { class: "field" }, label, widget)];
+  if (input.kind === "image") {
+    parts.push(h("figure", { class: "preview-box", hidden: true },
+      h("img", { id: `${family.name}-preview`, class: "preview", alt: "The image you chose" })));
+  }
+  return parts;
+}
+
+function panel(family) {
+  const ui = family.ui || {};
+  const inputs = orderedInputs(family);
+  const buttons = [h("button", { type: "submit", class: "primary" }, ui.button || "Run")];
+  if (ui.example) buttons.push(h("button", { type: "button", id: `${family.name}-example`, class: "link" }, "Fill in an example"));
+  const form = h("form", { id: `${family.name}-form`, class: "stack", novalidate: true },
+    ...inputs.flatMap((input) => control(family, input)),
+    buttons.length > 1 ? h("div", { class: "row" }, ...buttons) : buttons[0]);
+  return h("article", { class: "panel", id: `${family.name}-panel`, "aria-labelledby": `${family.name}-title` },
+    h("h2", { id: `${family.name}-title` }, ui.title || family.summary), form,
+    h("div", { class: "message error", role: "alert", hidden: true }),
+    h("div", { class: "result", "aria-live": "polite", hidden: true }));
+}
+
+async function loadVariants(family, field, select, error) {
   try {
-    const data = await api("/v1/styles");
-    const styles = data.styles || [];
-    select.replaceChildren(...styles.map((s) =>
-      h("option", { value: s.style }, s.production ? `${s.style} (v${s.production})` : `${s.style} (no production version)`)));
-    if (!styles.length) select.replaceChildren(h("option", { value: "" }, "No styles in the registry"));
-    select.dataset.loaded = String(styles.length);
+    const data = await api(family.variants);
+    const items = data[`${field}s`] || [];
+    select.replaceChildren(...items.map((s) => h("option", { value: s[field] },
+      s.production ? `${s[field]} (v${s.production})` : `${s[field]} (no production version)`)));
+    if (!items.length) select.replaceChildren(h("option", { value: "" }, `No ${field}s in the registry`));
+    select.dataset.loaded = String(items.length);
   } catch (err) {
-    select.replaceChildren(h("option", { value: "" }, "Styles unavailable"));
+    select.replaceChildren(h("option", { value: "" }, `${capital(field)}s unavailable`));
     showError(error, err);
   }
 }
 
-function initStyle() {
-  const { form, error, result } = panelParts("style-panel");
-  const select = form.elements.style;
-  wirePreview(form.elements.image, document.getElementById("style-preview"));
-  loadStyles(select, error);
-  let downloadUrl = null;
+// What an answer shows: its text and confidence, the span in the text it came from, its image.
+function resultParts(family, data, sent, state) {
+  const ui = family.ui || {};
+  const parts = [];
+  const outputs = Object.fromEntries(family.outputs.map((o) => [o.name, o]));
+  const text = family.outputs.find((o) => o.kind === "text");
+  if (text) {
+    parts.push(h("p", { class: "answer-label" }, "Answer"),
+      h("p", { class: "answer", "data-answer": "" }, data[text.field] || ui.answer_empty || "(no answer)"));
+  }
+  if (outputs.confidence) parts.push(confidence(data[outputs.confidence.field]));
+  if (ui.highlight && outputs.start && outputs.end) {
+    parts.push(highlighted(sent[ui.highlight] || "", data[outputs.start.field], data[outputs.end.field]));
+  }
+  const image = family.outputs.find((o) => o.kind === "image");
+  if (image) {
+    const variant = family.inputs.find((i) => i.kind === "variant");
+    const chosen = variant ? data[variant.field] || sent[variant.field] : null;
+    if (state.downloadUrl) URL.revokeObjectURL(state.downloadUrl);
+    state.downloadUrl = URL.createObjectURL(pngBlob(data[image.field]));
+    const name = `loopline-${chosen || family.name}-${data.request_id.slice(0, 8)}.png`;
+    parts.push(h("img", { class: "stylized", src: `data:image/png;base64,${data[image.field]}`,
+      alt: chosen ? `Your image in the ${chosen} ${variant.field}` : `The ${family.name} model's image` }),
+    h("p", {}, h("a", { class: "download button", href: state.downloadUrl, download: name }, "Download PNG")));
+  }
+  return parts;
+}
+
+function initPanel(family, article) {
+  const ui = family.ui || {};
+  const form = article.querySelector("form");
+  const error = article.querySelector(":scope > .message.error");
+  const result = article.querySelector(":scope > .result");
+  const inputs = orderedInputs(family);
+  const names = inputs.map((i) => (i.kind === "image" ? "image" : i.field));
+  const state = { downloadUrl: null };
+  for (const input of inputs) {
+    if (input.kind === "image") wirePreview(form.elements.image, document.getElementById(`${family.name}-preview`));
+    if (input.kind === "variant") loadVariants(family, input.field, form.elements[input.field], error);
+  }
+  if (ui.example) {
+    document.getElementById(`${family.name}-example`).addEventListener("click", () => {
+      for (const [field, value] of Object.entries(ui.example)) form.elements[field].value = value;
+      form.elements[names[0]].focus();
+    });
+  }
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     clearError(error);
-    const problem = missing(form, ["style", "image"]);
+    const problem = missing(form, names);
     if (problem) return invalid(error, problem);
-    const style = select.value;
-    const body = new FormData();
-    body.append("image", form.elements.image.files[0]);
-    body.append("style", style);
-    await busy(form, "Stylizing…", async () => {
+    const sent = {};
+    for (const input of inputs) {
+      if (input.kind !== "image") {
+        const value = form.elements[input.field].value;
+        sent[input.field] = input.kind === "text" && !(ui.multiline || []).includes(input.name) ? value.trim() : value;
+      }
+    }
+    let request;
+    if (names.includes("image")) {
+      const body = new FormData();
+      body.append("image", form.elements.image.files[0]);
+      for (const [field, value] of Object.entries(sent)) body.append(field, value);
+      request = { method: "POST", form: body, sticky: true };
+    } else {
+      request = { method: "POST", json: sent, sticky: true };
+    }
+    await busy(form, ui.busy || "Working…", async () => {
       try {
-        const data = await api("/v1/style", { method: "POST", form: body, sticky: true });
-        if (downloadUrl) URL.revokeObjectURL(downloadUrl);
-        downloadUrl = URL.createObjectURL(pngBlob(data.image_b64));
-        const name = `loopline-${data.style || style}-${data.request_id.slice(0, 8)}.png`;
-        showResult(result, data, [
-          h("img", { class: "stylized", src: `data:image/png;base64,${data.image_b64}`,
-            alt: `Your image in the ${data.style || style} style` }),
-          h("p", {}, h("a", { class: "download button", href: downloadUrl, download: name }, "Download PNG")),
-        ], "What should be different?");
+        const data = await api(family.route, request);
+        result.replaceChildren(...resultParts(family, data, sent, state), modelLine(data),
+          feedbackControl(data.request_id, { correctionLabel: ui.correction || "What should be different?" }));
+        result.dataset.requestId = data.request_id;
+        result.hidden = false;
       } catch (err) {
         showError(error, err);
       }
@@ -192,7 +217,9 @@ function initStyle() {
 }
 
 export function initTry() {
-  initVqa();
-  initQa();
-  initStyle();
+  const container = document.getElementById("try-panels");
+  const families = familyList();
+  container.replaceChildren(...families.map(panel));
+  if (!families.length) container.replaceChildren(h("p", { class: "hint" }, "No model family is registered."));
+  for (const family of families) initPanel(family, document.getElementById(`${family.name}-panel`));
 }

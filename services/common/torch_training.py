@@ -8,9 +8,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from services.common.registry import Registry
-
-from .base import StepTracker, TrainContext, TrainingError
+from .registry import Registry
+from .training import StepTracker, TrainContext, TrainingError
 
 
 def seed_everything(seed: int, threads: int) -> None:
@@ -21,6 +20,29 @@ def seed_everything(seed: int, threads: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
+
+
+def clipped_step(loss: Any, params: Any, optimiser: Any, schedule: Any = None) -> None:
+    """One optimiser step: ``loss``'s gradients, clipped to norm 1, applied; then the schedule's step.
+    Every torch training loop takes its steps here (tiny builds and fine-tunes alike)."""
+    import torch
+
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimiser.step()
+    if schedule is not None:
+        schedule.step()
+
+
+def save_untrained(out_dir: Path, seed: int, make: Callable[[], tuple[Any, Any]]) -> None:
+    """A loadable checkpoint with random weights: ``make()`` -> (model, tokenizer or processor), seeded."""
+    import torch
+
+    torch.manual_seed(seed)
+    model, companion = make()
+    model.eval().save_pretrained(out_dir)
+    companion.save_pretrained(out_dir)
 
 
 def batches(rows: list[Any], batch_size: int, total_steps: int, seed: int) -> Iterator[tuple[int, int, list[Any]]]:
@@ -58,10 +80,7 @@ def optimise(ctx: TrainContext, model: Any, rows: list[Any], loss_of: Callable[[
     model.train()
     for step, epoch, batch in batches(rows, hp.batch_size, total, hp.seed):
         loss = loss_of(batch)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimiser.step()
+        clipped_step(loss, params, optimiser)
         losses.append(float(loss.detach()))
         tracker.step(step, losses[-1], epoch, force=step == total)
     model.eval()
@@ -102,7 +121,7 @@ def attach_lora(base_model: Any, ctx: TrainContext, targets: list[str], continue
 def runtime_predict(task: str, registry: Registry, data_dir: Path, model: str, version: int,
                     requests: list[dict[str, Any]], batch_size: int = 8) -> list[dict[str, Any]]:
     """Answers of a registry version through the serving runtime (same pre/post-processing as users get)."""
-    from services.common.tasks import get_task
+    from .tasks import get_task
 
     spec = get_task(task)
     runtime_cls = spec.runtime_class()

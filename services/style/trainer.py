@@ -13,9 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from services.style.network import PerceptualLoss, gram  # noqa: F401  (the loss lives with the network)
+from services.common.tasks import get_task
+from services.common.training import StepTracker, TrainContext, Trained, Trainer, TrainingError
 
-from .base import StepTracker, TrainContext, Trained, Trainer, TrainingError
+from .network import PerceptualLoss
+from .schemas import FAMILY_NAME
 
 DEFAULT_LR = 1e-3
 VGG_CONTENT = "block3_conv3"
@@ -59,7 +61,7 @@ def loss_network(settings: Any) -> Any:
 
 
 class StyleTrainer(Trainer):
-    task = "style"
+    task = FAMILY_NAME
 
     def __init__(self) -> None:
         self.loss: PerceptualLoss | None = None
@@ -69,7 +71,7 @@ class StyleTrainer(Trainer):
         import keras
         import tensorflow as tf
 
-        from services.style.network import build_transformer_net, load_style_model, save_style_model
+        from .network import build_transformer_net, load_style_model, save_style_model, training_step
 
         hp, settings = ctx.hyper, ctx.settings
         keras.utils.set_random_seed(hp.seed)
@@ -77,7 +79,7 @@ class StyleTrainer(Trainer):
         _threads(settings.num_threads)
         ctx.reporter.report({"phase": "loading"})
         self.side = hp.image_size - hp.image_size % 4
-        style_name = ctx.model.removeprefix("style-")
+        style_name = get_task(FAMILY_NAME).short_name(ctx.model)
         self.loss = PerceptualLoss(loss_network(settings), load_image(Path(rows[0]["style"]), self.side),
                                    hp.content_weight, hp.style_weight)
         production = ctx.registry.resolve(ctx.model, "production")
@@ -90,14 +92,7 @@ class StyleTrainer(Trainer):
         images = np.stack([load_image(ctx.data_dir / r["path"], self.side) for r in rows])
         optimiser = keras.optimizers.Adam(hp.learning_rate or DEFAULT_LR)
         loss = self.loss
-
-        @tf.function(reduce_retracing=True)
-        def step(batch: Any) -> Any:
-            with tf.GradientTape() as tape:
-                value = loss.total(net(batch, training=True), batch)
-            grads = tape.gradient(value, net.trainable_variables)
-            optimiser.apply_gradients(zip(grads, net.trainable_variables, strict=True))
-            return value
+        step = training_step(net, loss, optimiser)
 
         initial = float(loss.total(net(images, training=False), images))
         total = hp.steps_for(len(images))
@@ -116,7 +111,7 @@ class StyleTrainer(Trainer):
                                      "steps": total, "image_size": self.side})
 
     def evaluate(self, ctx: TrainContext, version: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        from services.style.network import load_style_model
+        from .network import load_style_model
 
         assert self.loss is not None, "train() builds the loss network first"
         net, _ = load_style_model(ctx.registry.version_dir(ctx.model, version))

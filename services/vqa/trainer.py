@@ -1,20 +1,23 @@
 """VQA: a LoRA adapter (peft) over the production BLIP, from (image, question, answer) rows.
 
-Over a world model (docs/world.md) the rows are mixed with replayed world examples and
-every scored version also gets a world score (see ``world.py``).
+Over a world model (docs/world.md) the rows are mixed with replayed shapes-world examples and
+every scored version also gets a world score (``services/common/world_scoring.py``).
 """
 
 from __future__ import annotations
 
+import base64
+import io
 from pathlib import Path
 from typing import Any
 
 from services.common.images import decode_image, read_image_path
+from services.common.scores import vqa_scores
+from services.common.torch_training import attach_lora, lora_start, optimise, runtime_predict, seed_everything
+from services.common.training import TrainContext, Trained, Trainer
+from services.common.world_scoring import EVAL_SEED, MIN_REPLAY, REPLAY_SEED, WorldEval, WorldScorer, world_of
 
-from ..metrics import vqa_scores
-from .base import TrainContext, Trained, Trainer
-from .torch_common import attach_lora, lora_start, optimise, runtime_predict, seed_everything
-from .world import MIN_REPLAY, REPLAY_SEED, WorldScorer, vqa_replay, world_of
+from .schemas import FAMILY_NAME
 
 DEFAULT_LR = 1e-2  # high for LoRA, but the adapter is tiny and gradients are clipped
 # Over a world model: its answer head has pushed every word it never answered far down (the
@@ -26,19 +29,51 @@ WORLD_HEAD = ["predictions.decoder"]
 WORLD_LR = 2e-3
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000
+WORLD_EVAL_ITEMS = 240
+
+
+def vqa_replay(count: int, seed: int) -> list[dict[str, Any]]:
+    """World examples as training rows with the image in memory (``image``), not on disk."""
+    from services.world import shapes
+
+    return [{"image_key": f"world:{seed}:{i}", "image": shapes.render(ex.scene), "question": ex.question,
+             "answer": ex.answer, "source": "world-replay"}
+            for i, ex in enumerate(shapes.examples(seed, count))]
+
+
+def world_requests() -> tuple[list[dict[str, Any]], list[str]]:
+    from services.world import shapes
+
+    requests, truths = [], []
+    for ex in shapes.examples(EVAL_SEED, WORLD_EVAL_ITEMS):
+        buf = io.BytesIO()
+        shapes.render(ex.scene).save(buf, format="PNG")
+        requests.append({"image_b64": base64.b64encode(buf.getvalue()).decode(), "question": ex.question})
+        truths.append(ex.answer)
+    return requests, truths
+
+
+def world_labels() -> list[list[str]]:
+    """Per world eval item, its slices: by expected answer and by question kind."""
+    from services.world import shapes
+
+    return [[f"answer={ex.answer}", f"kind={ex.kind}"] for ex in shapes.examples(EVAL_SEED, WORLD_EVAL_ITEMS)]
+
+
+WORLD = WorldEval(requests=world_requests, labels=world_labels, scores=vqa_scores, metric="accuracy")
 
 
 class VqaTrainer(Trainer):
-    task = "vqa"
+    task = FAMILY_NAME
 
     def __init__(self) -> None:
-        self.world = WorldScorer()
+        self.world = WorldScorer(WORLD)
 
     def train(self, ctx: TrainContext, rows: list[dict[str, Any]]) -> Trained:
         import torch
         from transformers import BlipForQuestionAnswering, BlipProcessor
 
-        from services.vqa.build import _loss, pixel_batch
+        from .build import _loss, pixel_batch
 
         seed_everything(ctx.hyper.seed, ctx.settings.num_threads)
         production, base, base_dir, continue_from = lora_start(ctx.registry, ctx.model)
@@ -82,8 +117,8 @@ class VqaTrainer(Trainer):
         return out
 
     def evaluate(self, ctx: TrainContext, version: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        answers = runtime_predict("vqa", ctx.registry, ctx.data_dir, ctx.model, version,
+        answers = runtime_predict(self.task, ctx.registry, ctx.data_dir, ctx.model, version,
                                   [{"image_path": r["image_path"], "question": r["question"]} for r in rows])
         scores = vqa_scores([a["answer"] for a in answers], [r["answer"] for r in rows])
-        world = self.world.score("vqa", ctx.registry, ctx.data_dir, ctx.model, version)
+        world = self.world.score(self.task, ctx.registry, ctx.data_dir, ctx.model, version)
         return {**scores, "world": world} if world is not None else scores

@@ -1,4 +1,8 @@
-"""What every trainer shares: the job context, progress reporting, cancellation, step counts."""
+"""What every family's trainer shares: the job context, progress reporting, cancellation, step counts.
+
+A trainer lives in its family's package and is named in the family's registration; the fine-tune
+service runs it through this interface only. ``TrainingSettings`` holds the one knob model builds
+share with fine-tuning (its threads), so ``loopline models bootstrap`` needs no fine-tune import."""
 
 from __future__ import annotations
 
@@ -10,10 +14,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from services.common.errors import LooplineError
-from services.common.registry import Registry
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ..settings import FinetuneSettings
+from .errors import LooplineError
+from .registry import Registry
+from .settings import default_threads
+
+
+class TrainingSettings(BaseSettings):
+    """Training threads (``LOOPLINE_FINETUNE_NUM_THREADS``), read by fine-tune jobs and tiny model builds."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_FINETUNE_", extra="ignore")
+
+    num_threads: int = Field(default_factory=default_threads, ge=1, le=256, description="torch/TF threads for training")
 
 
 class JobCancelled(Exception):
@@ -92,28 +106,11 @@ class Hyper:
         return dict(self.__dict__)
 
 
-def resolve_hyper(settings: FinetuneSettings, job: dict[str, Any]) -> Hyper:
-    def pick(name: str, default: Any) -> Any:
-        value = job.get(name)
-        return default if value is None else value
-
-    min_steps = pick("min_steps", settings.min_steps)
-    max_steps = pick("max_steps", max(settings.max_steps, min_steps))
-    return Hyper(seed=pick("seed", settings.seed), epochs=pick("epochs", settings.epochs), min_steps=min(min_steps, max_steps),
-                 max_steps=max_steps, batch_size=pick("batch_size", settings.batch_size),
-                 learning_rate=pick("learning_rate", settings.learning_rate), lora_r=pick("lora_r", settings.lora_r),
-                 lora_alpha=pick("lora_alpha", settings.lora_alpha), lora_dropout=settings.lora_dropout,
-                 holdout_fraction=pick("holdout_fraction", settings.holdout_fraction), repeat=pick("repeat", 1),
-                 image_size=pick("image_size", settings.style_image_size),
-                 content_weight=pick("content_weight", settings.style_content_weight),
-                 style_weight=pick("style_weight", settings.style_style_weight))
-
-
 @dataclass
 class TrainContext:
     job_id: str
     model: str
-    settings: FinetuneSettings
+    settings: Any  # the fine-tune service's settings (LOOPLINE_FINETUNE_*)
     registry: Registry
     data_dir: Path
     hyper: Hyper

@@ -9,14 +9,42 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..metrics import qa_scores
-from .base import TrainContext, Trained, Trainer
-from .torch_common import attach_lora, lora_start, optimise, runtime_predict, seed_everything
-from .world import MIN_REPLAY, REPLAY_SEED, WorldScorer, qa_replay, world_of
+from services.common.scores import qa_scores
+from services.common.torch_training import attach_lora, lora_start, optimise, runtime_predict, seed_everything
+from services.common.training import TrainContext, Trained, Trainer
+from services.common.world_scoring import EVAL_SEED, MIN_REPLAY, REPLAY_SEED, WorldEval, WorldScorer, world_of
+
+from .schemas import FAMILY_NAME
 
 DEFAULT_LR = {"lora": 1e-2, "full": 5e-4}
 WORLD_LR = {"lora": 1e-3, "full": 1e-4}  # over a world model: gentler, next to 4x replayed world rows
 SPAN_HEAD = ["qa_outputs"]  # random on a fresh model, so always trained in full
+WORLD_EVAL_ITEMS = 200
+
+
+def qa_replay(count: int, seed: int) -> list[dict[str, Any]]:
+    from services.world import facts
+
+    return [{"id": f"world-{seed}-{i}", "question": it.question, "context": it.context, "answer": it.answer,
+             "answer_start": it.answer_start, "source": "world-replay"}
+            for i, it in enumerate(facts.qa_items(seed, count))]
+
+
+def world_requests() -> tuple[list[dict[str, Any]], list[str]]:
+    from services.world import facts
+
+    items = facts.qa_items(EVAL_SEED, WORLD_EVAL_ITEMS)
+    return [{"question": it.question, "context": it.context} for it in items], [it.answer for it in items]
+
+
+def world_labels() -> list[list[str]]:
+    """Per world eval item, its slice: the fact kind."""
+    from services.world import facts
+
+    return [[f"kind={it.kind}"] for it in facts.qa_items(EVAL_SEED, WORLD_EVAL_ITEMS)]
+
+
+WORLD = WorldEval(requests=world_requests, labels=world_labels, scores=qa_scores, metric="f1")
 
 
 def encode_windows(tokenizer: Any, rows: list[dict[str, Any]], max_len: int, stride: int) -> list[dict[str, Any]]:
@@ -41,10 +69,10 @@ def encode_windows(tokenizer: Any, rows: list[dict[str, Any]], max_len: int, str
 
 
 class QaTrainer(Trainer):
-    task = "qa"
+    task = FAMILY_NAME
 
     def __init__(self) -> None:
-        self.world = WorldScorer()
+        self.world = WorldScorer(WORLD)
 
     def train(self, ctx: TrainContext, rows: list[dict[str, Any]]) -> Trained:
         import torch
@@ -102,8 +130,8 @@ class QaTrainer(Trainer):
                        train_scores=scores)
 
     def evaluate(self, ctx: TrainContext, version: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        answers = runtime_predict("qa", ctx.registry, ctx.data_dir, ctx.model, version,
+        answers = runtime_predict(self.task, ctx.registry, ctx.data_dir, ctx.model, version,
                                   [{"question": r["question"], "context": r["context"]} for r in rows])
         scores = qa_scores([a["answer"] for a in answers], [r["answer"] for r in rows])
-        world = self.world.score("qa", ctx.registry, ctx.data_dir, ctx.model, version)
+        world = self.world.score(self.task, ctx.registry, ctx.data_dir, ctx.model, version)
         return {**scores, "world": world} if world is not None else scores

@@ -1,0 +1,76 @@
+"""Families are plugins: each registers through the ``loopline.families`` entry point, everything
+else learns it from the task table, and nothing outside a family's package names a family."""
+
+from __future__ import annotations
+
+import ast
+import re
+import tomllib
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+from services.common.tasks import FAMILY_GROUP, TASKS, Task
+
+pytestmark = pytest.mark.unit
+ROOT = Path(__file__).resolve().parents[2]
+# string constants equal to a family's name that may stand outside its package, each with its
+# reason (none today: a family's name reaches the rest of the code through the task table only)
+ALLOWED_LITERALS: dict[tuple[str, str], str] = {}
+
+
+def family_literals(root: Path, families: tuple[str, ...]) -> list[tuple[str, int, str]]:
+    """(file, line, name) of every string constant equal to a family's name in services/, outside
+    the families' own packages."""
+    found = []
+    for path in sorted((root / "services").rglob("*.py")):
+        rel = path.relative_to(root)
+        if len(rel.parts) > 2 and rel.parts[1] in families:
+            continue  # a family's own package
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in families:
+                found.append((rel.as_posix(), node.lineno, node.value))
+    return found
+
+
+def test_no_family_name_literal_outside_the_family_packages() -> None:
+    found = family_literals(ROOT, tuple(TASKS))
+    unexpected = [f"{path}:{line}: {name!r}" for path, line, name in found if (path, name) not in ALLOWED_LITERALS]
+    assert not unexpected, ("a family's name outside its package (ask the task table instead):\n"
+                            + "\n".join(unexpected))
+    assert len(found) == len(ALLOWED_LITERALS) == 0
+
+
+def test_the_literal_counter_finds_a_planted_name(tmp_path: Path) -> None:
+    (tmp_path / "services" / "gateway").mkdir(parents=True)
+    (tmp_path / "services" / "vqa").mkdir()
+    (tmp_path / "services" / "gateway" / "routes.py").write_text('ROUTES = {"/v1/vqa": "vqa"}\nX = "qa-like"\n')
+    (tmp_path / "services" / "vqa" / "family.py").write_text('NAME = "vqa"\n')
+    assert family_literals(tmp_path, ("vqa", "qa")) == [("services/gateway/routes.py", 1, "vqa")]
+
+
+def test_the_ui_names_no_family() -> None:
+    """The browser UI draws its panels, filters and colours from GET /v1/families."""
+    names = "|".join(map(re.escape, TASKS))
+    pattern = re.compile(rf"[\"'`]({names})[\"'`]|\b({names})-(panel|form|choice|image|question|context|preview|example)\b"
+                         rf"|task-({names})\b")
+    static = ROOT / "services" / "gateway" / "static"
+    hits = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}" for p in sorted(static.rglob("*"))
+            if p.suffix in (".js", ".html", ".css")
+            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1) if pattern.search(line)]
+    assert not hits, "\n".join(hits)
+
+
+def test_the_built_in_families_register_through_the_entry_point() -> None:
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"][FAMILY_GROUP]
+    installed = {e.name: e.value for e in entry_points(group=FAMILY_GROUP)}
+    assert installed.items() >= declared.items(), "pip install -e . refreshes the installed entry points"
+    assert set(declared) <= set(TASKS)
+    for name in declared:
+        task = TASKS[name]
+        assert isinstance(task, Task) and task.name == name
+        module = task.runtime.partition(":")[0]
+        assert module.startswith(f"services.{name}."), "a family's parts live in its own package"
+        for part in (task.trainer, task.data, task.tiny_builder, task.compat or module):
+            assert part.startswith(f"services.{name}."), part
