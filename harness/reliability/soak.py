@@ -119,10 +119,15 @@ class Stack:
             proc.stop()
 
 
-def prepare_data(root: Path) -> Path:
+def prepare_data(root: Path, registry_template: Path | None = None) -> Path:
+    """The soak's data root: the samples, the tiny models (copied from ``registry_template``, a
+    registry they were already built into, else trained here: a few minutes) and an empty state."""
     data = root / "data"
     shutil.copytree(SAMPLES, data / "samples")
-    bootstrap_tiny(Registry(data / "registry"))
+    if registry_template is not None:
+        shutil.copytree(registry_template, data / "registry", ignore=shutil.ignore_patterns("complete"))
+    else:
+        bootstrap_tiny(Registry(data / "registry"))
     (data / "state").mkdir()
     return data
 
@@ -258,9 +263,9 @@ def check_nothing_lost(data: Path, result: SoakResult, settle_s: float = 5.0) ->
 
 def run_soak(duration_s: float = 300.0, rate: float = 10.0, max_requests: int = 100_000, warmup_fraction: float = 0.2,
              workdir: Path | None = None, keep: bool = False, fuzz_examples: int = 0,
-             overload_burst_size: int = 0) -> dict[str, Any]:
+             overload_burst_size: int = 0, registry_template: Path | None = None) -> dict[str, Any]:
     root = Path(workdir or tempfile.mkdtemp(prefix="loopline-soak-"))
-    data = prepare_data(root)
+    data = prepare_data(root, registry_template)
     stack = Stack(data).start()
     result = SoakResult(duration_s=duration_s, target_rate=rate)
     result.rss = {name: [] for name in stack.procs}

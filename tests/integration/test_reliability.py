@@ -26,10 +26,12 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_soak_at_test_size_loses_nothing() -> None:
+def test_soak_at_test_size_loses_nothing(tiny_registry_template: Path) -> None:
     from harness.reliability.soak import run_soak
 
-    summary = run_soak(duration_s=20, rate=6, warmup_fraction=0.3, overload_burst_size=150)
+    # the session's tiny models, not a second training run of them (that was 6 of this test's 7 min)
+    summary = run_soak(duration_s=20, rate=6, warmup_fraction=0.3, overload_burst_size=150,
+                       registry_template=tiny_registry_template)
     assert summary["requests"] >= 100 and summary["5xx"] == 0, summary["by_status"]
     assert set(summary["by_status"]) <= {"200", "201"}, summary["by_status"]
     assert summary["events_lost"] == 0 and summary["feedback_lost"] == 0
