@@ -23,7 +23,7 @@ WORLD_EVAL_ITEMS = 200
 
 
 def qa_replay(count: int, seed: int) -> list[dict[str, Any]]:
-    from services.world import facts
+    from services.qa.world import facts
 
     return [{"id": f"world-{seed}-{i}", "question": it.question, "context": it.context, "answer": it.answer,
              "answer_start": it.answer_start, "source": "world-replay"}
@@ -31,7 +31,7 @@ def qa_replay(count: int, seed: int) -> list[dict[str, Any]]:
 
 
 def world_requests() -> tuple[list[dict[str, Any]], list[str]]:
-    from services.world import facts
+    from services.qa.world import facts
 
     items = facts.qa_items(EVAL_SEED, WORLD_EVAL_ITEMS)
     return [{"question": it.question, "context": it.context} for it in items], [it.answer for it in items]
@@ -39,7 +39,7 @@ def world_requests() -> tuple[list[dict[str, Any]], list[str]]:
 
 def world_labels() -> list[list[str]]:
     """Per world eval item, its slice: the fact kind."""
-    from services.world import facts
+    from services.qa.world import facts
 
     return [[f"kind={it.kind}"] for it in facts.qa_items(EVAL_SEED, WORLD_EVAL_ITEMS)]
 

@@ -34,7 +34,7 @@ WORLD_EVAL_ITEMS = 240
 
 def vqa_replay(count: int, seed: int) -> list[dict[str, Any]]:
     """World examples as training rows with the image in memory (``image``), not on disk."""
-    from services.world import shapes
+    from services.vqa.world import shapes
 
     return [{"image_key": f"world:{seed}:{i}", "image": shapes.render(ex.scene), "question": ex.question,
              "answer": ex.answer, "source": "world-replay"}
@@ -42,7 +42,7 @@ def vqa_replay(count: int, seed: int) -> list[dict[str, Any]]:
 
 
 def world_requests() -> tuple[list[dict[str, Any]], list[str]]:
-    from services.world import shapes
+    from services.vqa.world import shapes
 
     requests, truths = [], []
     for ex in shapes.examples(EVAL_SEED, WORLD_EVAL_ITEMS):
@@ -55,7 +55,7 @@ def world_requests() -> tuple[list[dict[str, Any]], list[str]]:
 
 def world_labels() -> list[list[str]]:
     """Per world eval item, its slices: by expected answer and by question kind."""
-    from services.world import shapes
+    from services.vqa.world import shapes
 
     return [[f"answer={ex.answer}", f"kind={ex.kind}"] for ex in shapes.examples(EVAL_SEED, WORLD_EVAL_ITEMS)]
 
