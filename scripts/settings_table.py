@@ -11,7 +11,7 @@ def settings_classes() -> list[tuple[str, type[BaseSettings]]]:
     """(env prefix, settings class) of every service; inference services from the task table."""
     from services.common.events import EventsSettings
     from services.common.settings import CommonSettings
-    from services.common.tasks import TASKS
+    from services.common.tasks import TASKS, load_object
     from services.finetune.settings import FinetuneSettings
     from services.gateway.settings import GatewaySettings
     from services.watchdog.settings import WatchdogSettings
@@ -22,6 +22,9 @@ def settings_classes() -> list[tuple[str, type[BaseSettings]]]:
         out.append((f"LOOPLINE_{name.upper()}_", task.runtime_class().settings_class))
     out.append(("LOOPLINE_WATCHDOG_", WatchdogSettings))
     out.append(("LOOPLINE_FINETUNE_", FinetuneSettings))
+    for name, task in TASKS.items():  # each family's own fine-tune knobs
+        if task.training_settings:
+            out.append((f"LOOPLINE_FINETUNE_{name.upper()}_", load_object(task.training_settings)))
     return out
 
 

@@ -115,6 +115,8 @@ class TrainContext:
     data_dir: Path
     hyper: Hyper
     reporter: Reporter
+    # the family's own fine-tune knobs (Task.trainer_settings(): LOOPLINE_FINETUNE_<FAMILY>_*)
+    family_settings: Any = None
 
 
 @dataclass

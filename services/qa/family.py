@@ -19,7 +19,7 @@ FAMILY = Task(
     metric=("f1", "higher"),
     tiny_builder="services.qa.build:build_tiny", tiny_models={"qa-extractive": {"seed": 0}},
     event_output=("answer", "start", "end"), sample_dataset="samples/world-qa.json", world="facts",
-    compat="services.qa.compat:router", default_model="qa-extractive", hub_id="distilbert-base-cased-distilled-squad",
+    compat="services.qa.compat:router", training_settings="services.qa.settings:QaTrainingSettings", default_model="qa-extractive", hub_id="distilbert-base-cased-distilled-squad",
     hub_loader="services.qa.runtime:save_from_hub", hub_aliases=("distilbert/distilbert-base-cased-distilled-squad",),
     ui={"title": "Ask about a text", "button": "Find the answer", "busy": "Searching…",
         "answer_empty": "(no answer found)", "correction": "The right answer", "highlight": "context",

@@ -79,7 +79,7 @@ class QaTrainer(Trainer):
         from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
         seed_everything(ctx.hyper.seed, ctx.settings.num_threads)
-        mode = ctx.settings.qa_mode
+        mode = ctx.family_settings.mode
         production, base, base_dir, continue_from = lora_start(ctx.registry, ctx.model)
         ctx.reporter.report({"phase": "loading"})
         tokenizer = AutoTokenizer.from_pretrained(base_dir)
@@ -88,7 +88,7 @@ class QaTrainer(Trainer):
         # a world model's span head is trained already: retraining it in full forgets the world
         head = None if world else SPAN_HEAD
         if mode == "lora":
-            model = attach_lora(model, ctx, ctx.settings.qa_lora_targets, continue_from, modules_to_save=head)
+            model = attach_lora(model, ctx, ctx.family_settings.lora_targets, continue_from, modules_to_save=head)
         elif continue_from is not None:
             from peft import PeftModel
 
@@ -119,7 +119,7 @@ class QaTrainer(Trainer):
         if mode == "lora":
             return Trained(write=lambda out: model.save_pretrained(str(out)), kind="lora-adapter", framework="torch",
                            base=base, parent_version=production, train_scores=scores,
-                           extra={"lora": {"targets": ctx.settings.qa_lora_targets, "modules_to_save": head,
+                           extra={"lora": {"targets": ctx.family_settings.lora_targets, "modules_to_save": head,
                                            "continued_from": production if continue_from else None}})
 
         def write_full(out: Any) -> None:

@@ -80,7 +80,7 @@ class VqaTrainer(Trainer):
         ctx.reporter.report({"phase": "loading"})
         processor = BlipProcessor.from_pretrained(base_dir)
         world = world_of(ctx.registry, ctx.model, production) is not None
-        model = attach_lora(BlipForQuestionAnswering.from_pretrained(base_dir), ctx, ctx.settings.vqa_lora_targets,
+        model = attach_lora(BlipForQuestionAnswering.from_pretrained(base_dir), ctx, ctx.family_settings.lora_targets,
                             continue_from, modules_to_save=WORLD_HEAD if world else None)
         replay = vqa_replay(max(MIN_REPLAY, 4 * len(rows)), REPLAY_SEED + ctx.hyper.seed) if world else []
         pixels = self._pixels(ctx.data_dir, processor, {r["image_path"] for r in rows})
@@ -102,7 +102,7 @@ class VqaTrainer(Trainer):
                        base=base, parent_version=production,
                        train_scores={"final_loss": losses[-1], "first_loss": losses[0], "steps": len(losses),
                                      "world_replay_rows": len(replay)},
-                       extra={"lora": {"targets": ctx.settings.vqa_lora_targets,
+                       extra={"lora": {"targets": ctx.family_settings.lora_targets,
                                        "modules_to_save": WORLD_HEAD if world else None,
                                        "continued_from": production if continue_from else None}})
 

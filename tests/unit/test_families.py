@@ -74,3 +74,23 @@ def test_the_built_in_families_register_through_the_entry_point() -> None:
         assert module.startswith(f"services.{name}."), "a family's parts live in its own package"
         for part in (task.trainer, task.data, task.tiny_builder, task.compat or module):
             assert part.startswith(f"services.{name}."), part
+
+
+def test_a_family_declares_its_own_fine_tune_knobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trainer knobs live in the family's package under LOOPLINE_FINETUNE_<FAMILY>_; names users
+    already set before the move keep working."""
+    for name in ("vqa", "qa", "style"):
+        assert str(TASKS[name].training_settings).startswith(f"services.{name}."), TASKS[name].training_settings
+    monkeypatch.setenv("LOOPLINE_FINETUNE_QA_MODE", "full")
+    monkeypatch.setenv("LOOPLINE_FINETUNE_VQA_LORA_TARGETS", '["query"]')
+    assert TASKS["qa"].trainer_settings().mode == "full"
+    assert TASKS["vqa"].trainer_settings().lora_targets == ["query"]
+    style = TASKS["style"]
+    assert style.trainer_settings().vgg19_weights is None
+    monkeypatch.setenv("LOOPLINE_FINETUNE_VGG19_WEIGHTS", "/old/vgg19.h5")  # the name before the move
+    assert str(style.trainer_settings().vgg19_weights) == "/old/vgg19.h5"
+    monkeypatch.setenv("LOOPLINE_FINETUNE_STYLE_VGG19_WEIGHTS", "/new/vgg19.h5")  # the canonical name wins
+    assert str(style.trainer_settings().vgg19_weights) == "/new/vgg19.h5"
+    monkeypatch.setenv("LOOPLINE_FINETUNE_VQA_LORA_TARGETS", "[]")
+    with pytest.raises(ValueError):
+        TASKS["vqa"].trainer_settings()
