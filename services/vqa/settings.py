@@ -1,18 +1,12 @@
-"""The VQA family's fine-tune knobs (``LOOPLINE_FINETUNE_VQA_*``), read by its trainer.
-
-The service's own settings (``LOOPLINE_VQA_*``) are ``VqaSettings`` in ``runtime.py``; these are
-the family's part of the fine-tune service, which learns of them through the task table
-(``Task.training_settings``)."""
+"""The VQA trainer's own knobs (``LOOPLINE_FINETUNE_VQA_*``), named in the registration; the
+service's settings are ``VqaSettings`` in ``runtime.py``."""
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from services.common.training import LoraSettings
 
 
-class VqaTrainingSettings(BaseSettings):
+class VqaTrainingSettings(LoraSettings):
     model_config = SettingsConfigDict(env_prefix="LOOPLINE_FINETUNE_VQA_", extra="ignore")
-
-    lora_targets: list[str] = Field(default_factory=lambda: ["query", "value"], min_length=1,
-                                    description="VQA: modules that get LoRA adapters (JSON list)")
-
