@@ -13,11 +13,12 @@ def settings_classes() -> list[tuple[str, type[BaseSettings]]]:
     from services.common.settings import CommonSettings
     from services.common.tasks import TASKS, load_object
     from services.finetune.settings import FinetuneSettings
-    from services.gateway.settings import GatewaySettings
+    from services.gateway.settings import GatewaySettings, family_settings_class
     from services.watchdog.settings import WatchdogSettings
 
     out: list[tuple[str, type[BaseSettings]]] = [("LOOPLINE_", CommonSettings), ("LOOPLINE_EVENTS_", EventsSettings),
                                                  ("LOOPLINE_GATEWAY_", GatewaySettings)]
+    out += [(f"LOOPLINE_GATEWAY_{name.upper()}_", family_settings_class(task)) for name, task in TASKS.items()]
     for name, task in TASKS.items():
         out.append((f"LOOPLINE_{name.upper()}_", task.runtime_class().settings_class))
     out.append(("LOOPLINE_WATCHDOG_", WatchdogSettings))

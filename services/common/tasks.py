@@ -69,6 +69,8 @@ class Task:
     # "module:SettingsClass" of the family's own fine-tune knobs (LOOPLINE_FINETUNE_<FAMILY>_*), if any
     training_settings: str | None = None
     default_variant: str | None = None  # a family with one model per variant: the one a request gets
+    # how long the gateway waits for this family's service (LOOPLINE_GATEWAY_<FAMILY>_TIMEOUT_S overrides it)
+    gateway_timeout_s: float = 60.0
     # the browser UI's panel: title, button, placeholders, an example (services/gateway/static/js/try.js)
     ui: Mapping[str, Any] = field(default_factory=dict)
     metadata: Mapping[str, Any] = field(default_factory=dict)
