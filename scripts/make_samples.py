@@ -21,10 +21,10 @@ SHAPES = [
 
 
 def draw(color: str, shape: str, size: tuple[int, int] = (160, 120)) -> Image.Image:
-    """One shape in one of the world's colours (services/world/shapes.py), not PIL's named colour:
+    """One shape in one of the world's colours (services/vqa/world/shapes.py), not PIL's named colour:
     PIL's "blue" is (0, 0, 255), the world's blue (35, 70, 215), and the offline model only knows
     the world's (docs/world.md)."""
-    from services.world.shapes import COLORS
+    from services.vqa.world.shapes import COLORS
 
     fill = COLORS.get(color, color)
     img = Image.new("RGB", size, "white")
@@ -86,7 +86,9 @@ def world_samples() -> None:
     import sys
 
     sys.path.insert(0, str(OUT.parent.parent))
-    from services.world import facts, shapes, styles
+    from services.qa.world import facts
+    from services.style.world import styles
+    from services.vqa.world import shapes
 
     folder = OUT / "world"
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
 """Score an extractive-QA model on the facts world's held-out sets: in-generator, unseen names
-and sentence forms (``services/world/facts_unseen.py``), questions the context does not answer,
+and sentence forms (``services/qa/world/facts_unseen.py``), questions the context does not answer,
 and the calibration table (confidence bins against exact match).
 
     python scripts/qa_generalisation.py MODEL_DIR            a saved model directory
@@ -35,7 +35,7 @@ def main(argv: list[str]) -> None:
 
     import services.qa.runtime as runtime
     from services.qa.build import answer, evaluate
-    from services.world.facts import QAItem
+    from services.qa.world.facts import QAItem
 
     args = [a for a in argv if not a.startswith("--")]
     if "--no-snap" in argv:

@@ -11,17 +11,21 @@ def settings_classes() -> list[tuple[str, type[BaseSettings]]]:
     """(env prefix, settings class) of every service; inference services from the task table."""
     from services.common.events import EventsSettings
     from services.common.settings import CommonSettings
-    from services.common.tasks import TASKS
+    from services.common.tasks import TASKS, load_object
     from services.finetune.settings import FinetuneSettings
-    from services.gateway.settings import GatewaySettings
+    from services.gateway.settings import GatewaySettings, family_settings_class
     from services.watchdog.settings import WatchdogSettings
 
     out: list[tuple[str, type[BaseSettings]]] = [("LOOPLINE_", CommonSettings), ("LOOPLINE_EVENTS_", EventsSettings),
                                                  ("LOOPLINE_GATEWAY_", GatewaySettings)]
+    out += [(f"LOOPLINE_GATEWAY_{name.upper()}_", family_settings_class(task)) for name, task in TASKS.items()]
     for name, task in TASKS.items():
         out.append((f"LOOPLINE_{name.upper()}_", task.runtime_class().settings_class))
     out.append(("LOOPLINE_WATCHDOG_", WatchdogSettings))
     out.append(("LOOPLINE_FINETUNE_", FinetuneSettings))
+    for name, task in TASKS.items():  # each family's own fine-tune knobs
+        if task.training_settings:
+            out.append((f"LOOPLINE_FINETUNE_{name.upper()}_", load_object(task.training_settings)))
     return out
 
 

@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from services.common.registry import Registry  # noqa: E402
 from services.common.torch_training import runtime_predict  # noqa: E402
-from services.world import facts, shapes  # noqa: E402
+from services.qa.world import facts  # noqa: E402
+from services.vqa.world import shapes  # noqa: E402
 
 OUT_OF_WORLD_QA = [
     ("How does photosynthesis work?", "Plants convert light into chemical energy using chlorophyll in their leaves."),

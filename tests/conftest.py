@@ -30,7 +30,8 @@ SAMPLES = REPO / "data" / "samples"
 # every file whose content changes what bootstrap_tiny writes; the families' registrations count by
 # what they say about tiny models (tiny_model_entries), not by their text, so a family's routes or
 # UI words can change without retraining
-MODEL_SOURCES = ("services/world/*.py", "services/vqa/build.py", "services/qa/build.py", "services/style/network.py",
+MODEL_SOURCES = ("services/vqa/world/*.py", "services/qa/world/*.py", "services/style/world/*.py",
+                 "services/common/calibration.py", "services/vqa/build.py", "services/qa/build.py", "services/style/network.py",
                  "services/ops/bootstrap.py", "services/style/trainer.py", "services/common/scores.py",
                  "services/vqa/runtime.py", "services/qa/runtime.py", "services/qa/pretrained.py",
                  "services/common/registry.py", "services/common/torch_training.py", "services/common/tiny_tokenizer.py")

@@ -1,6 +1,6 @@
 """What each speed option costs in answers: agreement with fp32 on generated in-world inputs.
 
-Inputs come from the synthetic worlds (``services/world/shapes.py`` scenes and questions for
+Inputs come from the synthetic worlds (``services/vqa/world/shapes.py`` scenes and questions for
 VQA, ``facts.py`` facts for QA, shapes scenes at 128 px for style), as many as asked (a few
 hundred per task by default, not the 6-12 rows of ``data/samples``), through each runtime's
 own ``agreement_inputs`` (the inputs its load-time bf16 check uses, at a larger count). The

@@ -32,7 +32,7 @@ import httpx
 
 from harness.bench.procs import ServerProcess, child_env, serve_argv
 from services.common.registry import Registry
-from services.world import shapes
+from services.vqa.world import shapes
 
 MODEL = "vqa-blip"
 ADMIN_TOKEN = "drift-demo-admin-token-0123456789"

@@ -27,7 +27,7 @@ import httpx
 
 from harness.drift.scenario import ADMIN_TOKEN, MODEL, Stack, wait_job
 from services.common.registry import Registry
-from services.world import shapes
+from services.vqa.world import shapes
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 # The honest users send the drift scenario's pink inputs (its seeds 101 and 202). The tiny model's world cost

@@ -66,7 +66,11 @@ class Task:
     job_inputs: tuple[str, ...] = ()
     world: str | None = None  # the synthetic world its tiny models learn (docs/world.md)
     compat: str | None = None  # "module:router" of the seed project's compatibility routes
+    # "module:SettingsClass" of the family's own fine-tune knobs (LOOPLINE_FINETUNE_<FAMILY>_*), if any
+    training_settings: str | None = None
     default_variant: str | None = None  # a family with one model per variant: the one a request gets
+    # how long the gateway waits for this family's service (LOOPLINE_GATEWAY_<FAMILY>_TIMEOUT_S overrides it)
+    gateway_timeout_s: float = 60.0
     # the browser UI's panel: title, button, placeholders, an example (services/gateway/static/js/try.js)
     ui: Mapping[str, Any] = field(default_factory=dict)
     metadata: Mapping[str, Any] = field(default_factory=dict)
@@ -101,6 +105,10 @@ class Task:
     def settings(self, **overrides: Any) -> Any:
         """This task's service settings (``LOOPLINE_<TASK>_*``), from the runtime's settings class."""
         return self.runtime_class().settings_class(**overrides)
+
+    def trainer_settings(self) -> Any:
+        """The family's fine-tune knobs (``LOOPLINE_FINETUNE_<FAMILY>_*``), or None when it declares none."""
+        return load_object(self.training_settings)() if self.training_settings else None
 
     def trainer_class(self) -> Any:
         return load_object(self.trainer)

@@ -30,6 +30,14 @@ class TrainingSettings(BaseSettings):
     num_threads: int = Field(default_factory=default_threads, ge=1, le=256, description="torch/TF threads for training")
 
 
+class LoraSettings(BaseSettings):
+    """A LoRA trainer's adapter targets; a family's settings class adds its prefix
+    (``LOOPLINE_FINETUNE_<FAMILY>_LORA_TARGETS``)."""
+
+    lora_targets: list[str] = Field(default_factory=lambda: ["query", "value"], min_length=1,
+                                    description="modules that get LoRA adapters (JSON list)")
+
+
 class JobCancelled(Exception):
     """Raised at a step boundary when the job was asked to stop."""
 
@@ -115,6 +123,8 @@ class TrainContext:
     data_dir: Path
     hyper: Hyper
     reporter: Reporter
+    # the family's own fine-tune knobs (Task.trainer_settings(): LOOPLINE_FINETUNE_<FAMILY>_*)
+    family_settings: Any = None
 
 
 @dataclass

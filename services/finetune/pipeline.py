@@ -70,9 +70,9 @@ def run_job(job_id: str, request: dict[str, Any], *, settings: FinetuneSettings,
     model = request["model"]
     task = task_of(registry, model)
     hyper = resolve_hyper(settings, request.get("hyperparameters") or {})
-    ctx = TrainContext(job_id=job_id, model=model, settings=settings, registry=registry, data_dir=Path(data_dir),
-                       hyper=hyper, reporter=reporter)
     spec = get_task(task)
+    ctx = TrainContext(job_id=job_id, model=model, settings=settings, registry=registry, data_dir=Path(data_dir),
+                       hyper=hyper, reporter=reporter, family_settings=spec.trainer_settings())
     trainer = spec.new_trainer()
     started = time.monotonic()
     try:

@@ -47,11 +47,12 @@ def release_gate(registry: Registry, data_dir: Path, dataset_dir: str, minimum: 
         rows = load_dataset(task.name, data_dir, relative).rows
         if not rows:
             continue
-        trainer = task.new_trainer()
+        trainer, family_settings = task.new_trainer(), task.trainer_settings()
         metric = task.metric[0]
         for model in registry.models_for_task(task.name):
             ctx = TrainContext(job_id="release-gate", model=model, settings=settings, registry=registry,
-                               data_dir=data_dir, hyper=resolve_hyper(settings, {}), reporter=NullReporter())
+                               data_dir=data_dir, hyper=resolve_hyper(settings, {}), reporter=NullReporter(),
+                               family_settings=family_settings)
             for alias in ("production", "canary"):
                 version = registry.resolve(model, alias)
                 if version is None:

@@ -65,22 +65,14 @@ class FinetuneSettings(TrainingSettings):
     lora_r: int = Field(8, ge=1, le=256)
     lora_alpha: int = Field(16, ge=1)
     lora_dropout: float = Field(0.0, ge=0, lt=1)
-    vqa_lora_targets: list[str] = Field(default_factory=lambda: ["query", "value"])
-    qa_lora_targets: list[str] = Field(default_factory=lambda: ["query", "value"])
-    qa_mode: Literal["lora", "full"] = Field("lora", description="QA: LoRA adapter or a full fine-tune")
     holdout_fraction: float = Field(0.2, gt=0, lt=1, description="share of the rows held out for the gate")
     max_seq_len: int = Field(384, ge=16, description="QA training window (capped by the model)")
 
-    # -- style -----------------------------------------------------------------------------
-    vgg19_weights: Path | None = Field(None, description=(
-        "Keras VGG19 no-top weights (vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5) for the perceptual loss"))
-    style_loss_model: Path | None = Field(None, description=(
-        "instead of VGG19: a saved Keras model (.keras) whose outputs are [content features, *style features]"))
+    # -- style job defaults (a job may override each; the style trainer's own knobs are
+    #    LOOPLINE_FINETUNE_STYLE_* in services/style/settings.py) ---------------------------
     style_image_size: int = Field(256, ge=16, le=2048, description="training crop side for content images")
     style_content_weight: float = Field(1.0, ge=0)
     style_style_weight: float = Field(10.0, ge=0)
-    style_width: int = Field(32, ge=1, le=128, description="TransformerNet width of a brand-new style")
-    style_res_blocks: int = Field(5, ge=0, le=16)
 
     # -- Kubernetes runner -----------------------------------------------------------------
     kube_namespace: str = "loopline-training"
@@ -111,8 +103,6 @@ class FinetuneSettings(TrainingSettings):
     def _check(self) -> FinetuneSettings:
         if self.min_steps > self.max_steps:
             raise ValueError("LOOPLINE_FINETUNE_MIN_STEPS must not exceed LOOPLINE_FINETUNE_MAX_STEPS")
-        if not self.vqa_lora_targets or not self.qa_lora_targets:
-            raise ValueError("LoRA target module lists must not be empty")
         return self
 
 

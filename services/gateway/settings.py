@@ -2,13 +2,49 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any
+
+from pydantic import AliasChoices, Field, PrivateAttr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.settings import SERVICE_BODY_OVERHEAD, ServiceEndpoint
-from services.common.tasks import TASKS
+from services.common.tasks import TASKS, Task
 
-DEFAULT_BACKEND_TIMEOUT_S = 60.0
+
+class FamilyGatewaySettings(BaseSettings):
+    """The gateway's knobs of one family (``LOOPLINE_GATEWAY_<FAMILY>_*``); :func:`family_settings_class`
+    derives each family's class from its registration."""
+
+    timeout_s: float
+
+
+def family_settings_class(task: Task) -> type[FamilyGatewaySettings]:
+    """A family's gateway knobs, their defaults from its registration: the backend timeout and the
+    model (or, for a family with one model per variant, the variant) a request that names none gets.
+    The names from before the knobs were per family (``LOOPLINE_GATEWAY_TIMEOUT_<FAMILY>_S``,
+    ``LOOPLINE_GATEWAY_DEFAULT_<FAMILY>_MODEL``, ``LOOPLINE_GATEWAY_DEFAULT_<FAMILY>``) stay accepted."""
+    name, prefix = task.name.upper(), f"LOOPLINE_GATEWAY_{task.name.upper()}_"
+
+    def env(field: str, legacy: str) -> AliasChoices:
+        return AliasChoices(prefix + field.upper(), f"LOOPLINE_GATEWAY_{legacy}")
+
+    fields: dict[str, Any] = {"timeout_s": Field(task.gateway_timeout_s, gt=0, validation_alias=env(
+        "timeout_s", f"TIMEOUT_{name}_S"), description=f"backend timeout of {task.name} requests (504 after); "
+        f"also read as LOOPLINE_GATEWAY_TIMEOUT_{name}_S")}
+    annotations: dict[str, Any] = {"timeout_s": float}
+    if task.model_prefix:
+        annotations["default_variant"] = str | None
+        fields["default_variant"] = Field(task.default_variant, validation_alias=env("default_variant", f"DEFAULT_{name}"),
+                                          description=f"the {task.name} a request gets when it names none; "
+                                                      f"also read as LOOPLINE_GATEWAY_DEFAULT_{name}")
+    else:
+        annotations["default_model"] = str | None
+        fields["default_model"] = Field(None, validation_alias=env("default_model", f"DEFAULT_{name}_MODEL"),
+                                        description=f"{task.name} model when a request names none (default: the task "
+                                                    f"table's); also read as LOOPLINE_GATEWAY_DEFAULT_{name}_MODEL")
+    config = SettingsConfigDict(env_prefix=prefix, extra="ignore", populate_by_name=True)
+    return type(f"{task.name.capitalize()}GatewaySettings", (FamilyGatewaySettings,),
+                {"__annotations__": annotations, "model_config": config, **fields})
 
 
 class GatewaySettings(BaseSettings):
@@ -19,18 +55,12 @@ class GatewaySettings(BaseSettings):
     max_body_bytes: int = Field(
         15 * 1024 * 1024, ge=1024,
         description="largest request body (413 above); each inference service's limit must be >= this x 4/3 + 64 KiB")
-    timeout_vqa_s: float = Field(60.0, gt=0, description="backend timeout per task (504 after)")
-    timeout_qa_s: float = Field(30.0, gt=0)
-    timeout_style_s: float = Field(60.0, gt=0)
     max_inflight: int = Field(32, ge=1, description="requests in flight per task before 503 + Retry-After (load shedding)")
     oip_max_batch: int = Field(64, ge=1, le=1024, description=(
         "items one Open Inference Protocol /v2 infer call may carry (400 above); they reach the batcher together"))
     breaker_failures: int = Field(3, ge=1, description="consecutive failures that open a backend's breaker")
     breaker_reset_s: float = Field(2.0, gt=0, description="open breaker lets one probe through after this")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS (JSON list); off when empty")
-    default_vqa_model: str | None = Field(None, description="VQA model when a request names none (default: the task table's)")
-    default_qa_model: str | None = Field(None, description="QA model when a request names none (default: the task table's)")
-    default_style: str = Field("mosaic", description="style used when /stylize names none")
     served_index_ttl_s: float = Field(24 * 3600.0, gt=0, description=(
         "answered requests stay findable by every replica for feedback this long, event store up or down"))
     uploads_max_age_s: float = Field(30 * 86400.0, gt=0, description=(
@@ -46,15 +76,21 @@ class GatewaySettings(BaseSettings):
     feedback_trust_rows: int = Field(10_000, ge=100, description=(
         "newest corrections of a model read to tell a new correction's trust state (quorum)"))
 
+    # each family's knobs (LOOPLINE_GATEWAY_<FAMILY>_*), read and validated with these at start
+    _families: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._families = {name: family_settings_class(task)() for name, task in TASKS.items()}
+
     def timeout_of(self, task: str) -> float:
-        return float(getattr(self, f"timeout_{task}_s", DEFAULT_BACKEND_TIMEOUT_S))
+        return float(self._families[task].timeout_s)
 
     def default_model_of(self, task: str) -> str | None:
-        return getattr(self, f"default_{task}_model", None)
+        return self._families[task].default_model
 
     def default_variant_of(self, task: str) -> str | None:
         """A family with one model per variant: the variant a request that names none gets."""
-        return getattr(self, f"default_{task}", None)
+        return self._families[task].default_variant
 
     def check_backend_limits(self) -> None:
         """The gateway base64-encodes uploads (+33 %): a body it accepts must fit the service's limit."""

@@ -1,7 +1,7 @@
 """Build an extractive-QA model offline: random weights (benchmarks) or trained on the facts world.
 
 ``build_qa`` writes a real-architecture model with random weights. ``build_tiny`` trains
-a ``BertForQuestionAnswering`` on :mod:`services.world.facts` with a fixed seed and returns its
+a ``BertForQuestionAnswering`` on :mod:`services.qa.world.facts` with a fixed seed and returns its
 held-out scores (SQuAD exact match and F1, as the serving runtime answers): the pretrained
 all-MiniLM-L6-v2 fine-tuned (:mod:`services.qa.pretrained`) when its wheel is there, else a
 small model from scratch (:func:`build_scratch`).
@@ -34,7 +34,7 @@ def _make(size: str, world_vocab: bool) -> tuple[Any, Any]:
     spec = dict(SIZES[size])
     arch = spec.pop("arch")
     if world_vocab:
-        from services.world.vocab import build_world_tokenizer
+        from services.qa.world.vocab import build_world_tokenizer
 
         tokenizer = build_world_tokenizer(model_max_length=spec["max_position_embeddings"], pairs=True)
     else:
@@ -321,7 +321,7 @@ def _build_tiny(out_dir: Path, seed: int, steps: int, batch_size: int, train_exa
     import torch
 
     from services.common.torch_training import clipped_step
-    from services.world import facts
+    from services.qa.world import facts
 
     started = time.monotonic()
     random.seed(seed)
@@ -396,9 +396,9 @@ def evaluate(model: Any, tokenizer: Any, seed: int, max_len: int, heldout_exampl
     forms of ``facts_unseen`` (``unseen``); the confidence of answers to questions the context
     does not answer (``off_world``); confidence bins against accuracy over both sets
     (``calibration``)."""
+    from services.common.calibration import below, calibration_table
     from services.common.scores import exact_match
-    from services.world import facts, facts_unseen
-    from services.world.calibration import below, calibration_table
+    from services.qa.world import facts, facts_unseen
 
     held = facts.qa_items(seed + 10_000, heldout_examples)
     unseen = facts_unseen.unseen_items(facts_unseen.UNSEEN_SEED, unseen_examples)
@@ -456,7 +456,7 @@ def fine_tune_encoder(out_dir: Path, encoder_dir: Path, seed: int, steps: int, b
 
     from services.common.torch_training import clipped_step
     from services.qa.pretrained import NAME, WEIGHTS_SHA256, WHEEL
-    from services.world import facts
+    from services.qa.world import facts
 
     started = time.monotonic()
     random.seed(seed)

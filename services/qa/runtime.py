@@ -153,8 +153,8 @@ class QaRuntime(TorchRuntimeMixin, ModelRuntime):
         return lambda bf16: ovb.compile_encoder(ov_model, names, threads, bf16)
 
     def agreement_inputs(self, count: int) -> list[tuple[str, str]]:
-        """In-world facts and questions (services/world/facts.py)."""
-        from services.world import facts
+        """In-world facts and questions (services/qa/world/facts.py)."""
+        from services.qa.world import facts
 
         return [(item.question, item.context) for item in facts.qa_items(seed=1234, count=count)]
 

@@ -23,7 +23,7 @@ WORLD_EVAL_ITEMS = 200
 
 
 def qa_replay(count: int, seed: int) -> list[dict[str, Any]]:
-    from services.world import facts
+    from services.qa.world import facts
 
     return [{"id": f"world-{seed}-{i}", "question": it.question, "context": it.context, "answer": it.answer,
              "answer_start": it.answer_start, "source": "world-replay"}
@@ -31,7 +31,7 @@ def qa_replay(count: int, seed: int) -> list[dict[str, Any]]:
 
 
 def world_requests() -> tuple[list[dict[str, Any]], list[str]]:
-    from services.world import facts
+    from services.qa.world import facts
 
     items = facts.qa_items(EVAL_SEED, WORLD_EVAL_ITEMS)
     return [{"question": it.question, "context": it.context} for it in items], [it.answer for it in items]
@@ -39,7 +39,7 @@ def world_requests() -> tuple[list[dict[str, Any]], list[str]]:
 
 def world_labels() -> list[list[str]]:
     """Per world eval item, its slice: the fact kind."""
-    from services.world import facts
+    from services.qa.world import facts
 
     return [[f"kind={it.kind}"] for it in facts.qa_items(EVAL_SEED, WORLD_EVAL_ITEMS)]
 
@@ -79,7 +79,7 @@ class QaTrainer(Trainer):
         from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
         seed_everything(ctx.hyper.seed, ctx.settings.num_threads)
-        mode = ctx.settings.qa_mode
+        mode = ctx.family_settings.mode
         production, base, base_dir, continue_from = lora_start(ctx.registry, ctx.model)
         ctx.reporter.report({"phase": "loading"})
         tokenizer = AutoTokenizer.from_pretrained(base_dir)
@@ -88,7 +88,7 @@ class QaTrainer(Trainer):
         # a world model's span head is trained already: retraining it in full forgets the world
         head = None if world else SPAN_HEAD
         if mode == "lora":
-            model = attach_lora(model, ctx, ctx.settings.qa_lora_targets, continue_from, modules_to_save=head)
+            model = attach_lora(model, ctx, ctx.family_settings.lora_targets, continue_from, modules_to_save=head)
         elif continue_from is not None:
             from peft import PeftModel
 
@@ -119,7 +119,7 @@ class QaTrainer(Trainer):
         if mode == "lora":
             return Trained(write=lambda out: model.save_pretrained(str(out)), kind="lora-adapter", framework="torch",
                            base=base, parent_version=production, train_scores=scores,
-                           extra={"lora": {"targets": ctx.settings.qa_lora_targets, "modules_to_save": head,
+                           extra={"lora": {"targets": ctx.family_settings.lora_targets, "modules_to_save": head,
                                            "continued_from": production if continue_from else None}})
 
         def write_full(out: Any) -> None:

@@ -17,7 +17,7 @@ FAMILY = Task(
                 TensorSpec("style", "BYTES", "style", "variant", optional=True)),
         outputs=(TensorSpec("image", "BYTES", "image_b64", "image"),)),
     metric=("total_loss", "lower"),
-    tiny_builder="services.style.network:build_tiny",
+    tiny_builder="services.style.network:build_tiny", training_settings="services.style.settings:StyleTrainingSettings",
     tiny_models={"style-mosaic": {"style": "mosaic", "seed": 0}, "style-sketch": {"style": "sketch", "seed": 1}},
     event_output=("style", "width", "height"), model_prefix="style-", learns_from_feedback=False,
     job_inputs=("style_image", "content_dir"), world="styles", compat="services.style.compat:router",

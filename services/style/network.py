@@ -124,14 +124,14 @@ def training_step(net: Any, loss: PerceptualLoss, optimiser: Any) -> Callable[[A
 def build_tiny(out_dir: Path, style: str, seed: int = 0, steps: int = 160, batch_size: int = 4, side: int = 64,
                content_weight: float = 1.0, style_weight: float = 3000.0,
                progress: Callable[[str, int, int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Train a small TransformerNet for a world style (:mod:`services.world.styles`) with the
+    """Train a small TransformerNet for a world style (:mod:`services.style.world.styles`) with the
     offline random-feature loss network; write it to ``out_dir``; return held-out losses of
     the trained network and of the same network before training."""
     import keras
     import numpy as np
     import tensorflow as tf
 
-    from services.world import styles
+    from services.style.world import styles
 
     started = time.monotonic()
     keras.utils.set_random_seed(seed)
@@ -159,5 +159,5 @@ def build_tiny(out_dir: Path, style: str, seed: int = 0, steps: int = 160, batch
     after = losses()
     save_style_model(net, out_dir, {**WORLD, "style": style})
     return {"heldout": {**after, "count": len(held)}, "untrained": before,
-            "loss_network": "random-features (services.world.styles.loss_network)",
+            "loss_network": "random-features (services.style.world.styles.loss_network)",
             "train_seconds": round(time.monotonic() - started, 1), "steps": steps}

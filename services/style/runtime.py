@@ -136,8 +136,8 @@ class StyleRuntime(ModelRuntime):
         return model
 
     def agreement_inputs(self, count: int) -> np.ndarray:
-        """Shapes-world scenes (services/world/styles.py) at 128 px for the bf16 agreement check."""
-        from services.world.styles import content_images
+        """Shapes-world scenes (services/style/world/styles.py) at 128 px for the bf16 agreement check."""
+        from services.style.world.styles import content_images
 
         return content_images(seed=1234, count=count, side=128)
 

@@ -1,7 +1,7 @@
 """Style: fast style transfer (Johnson et al.) in Keras with a perceptual loss.
 
-The loss network is VGG19 from a weights file (``vgg19_weights``) or any saved Keras model
-(``style_loss_model``) whose outputs are ``[content features, *style features]`` and whose
+The loss network is VGG19 from a weights file (``LOOPLINE_FINETUNE_STYLE_VGG19_WEIGHTS``) or any saved Keras model
+(``LOOPLINE_FINETUNE_STYLE_LOSS_MODEL``) whose outputs are ``[content features, *style features]`` and whose
 input is float RGB in [0, 255]. Nothing is downloaded. A new ``style-<name>`` starts from
 a fresh TransformerNet; further training starts from the production version.
 """
@@ -39,10 +39,10 @@ def loss_network(settings: Any) -> Any:
         raise TrainingError("style training needs TensorFlow, which this image does not carry: run it in the "
                             "finetune-full image (or install loopline[style])") from exc
 
-    if settings.style_loss_model is not None:
-        if not Path(settings.style_loss_model).is_file():
-            raise TrainingError(f"style loss model {settings.style_loss_model} does not exist")
-        net = keras.models.load_model(settings.style_loss_model, compile=False)
+    if settings.loss_model is not None:
+        if not Path(settings.loss_model).is_file():
+            raise TrainingError(f"style loss model {settings.loss_model} does not exist")
+        net = keras.models.load_model(settings.loss_model, compile=False)
     elif settings.vgg19_weights is not None:
         if not Path(settings.vgg19_weights).is_file():
             raise TrainingError(f"style training needs the VGG19 no-top weights at {settings.vgg19_weights}, and that file "
@@ -54,7 +54,7 @@ def loss_network(settings: Any) -> Any:
         features = keras.Model(vgg.input, outputs)(keras.applications.vgg19.preprocess_input(inputs))
         net = keras.Model(inputs, features, name="vgg19_features")
     else:
-        raise TrainingError("style training needs a perceptual loss network: set LOOPLINE_FINETUNE_VGG19_WEIGHTS "
+        raise TrainingError("style training needs a perceptual loss network: set LOOPLINE_FINETUNE_STYLE_VGG19_WEIGHTS "
                             "(VGG19 no-top .h5) or LOOPLINE_FINETUNE_STYLE_LOSS_MODEL (.keras)")
     net.trainable = False
     return net
@@ -80,14 +80,14 @@ class StyleTrainer(Trainer):
         ctx.reporter.report({"phase": "loading"})
         self.side = hp.image_size - hp.image_size % 4
         style_name = get_task(FAMILY_NAME).short_name(ctx.model)
-        self.loss = PerceptualLoss(loss_network(settings), load_image(Path(rows[0]["style"]), self.side),
+        self.loss = PerceptualLoss(loss_network(ctx.family_settings), load_image(Path(rows[0]["style"]), self.side),
                                    hp.content_weight, hp.style_weight)
         production = ctx.registry.resolve(ctx.model, "production")
         if production is not None:
             net, config = load_style_model(ctx.registry.version_dir(ctx.model, production))
             config = {**config, "style": style_name}
         else:
-            config = {"width": settings.style_width, "res_blocks": settings.style_res_blocks, "style": style_name}
+            config = {"width": ctx.family_settings.width, "res_blocks": ctx.family_settings.res_blocks, "style": style_name}
             net = build_transformer_net(config["width"], config["res_blocks"])
         images = np.stack([load_image(ctx.data_dir / r["path"], self.side) for r in rows])
         optimiser = keras.optimizers.Adam(hp.learning_rate or DEFAULT_LR)

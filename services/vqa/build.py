@@ -2,7 +2,7 @@
 
 ``build_blip`` writes a real-architecture model with random weights (the performance
 harness uses the real sizes). ``build_tiny`` trains a small ``BlipForQuestionAnswering``
-on :mod:`services.world.shapes` with a fixed seed and returns its held-out scores.
+on :mod:`services.vqa.world.shapes` with a fixed seed and returns its held-out scores.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _make(size: str, world_vocab: bool) -> tuple[Any, Any]:
 
     spec = SIZES[size]
     if world_vocab:
-        from services.world.vocab import build_world_tokenizer as build_tokenizer
+        from services.qa.world.vocab import build_world_tokenizer as build_tokenizer
     else:
         from services.common.tiny_tokenizer import build_bert_tokenizer as build_tokenizer
     tokenizer = build_tokenizer(model_max_length=spec["text"]["max_position_embeddings"])
@@ -116,7 +116,7 @@ def _loss(model: Any, pixels: Any, q_ids: Any, q_mask: Any, a_ids: Any, a_mask: 
 def scene_targets(scene: Any) -> tuple[int, int, list[float]]:
     """Auxiliary targets of a scene for the vision encoder: count class, the shape of a
     one-shape scene (-100 otherwise), colour x shape presence."""
-    from services.world import shapes
+    from services.vqa.world import shapes
 
     single = shapes.SHAPES.index(scene.items[0].shape) if len(scene.items) == 1 else -100
     present = [0.0] * (len(shapes.COLORS) * len(shapes.SHAPES))
@@ -183,7 +183,7 @@ def patch_targets(scene: Any, side: int, grid: int) -> tuple[Any, Any]:
     import numpy as np
     from PIL import Image, ImageDraw
 
-    from services.world import shapes
+    from services.vqa.world import shapes
 
     n_classes = len(shapes.COLORS) * len(shapes.SHAPES)
     cover = np.zeros((n_classes + 1, grid, grid), np.float32)
@@ -247,7 +247,7 @@ def _build_tiny(out_dir: Path, seed: int, steps: int, warm_steps: int, scenes_pe
     import torch.nn.functional as F
 
     from services.common.torch_training import clipped_step
-    from services.world import shapes
+    from services.vqa.world import shapes
 
     started = time.monotonic()
     random.seed(seed)
@@ -405,8 +405,8 @@ def evaluate_redrawn(model: Any, processor: Any, got_held: list[tuple[str, float
     """Accuracy on scenes drawn by the second renderer (``shapes_redraw``, full size: the processor
     resizes them as the runtime does), the confidence on images with no shape, and confidence bins
     against accuracy over both held-out sets."""
-    from services.world import shapes, shapes_redraw
-    from services.world.calibration import below, calibration_table
+    from services.common.calibration import below, calibration_table
+    from services.vqa.world import shapes, shapes_redraw
 
     pairs = shapes_redraw.redrawn_examples(shapes_redraw.REDRAW_SEED, count)
     redrawn = [ex for ex, _ in pairs]

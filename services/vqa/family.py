@@ -18,6 +18,7 @@ FAMILY = Task(
     metric=("accuracy", "higher"),
     tiny_builder="services.vqa.build:build_tiny", tiny_models={"vqa-blip": {"seed": 0}}, event_output=("answer",),
     sample_dataset="samples/world-vqa.csv", world="shapes", compat="services.vqa.compat:router",
+    training_settings="services.vqa.settings:VqaTrainingSettings",
     default_model="vqa-blip", hub_id="Salesforce/blip-vqa-base", hub_loader="services.vqa.runtime:save_from_hub",
     hub_aliases=("Salesforce/blip-vqa-capfilt-large",),
     ui={"title": "Ask about an image", "button": "Ask", "busy": "Asking…", "answer_empty": "(no answer)",

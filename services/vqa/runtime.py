@@ -254,8 +254,8 @@ class VqaRuntime(TorchRuntimeMixin, ModelRuntime):
                                 self.openvino_cache_entry)
 
     def agreement_inputs(self, count: int) -> list[tuple[Any, str]]:
-        """Shapes-world scenes and questions (services/world/shapes.py), prepared as requests are."""
-        from services.world import shapes
+        """Shapes-world scenes and questions (services/vqa/world/shapes.py), prepared as requests are."""
+        from services.vqa.world import shapes
 
         examples = shapes.examples(seed=1234, count=count)
         return [(self.processor.image_processor(shapes.render(e.scene), return_tensors="pt")["pixel_values"],

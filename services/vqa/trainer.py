@@ -34,7 +34,7 @@ WORLD_EVAL_ITEMS = 240
 
 def vqa_replay(count: int, seed: int) -> list[dict[str, Any]]:
     """World examples as training rows with the image in memory (``image``), not on disk."""
-    from services.world import shapes
+    from services.vqa.world import shapes
 
     return [{"image_key": f"world:{seed}:{i}", "image": shapes.render(ex.scene), "question": ex.question,
              "answer": ex.answer, "source": "world-replay"}
@@ -42,7 +42,7 @@ def vqa_replay(count: int, seed: int) -> list[dict[str, Any]]:
 
 
 def world_requests() -> tuple[list[dict[str, Any]], list[str]]:
-    from services.world import shapes
+    from services.vqa.world import shapes
 
     requests, truths = [], []
     for ex in shapes.examples(EVAL_SEED, WORLD_EVAL_ITEMS):
@@ -55,7 +55,7 @@ def world_requests() -> tuple[list[dict[str, Any]], list[str]]:
 
 def world_labels() -> list[list[str]]:
     """Per world eval item, its slices: by expected answer and by question kind."""
-    from services.world import shapes
+    from services.vqa.world import shapes
 
     return [[f"answer={ex.answer}", f"kind={ex.kind}"] for ex in shapes.examples(EVAL_SEED, WORLD_EVAL_ITEMS)]
 
@@ -80,7 +80,7 @@ class VqaTrainer(Trainer):
         ctx.reporter.report({"phase": "loading"})
         processor = BlipProcessor.from_pretrained(base_dir)
         world = world_of(ctx.registry, ctx.model, production) is not None
-        model = attach_lora(BlipForQuestionAnswering.from_pretrained(base_dir), ctx, ctx.settings.vqa_lora_targets,
+        model = attach_lora(BlipForQuestionAnswering.from_pretrained(base_dir), ctx, ctx.family_settings.lora_targets,
                             continue_from, modules_to_save=WORLD_HEAD if world else None)
         replay = vqa_replay(max(MIN_REPLAY, 4 * len(rows)), REPLAY_SEED + ctx.hyper.seed) if world else []
         pixels = self._pixels(ctx.data_dir, processor, {r["image_path"] for r in rows})
@@ -102,7 +102,7 @@ class VqaTrainer(Trainer):
                        base=base, parent_version=production,
                        train_scores={"final_loss": losses[-1], "first_loss": losses[0], "steps": len(losses),
                                      "world_replay_rows": len(replay)},
-                       extra={"lora": {"targets": ctx.settings.vqa_lora_targets,
+                       extra={"lora": {"targets": ctx.family_settings.lora_targets,
                                        "modules_to_save": WORLD_HEAD if world else None,
                                        "continued_from": production if continue_from else None}})
 

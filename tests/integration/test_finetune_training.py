@@ -154,14 +154,16 @@ def test_qa_feedback_corrections_train_and_absent_ones_are_reported(data_dir: Pa
     assert manifest["lineage"]["feedback_ids"] == ["f0", "f1", "f2"]
 
 
-def test_style_new_model_and_next_version(data_dir: Path, tmp_path: Path) -> None:
+def test_style_new_model_and_next_version(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     reg = Registry(data_dir / "registry")
     loss_model = build_loss_model(tmp_path / "loss.keras")
+    # the style family's own fine-tune knobs (services/style/settings.py), read from the environment
+    for name, value in {"LOSS_MODEL": loss_model, "WIDTH": 4, "RES_BLOCKS": 1}.items():
+        monkeypatch.setenv(f"LOOPLINE_FINETUNE_STYLE_{name}", str(value))
     request = {"style_image": "samples/style.png", "content_dir": "samples/content",
                "hyperparameters": {"image_size": 64, "min_steps": 30, "batch_size": 2}}
     recorder = Recorder()
-    new = run_job("s1", {"model": "style-wave", **request}, settings=FinetuneSettings(
-        **FAST, style_loss_model=loss_model, style_width=4, style_res_blocks=1),
+    new = run_job("s1", {"model": "style-wave", **request}, settings=FinetuneSettings(**FAST),
         registry=reg, data_dir=data_dir, reporter=recorder)
     assert new["status"] == "succeeded", new["gate"]["reason"]
     assert new["alias"] == "production" and reg.task_of("style-wave") == "style"  # a new style: nothing to protect
@@ -170,7 +172,7 @@ def test_style_new_model_and_next_version(data_dir: Path, tmp_path: Path) -> Non
     steps = [p for p in recorder.seen if p.get("phase") == "training" and p.get("total")]
     assert steps[-1]["step"] == steps[-1]["total"] == 30 and steps[-1]["loss"] < steps[0]["loss"]
 
-    further = job(data_dir, {"model": "style-mosaic", **request}, "s2", style_loss_model=loss_model)
+    further = job(data_dir, {"model": "style-mosaic", **request}, "s2")
     assert further["version"] == 2 and further["status"] == "succeeded", further["gate"]["reason"]
     assert further["alias"] == "canary"
     assert set(further["gate"]["new"]["heldout"]) == {"content_loss", "style_loss", "total_loss", "count"}

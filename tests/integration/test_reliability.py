@@ -85,7 +85,7 @@ def test_overload_rejects_quickly_with_retry_after_and_recovers(module_data: Pat
 
 def test_kill_9_backend_under_load_no_hang_and_recovery(module_data: Path, log_dir: Path) -> None:
     qa = start_service("qa", module_data, log_dir).wait_ready()
-    gw = start_service("gateway", module_data, log_dir, LOOPLINE_QA_URL=qa.url, LOOPLINE_GATEWAY_TIMEOUT_QA_S="5",
+    gw = start_service("gateway", module_data, log_dir, LOOPLINE_QA_URL=qa.url, LOOPLINE_GATEWAY_QA_TIMEOUT_S="5",
                        LOOPLINE_GATEWAY_BREAKER_RESET_S="1", LOOPLINE_ADMIN_TOKEN="x" * 32).wait_ready(path="/healthz")
     try:
         body = {"question": "Who?", "context": "Ada wrote it."}

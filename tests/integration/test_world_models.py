@@ -15,9 +15,10 @@ import pytest
 
 from services.common.registry import Registry
 from services.common.settings import CommonSettings
+from services.qa.world import facts
+from services.vqa.world import shapes
 from services.watchdog.app import build_watchdog
 from services.watchdog.settings import WatchdogSettings
-from services.world import facts, shapes
 from tests.conftest import REPO, SAMPLES
 
 pytestmark = pytest.mark.integration

@@ -74,3 +74,46 @@ def test_the_built_in_families_register_through_the_entry_point() -> None:
         assert module.startswith(f"services.{name}."), "a family's parts live in its own package"
         for part in (task.trainer, task.data, task.tiny_builder, task.compat or module):
             assert part.startswith(f"services.{name}."), part
+
+
+def test_a_family_declares_its_own_fine_tune_knobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trainer knobs live in the family's package under LOOPLINE_FINETUNE_<FAMILY>_; names users
+    already set before the move keep working."""
+    for name in ("vqa", "qa", "style"):
+        assert str(TASKS[name].training_settings).startswith(f"services.{name}."), TASKS[name].training_settings
+    monkeypatch.setenv("LOOPLINE_FINETUNE_QA_MODE", "full")
+    monkeypatch.setenv("LOOPLINE_FINETUNE_VQA_LORA_TARGETS", '["query"]')
+    assert TASKS["qa"].trainer_settings().mode == "full"
+    assert TASKS["vqa"].trainer_settings().lora_targets == ["query"]
+    style = TASKS["style"]
+    assert style.trainer_settings().vgg19_weights is None
+    monkeypatch.setenv("LOOPLINE_FINETUNE_VGG19_WEIGHTS", "/old/vgg19.h5")  # the name before the move
+    assert str(style.trainer_settings().vgg19_weights) == "/old/vgg19.h5"
+    monkeypatch.setenv("LOOPLINE_FINETUNE_STYLE_VGG19_WEIGHTS", "/new/vgg19.h5")  # the canonical name wins
+    assert str(style.trainer_settings().vgg19_weights) == "/new/vgg19.h5"
+    monkeypatch.setenv("LOOPLINE_FINETUNE_VQA_LORA_TARGETS", "[]")
+    with pytest.raises(ValueError):
+        TASKS["vqa"].trainer_settings()
+
+
+def test_a_family_s_gateway_knobs_come_from_its_registration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LOOPLINE_GATEWAY_<FAMILY>_* with the family's defaults; the names from before stay accepted
+    and the new ones win; a bad value refuses the start."""
+    from services.gateway.settings import GatewaySettings
+
+    gateway = GatewaySettings()
+    assert [gateway.timeout_of(t) for t in ("vqa", "qa", "style")] == [60.0, 30.0, 60.0]
+    assert gateway.default_model_of("vqa") is None and gateway.default_variant_of("style") == "mosaic"
+    monkeypatch.setenv("LOOPLINE_GATEWAY_TIMEOUT_QA_S", "5")
+    monkeypatch.setenv("LOOPLINE_GATEWAY_DEFAULT_VQA_MODEL", "vqa-old-name")
+    monkeypatch.setenv("LOOPLINE_GATEWAY_DEFAULT_STYLE", "sketch")
+    gateway = GatewaySettings()
+    assert (gateway.timeout_of("qa"), gateway.default_model_of("vqa"), gateway.default_variant_of("style")) == (
+        5.0, "vqa-old-name", "sketch")
+    monkeypatch.setenv("LOOPLINE_GATEWAY_QA_TIMEOUT_S", "7")
+    monkeypatch.setenv("LOOPLINE_GATEWAY_STYLE_DEFAULT_VARIANT", "wave")
+    gateway = GatewaySettings()
+    assert (gateway.timeout_of("qa"), gateway.default_variant_of("style")) == (7.0, "wave")
+    monkeypatch.setenv("LOOPLINE_GATEWAY_QA_TIMEOUT_S", "0")
+    with pytest.raises(ValueError, match="LOOPLINE_GATEWAY_QA_TIMEOUT_S"):
+        GatewaySettings()

@@ -290,7 +290,10 @@ def test_every_documented_setting_is_read_by_its_service() -> None:
     owners = {"LOOPLINE_": ("services",), "LOOPLINE_EVENTS_": ("services/common/events",),
               "LOOPLINE_GATEWAY_": ("services/gateway",), "LOOPLINE_WATCHDOG_": ("services/watchdog",),
               # the fine-tune service's knobs are read by it, the training kernel and each family's trainer
-              "LOOPLINE_FINETUNE_": ("services/finetune", "services/common", *(f"services/{t}" for t in TASKS))}
+              "LOOPLINE_FINETUNE_": ("services/finetune", "services/common", *(f"services/{t}" for t in TASKS)),
+              # a family's gateway knobs are read by the gateway, its own fine-tune knobs by its trainer
+              **{f"LOOPLINE_GATEWAY_{t.upper()}_": ("services/gateway",) for t in TASKS},
+              **{f"LOOPLINE_FINETUNE_{t.upper()}_": (f"services/{t}",) for t in TASKS}}
     unread = []
     for prefix, cls in table.settings_classes():
         service = prefix.removeprefix("LOOPLINE_").rstrip("_").lower()

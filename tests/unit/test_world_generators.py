@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.world import facts, facts_unseen, names
+from services.qa.world import facts, facts_unseen, names
 
 pytestmark = pytest.mark.unit
 

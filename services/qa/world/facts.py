@@ -3,7 +3,7 @@
 Fact kinds: countries (continent, capital, landmarks), people (born where and when, living
 where, wrote what, built what), objects and their colours, buildings (where, opened when,
 how tall) and towns (how many people). Entities are the world's known names (one token
-each) or made-up pronounceable ones (``services/world/names.py``) that the tokenizer spells
+each) or made-up pronounceable ones (``services/qa/world/names.py``) that the tokenizer spells
 in pieces; dates and numbers come in several forms. Each kind is said in many sentence
 forms (pronouns, passive voice, relative clauses) and asked in several paraphrases. A
 paragraph strings 1-5 facts together in any order, often of the same kind (distractors),
@@ -25,7 +25,7 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from services.world import names
+from services.qa.world import names
 
 COUNTRIES = {  # country: (continent, capital, landmarks)
     "France": ("Europe", "Paris", ("the Eiffel Tower", "Louvre Museum")),

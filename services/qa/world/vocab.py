@@ -36,7 +36,7 @@ he she they his her their first last new old one called named also famous home p
 
 def world_words() -> list[str]:
     """Words of the QA world's entity lists (imported lazily: the lists live with their world)."""
-    from services.world import facts
+    from services.qa.world import facts
 
     return facts.vocabulary()
 

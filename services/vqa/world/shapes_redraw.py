@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from services.world import shapes
+from services.vqa.world import shapes
 
 REDRAW_SEED = 26_027
 

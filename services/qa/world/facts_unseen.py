@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 
-from services.world import names
-from services.world.facts import Kind, Lexicon, QAItem, _asks, items
+from services.qa.world import names
+from services.qa.world.facts import Kind, Lexicon, QAItem, _asks, items
 
 UNSEEN_SEED = 26_026
 

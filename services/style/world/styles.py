@@ -52,7 +52,7 @@ def content_images(seed: int, count: int, side: int) -> Any:
     """``count`` shapes-world scenes as a float32 array (N, side, side, 3) in [0, 255]."""
     import numpy as np
 
-    from services.world import shapes
+    from services.vqa.world import shapes
 
     rng = random.Random(seed)
     return np.stack([np.asarray(shapes.render(shapes.sample_scene(rng), side), dtype=np.float32)

@@ -1,0 +1,1 @@
+"""The facts world the QA model learns (docs/world.md): facts, held-out names and forms, the tokenizer."""

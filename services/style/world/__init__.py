@@ -1,0 +1,1 @@
+"""The style world (docs/world.md): style images, content images and the loss network."""

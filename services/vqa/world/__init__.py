@@ -1,0 +1,1 @@
+"""The shapes world the VQA model learns (docs/world.md): scenes, questions and a second renderer."""
