@@ -21,7 +21,7 @@ TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
 TORCH_WHEEL_DIR ?= $(patsubst %/,%,$(dir $(firstword $(wildcard $(addsuffix /torch-2.13.0+cpu-*.whl,$(shell pip config get global.find-links 2>/dev/null))))))
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock lock-peers sysdeps models up test test-unit test-integration test-e2e test-deploy lint bench soak clean
+.PHONY: help install lock lock-peers sysdeps models up test test-registry test-unit test-integration test-e2e test-deploy lint bench soak clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -65,8 +65,12 @@ models: install ## build the tiny offline models into the registry when it is em
 up: install models ## install, build models if needed, start the whole embedded stack
 	$(LOOPLINE) up
 
-test: install sysdeps images ## install, build the images, then run the whole test suite (the compose stack included)
+test: install sysdeps ## install, build the images (and the tiny test models beside them), then run the whole test suite (the compose stack included)
+	$(MAKE) --no-print-directory -j2 images test-registry
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-registry: install ## train the tiny models into the test cache (make test runs it beside the image builds)
+	$(BIN)/python -m tests.prebuild_registry
 
 test-unit: install ## unit tests only
 	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)

@@ -84,20 +84,21 @@ def cached_registry(build: Callable[[Path], None]) -> Path | None:
     return cached
 
 
-@pytest.fixture(scope="session")
-def tiny_registry_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Tiny trained models, built once (or taken from the cache); tests copy it so each gets
-    a private registry."""
+def build_tiny_registry(path: Path) -> None:
     from services.common.registry import Registry
     from services.ops.bootstrap import bootstrap_tiny
 
-    def build(path: Path) -> None:
-        bootstrap_tiny(Registry(path), show_progress=False)
+    bootstrap_tiny(Registry(path), show_progress=False)
 
+
+@pytest.fixture(scope="session")
+def tiny_registry_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny trained models, built once (or taken from the cache, which ``make test`` fills while
+    the images build: tests/prebuild_registry.py); tests copy it so each gets a private registry."""
     root = tmp_path_factory.mktemp("tiny-registry")
-    cached = cached_registry(build)
+    cached = cached_registry(build_tiny_registry)
     if cached is None:
-        build(root)
+        build_tiny_registry(root)
     else:
         shutil.copytree(cached, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("complete"))
     return root
