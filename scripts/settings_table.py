@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic_settings import BaseSettings
@@ -35,7 +36,9 @@ def env_names() -> list[str]:
 
 def _default(field: Any) -> str:
     if field.default_factory is not None:
-        return "(cores available)" if "threads" in str(field.default_factory) else "[]"
+        if "threads" in str(field.default_factory):
+            return "(cores available)"
+        return f"`{json.dumps(field.default_factory())}`"  # a list or a mapping, as the variable takes it (JSON)
     value = field.default
     return "(unset)" if value is None else f"`{value}`"
 

@@ -8,12 +8,15 @@ it is used, so the kernel names no family and a fourth family is one installed p
 A task carries what is light (its name, request and response models, tensor signature, metric)
 as values and names what is heavy (runtime, trainer, data adapter, tiny builder, hub loader,
 compatibility routes) as ``"module:attribute"`` strings inside the family's package, imported
-only when used: the gateway never imports torch.
+only when used: the gateway never imports torch. A family that gives ``package=__package__``
+leaves those strings out: they follow from the package by :data:`CONVENTION`.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -31,14 +34,46 @@ def load_object(path: str) -> Any:
     return getattr(importlib.import_module(module), attribute)
 
 
+# Where a family package's parts are found when its registration does not name them: part ->
+# (module in the package, attribute; {Name} is the family's name in CamelCase, qa -> Qa,
+# image-caption -> ImageCaption). Optional parts count only when their module exists; the hub
+# loader only when the family has a hub checkpoint.
+CONVENTION: dict[str, tuple[str, str]] = {
+    "runtime": ("runtime", "{Name}Runtime"),
+    "trainer": ("trainer", "{Name}Trainer"),
+    "data": ("data", "{Name}Data"),
+    "tiny_builder": ("build", "build_tiny"),
+    "compat": ("compat", "router"),
+    "training_settings": ("settings", "{Name}TrainingSettings"),
+    "hub_loader": ("runtime", "save_from_hub"),
+}
+REQUIRED_PARTS = ("runtime", "trainer", "data", "tiny_builder")
+
+
+def camel_name(name: str) -> str:
+    """``qa`` -> ``Qa``, ``image-caption`` -> ``ImageCaption``."""
+    return "".join(word.capitalize() for word in re.split(r"[-_]", name))
+
+
+def conventional_parts(task: Task) -> dict[str, str]:
+    """The ``"module:attribute"`` of each part ``task`` leaves empty, where its package has it."""
+    if not task.package:
+        return {}
+    found = {}
+    for part, (module, attribute) in CONVENTION.items():
+        if getattr(task, part) or (part == "hub_loader" and not task.hub_id):
+            continue
+        qualified = f"{task.package}.{module}"
+        if part in REQUIRED_PARTS or part == "hub_loader" or importlib.util.find_spec(qualified) is not None:
+            found[part] = f"{qualified}:{attribute.format(Name=camel_name(task.name))}"
+    return found
+
+
 @dataclass(frozen=True)
 class Task:
     name: str
     summary: str
     default_port: int
-    runtime: str  # "module:RuntimeClass" (its ``settings_class`` is the service's settings)
-    trainer: str  # "module:TrainerClass" the fine-tune service runs (services/common/training.py)
-    data: str  # "module:DataAdapter" that turns datasets, feedback or a job's own inputs into rows
     framework: Literal["torch", "tensorflow", "python"]  # python: plain Python, no framework
     # the public contract, torch-free: the /v1 request (JSON or multipart) and answer models, and
     # the named tensors of the Open Inference Protocol (services/common/signatures.py)
@@ -49,10 +84,16 @@ class Task:
     # whose metric is a loss shows it fits its data by its training loss falling
     metric: tuple[str, Literal["higher", "lower"]]
     # tiny offline models: registry name -> keyword arguments of ``tiny_builder(out_dir, **kwargs)``
-    tiny_builder: str
     tiny_models: Mapping[str, Mapping[str, Any]]
     # what a request's answer contributes to its inference event (never image bytes)
     event_output: tuple[str, ...]
+    # The family's package (``package=__package__`` in its family.py): the heavy parts below that
+    # are left empty are found there by convention (:data:`CONVENTION`); a part named explicitly wins.
+    package: str | None = None
+    runtime: str = ""  # "module:RuntimeClass" (its ``settings_class`` is the service's settings)
+    trainer: str = ""  # "module:TrainerClass" the fine-tune service runs (services/common/training.py)
+    data: str = ""  # "module:DataAdapter" that turns datasets, feedback or a job's own inputs into rows
+    tiny_builder: str = ""  # "module:function(out_dir, **tiny_models[name])"
     default_model: str | None = None  # the model a request gets when it names none
     model_prefix: str = ""  # e.g. "style-": a request names "mosaic", the registry holds "style-mosaic"
     sample_dataset: str | None = None  # shipped under data/samples: the release gate scores production on it
@@ -74,6 +115,14 @@ class Task:
     # the browser UI's panel: title, button, placeholders, an example (services/gateway/static/js/try.js)
     ui: Mapping[str, Any] = field(default_factory=dict)
     metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for part, path in conventional_parts(self).items():
+            object.__setattr__(self, part, path)
+        missing = [part for part in REQUIRED_PARTS if not getattr(self, part)]
+        if missing:
+            raise TypeError(f"family {self.name!r} names no {', '.join(missing)}: give package=__package__ "
+                            f"(found by convention) or name them as 'module:attribute'")
 
     @property
     def route(self) -> str:

@@ -86,7 +86,8 @@ class FinetuneSettings(TrainingSettings):
     kube_cpu_limit: str = "2"
     kube_memory_request: str = "2Gi"
     kube_memory_limit: str = "6Gi"
-    kube_node_selector: dict[str, str] = Field(default_factory=dict)
+    kube_node_selector: dict[str, str] = Field(default_factory=dict, description=(
+        "node labels a fine-tune Job's pod must match (JSON object, e.g. {\"pool\": \"training\"})"))
     kube_image_pull_secret: str | None = Field(
         None, description="docker-registry Secret in the training namespace for a private registry (unset: none)")
     kube_active_deadline_s: int = Field(6 * 3600, ge=60)

@@ -9,19 +9,15 @@ from .schemas import DEFAULT_PORT, FAMILY_NAME, QaInput, QaResponse
 
 FAMILY = Task(
     name=FAMILY_NAME, summary="extractive question answering (BERT family)", default_port=DEFAULT_PORT,
-    runtime="services.qa.runtime:QaRuntime", trainer="services.qa.trainer:QaTrainer",
-    data="services.qa.data:QaData", framework="torch",
-    request=QaInput, response=QaResponse,
+    package=__package__, framework="torch", request=QaInput, response=QaResponse,
     signature=Signature(
         inputs=(TensorSpec("question", "BYTES", "question"), TensorSpec("context", "BYTES", "context")),
         outputs=(TensorSpec("answer", "BYTES", "answer"), TensorSpec("confidence", "FP32", "confidence", "number"),
                  TensorSpec("start", "INT64", "start", "number"), TensorSpec("end", "INT64", "end", "number"))),
-    metric=("f1", "higher"),
-    tiny_builder="services.qa.build:build_tiny", tiny_models={"qa-extractive": {"seed": 0}},
+    metric=("f1", "higher"), tiny_models={"qa-extractive": {"seed": 0}},
     event_output=("answer", "start", "end"), sample_dataset="samples/world-qa.json", world="facts",
-    compat="services.qa.compat:router", training_settings="services.qa.settings:QaTrainingSettings",
-    default_model="qa-extractive", gateway_timeout_s=30.0, hub_id="distilbert-base-cased-distilled-squad",
-    hub_loader="services.qa.runtime:save_from_hub", hub_aliases=("distilbert/distilbert-base-cased-distilled-squad",),
+    default_model="qa-extractive", gateway_timeout_s=30.0,
+    hub_id="distilbert-base-cased-distilled-squad", hub_aliases=("distilbert/distilbert-base-cased-distilled-squad",),
     ui={"title": "Ask about a text", "button": "Find the answer", "busy": "Searching…",
         "answer_empty": "(no answer found)", "correction": "The right answer", "highlight": "context",
         "labels": {"context": "Text to search"}, "hints": {"context": "any length"}, "multiline": ["context"],

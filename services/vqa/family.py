@@ -9,18 +9,13 @@ from .schemas import DEFAULT_PORT, FAMILY_NAME, VqaInput, VqaResponse
 
 FAMILY = Task(
     name=FAMILY_NAME, summary="visual question answering (BLIP)", default_port=DEFAULT_PORT,
-    runtime="services.vqa.runtime:VqaRuntime", trainer="services.vqa.trainer:VqaTrainer",
-    data="services.vqa.data:VqaData", framework="torch",
-    request=VqaInput, response=VqaResponse,
+    package=__package__, framework="torch", request=VqaInput, response=VqaResponse,
     signature=Signature(
         inputs=(TensorSpec("question", "BYTES", "question"), TensorSpec("image", "BYTES", "image_b64", "image")),
         outputs=(TensorSpec("answer", "BYTES", "answer"), TensorSpec("confidence", "FP32", "confidence", "number"))),
-    metric=("accuracy", "higher"),
-    tiny_builder="services.vqa.build:build_tiny", tiny_models={"vqa-blip": {"seed": 0}}, event_output=("answer",),
-    sample_dataset="samples/world-vqa.csv", world="shapes", compat="services.vqa.compat:router",
-    training_settings="services.vqa.settings:VqaTrainingSettings",
-    default_model="vqa-blip", hub_id="Salesforce/blip-vqa-base", hub_loader="services.vqa.runtime:save_from_hub",
-    hub_aliases=("Salesforce/blip-vqa-capfilt-large",),
+    metric=("accuracy", "higher"), tiny_models={"vqa-blip": {"seed": 0}}, event_output=("answer",),
+    sample_dataset="samples/world-vqa.csv", world="shapes",
+    default_model="vqa-blip", hub_id="Salesforce/blip-vqa-base", hub_aliases=("Salesforce/blip-vqa-capfilt-large",),
     ui={"title": "Ask about an image", "button": "Ask", "busy": "Asking…", "answer_empty": "(no answer)",
         "correction": "The right answer", "placeholders": {"question": "What color is the shape?"}},
 )

@@ -117,3 +117,48 @@ def test_a_family_s_gateway_knobs_come_from_its_registration(monkeypatch: pytest
     monkeypatch.setenv("LOOPLINE_GATEWAY_QA_TIMEOUT_S", "0")
     with pytest.raises(ValueError, match="LOOPLINE_GATEWAY_QA_TIMEOUT_S"):
         GatewaySettings()
+
+
+def _declare(name: str, package: str | None, **parts: str) -> Task:
+    from services.common.signatures import Signature
+
+    return Task(name=name, summary="a test family", default_port=8190, framework="python", request=None,
+                response=None, signature=Signature(inputs=(), outputs=()), metric=("accuracy", "higher"),
+                tiny_models={}, event_output=(), package=package, **parts)
+
+
+def test_a_family_package_s_parts_are_found_by_convention(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``package=__package__`` finds runtime, trainer, data and builder by their conventional names;
+    compat and settings only where their module exists, the hub loader only with a hub id; a part
+    named explicitly wins."""
+    from services.common.tasks import camel_name
+
+    pkg = tmp_path / "loopline_caption"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "settings.py").write_text("class ImageCaptionTrainingSettings: pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert camel_name("image-caption") == "ImageCaption" and camel_name("qa") == "Qa"
+    task = _declare("image-caption", "loopline_caption", tiny_builder="loopline_caption.network:build")
+    assert (task.runtime, task.trainer, task.data) == ("loopline_caption.runtime:ImageCaptionRuntime",
+                                                       "loopline_caption.trainer:ImageCaptionTrainer",
+                                                       "loopline_caption.data:ImageCaptionData")
+    assert task.tiny_builder == "loopline_caption.network:build"  # named: not overridden
+    assert task.training_settings == "loopline_caption.settings:ImageCaptionTrainingSettings"
+    assert task.compat is None and task.hub_loader is None  # no compat.py, no hub checkpoint
+    with_hub = _declare("image-caption", "loopline_caption", hub_id="org/captioner")
+    assert with_hub.hub_loader == "loopline_caption.runtime:save_from_hub"
+    # the built-in families use the convention too, and every part it names exists
+    for family in TASKS.values():
+        for part in ("runtime", "trainer", "data", "tiny_builder", "compat", "training_settings", "hub_loader"):
+            path = getattr(family, part)
+            if path:
+                module, _, attribute = path.partition(":")
+                assert hasattr(__import__(module, fromlist=[attribute]), attribute), f"{family.name}.{part}: {path}"
+
+
+def test_a_family_without_package_or_parts_is_refused() -> None:
+    with pytest.raises(TypeError, match=r"names no runtime, trainer, data, tiny_builder.*package=__package__"):
+        _declare("orphan", None)
+    named = _declare("orphan", None, runtime="m:R", trainer="m:T", data="m:D", tiny_builder="m:b")
+    assert (named.runtime, named.compat, named.training_settings) == ("m:R", None, None)

@@ -9,8 +9,7 @@ from .schemas import NAME, EchoInput, EchoResponse
 
 FAMILY = Task(
     name=NAME, summary="echo (a test family)", default_port=8199,
-    runtime="loopline_echo.runtime:EchoRuntime", trainer="loopline_echo.trainer:EchoTrainer",
-    data="loopline_echo.data:EchoData", framework="python", request=EchoInput, response=EchoResponse,
+    package=__package__, framework="python", request=EchoInput, response=EchoResponse,
     signature=Signature(inputs=(TensorSpec("text", "BYTES", "text"),),
                         outputs=(TensorSpec("answer", "BYTES", "answer"),
                                  TensorSpec("confidence", "FP32", "confidence", "number"))),
