@@ -112,7 +112,10 @@ def models_verify(model: Annotated[str | None, typer.Argument()] = None) -> None
 def models_bootstrap(tiny: Annotated[bool, typer.Option("--tiny", help="tiny random-weight models, offline")] = False,
                      if_empty: Annotated[bool, typer.Option("--if-empty", help="skip models already present")] = False,
                      only: Annotated[list[str] | None, typer.Option(
-                         "--only", help="build only this tiny model (repeatable), e.g. qa-extractive")] = None) -> None:
+                         "--only", help="build only this tiny model (repeatable), e.g. qa-extractive")] = None,
+                     jobs: Annotated[int | None, typer.Option(
+                         "--jobs", min=1, help="models trained at once, each in its own process "
+                                               "(default: the cores available; 1: one after the other)")] = None) -> None:
     """Build models offline and register each as a new production version."""
     from services.ops.bootstrap import bootstrap_tiny, tiny_models
 
@@ -121,7 +124,7 @@ def models_bootstrap(tiny: Annotated[bool, typer.Option("--tiny", help="tiny ran
     unknown = sorted(set(only or ()) - set(tiny_models()))
     if unknown:
         fail(f"no tiny model named {', '.join(unknown)}; the tiny models are {', '.join(tiny_models())}", 2)
-    made = _guard(lambda: bootstrap_tiny(_registry(), if_empty=if_empty, only=tuple(only or ())))
+    made = _guard(lambda: bootstrap_tiny(_registry(), if_empty=if_empty, only=tuple(only or ()), jobs=jobs))
     for ref in made:
         console.print(f"built {ref.model} v{ref.version}")
     if not made:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from services.common.registry import Registry, VersionRef
+from services.common.settings import default_threads
 from services.common.tasks import TASKS, Task, load_object
 
 log = logging.getLogger("loopline.bootstrap")
@@ -25,40 +28,96 @@ def tiny_models() -> dict[str, Task]:
 
 
 def bootstrap_tiny(registry: Registry, if_empty: bool = False, show_progress: bool = True,
-                   only: tuple[str, ...] = ()) -> list[VersionRef]:
+                   only: tuple[str, ...] = (), jobs: int | None = None) -> list[VersionRef]:
     """Train every tiny model on its world and register it as a new version with alias
     production; held-out scores go into the manifest's metrics.
 
     With ``if_empty`` only models the registry does not hold yet are built; with ``only``, only
-    the models named. Training uses ``LOOPLINE_FINETUNE_NUM_THREADS`` threads (default: the
-    cores the process may use, a container's CPU limit included).
+    the models named. ``jobs`` models train at once, each in a process of its own (default: the
+    cores the process may use, a container's CPU limit included; 1 trains them one after the
+    other in this process). A builder's result does not depend on it: each builder fixes its own
+    thread count (the QA and VQA builders train on one), so a model is the same file either way.
+    Training uses ``LOOPLINE_FINETUNE_NUM_THREADS`` threads where a builder does not fix them.
+    Models are registered in the table's order; when one fails, the ones before it stay registered.
     """
     unknown = sorted(set(only) - set(tiny_models()))
     if unknown:
         raise ValueError(f"no tiny model named {', '.join(unknown)}; the tiny models are {', '.join(tiny_models())}")
-    _training_threads()
-    made = []
-    for name, task in tiny_models().items():
-        if (if_empty and registry.versions(name)) or (only and name not in only):
-            continue
-        metrics: dict[str, Any] = {}
-        seed = task.tiny_models[name].get("seed", 0)
+    todo = [name for name in tiny_models()
+            if not (if_empty and registry.versions(name)) and not (only and name not in only)]
+    jobs = min(len(todo), jobs if jobs is not None else default_threads())
+    if jobs < 1 and todo:
+        raise ValueError(f"jobs must be at least 1, not {jobs}")
+    if jobs <= 1:
+        _training_threads()
+        return [_register(registry, name, _build_here(name, show_progress), show_progress) for name in todo]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn: a fresh interpreter per worker, never a fork of a process whose torch threads run
+    with tempfile.TemporaryDirectory(prefix="loopline-bootstrap-") as tmp, \
+            ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {name: pool.submit(_build_into, name, str(Path(tmp) / name), show_progress) for name in todo}
+        made = []
+        for name, future in futures.items():
+            try:
+                built = future.result()
+            except BaseException:
+                for other in futures.values():
+                    other.cancel()
+                raise
+            made.append(_register(registry, name, built, show_progress))
+        return made
+
+
+def _build_here(name: str, show_progress: bool) -> Built:
+    """Build ``name`` in this process, writing straight into the version being created."""
+    def write(out: Path) -> dict[str, Any]:
         with _progress_for(name, show_progress) as progress:
-            ref = registry.create_version(
-                name, task=task.name, framework=task.framework, kind="full",
-                write=lambda out, n=name, t=task, p=progress, m=metrics: m.update(t.build_tiny(n, out, progress=p) or {}),
-                lineage={"job": "bootstrap-tiny"},
-                extra={"source": "tiny-offline",
-                       **({"world": {"name": task.world, "seed": seed, "doc": "docs/world.md"}} if task.world else {})})
-        registry.update_metrics(name, ref.version, metrics)
-        registry.promote(name, ref.version, "production", actor="bootstrap", reason="tiny offline build")
-        log.info("registered %s v%d: %s", name, ref.version, headline(metrics))
-        if show_progress:
-            _console().print(f"[bold]{name}[/bold] v{ref.version}: {headline(metrics)}")
-            for line in generalisation_lines(metrics):
-                _console().print(line, highlight=False, soft_wrap=True)
-        made.append(ref)
-    return made
+            return dict(tiny_models()[name].build_tiny(name, out, progress=progress) or {})
+
+    return write
+
+
+def _build_into(name: str, out: str, show_progress: bool) -> tuple[str, dict[str, Any]]:
+    """A worker: build ``name`` into ``out``; returns the folder and the held-out scores."""
+    logging.basicConfig(level=logging.WARNING)
+    _training_threads()
+    progress = _line_progress(name, _console()) if show_progress else None  # lines from each worker, no bars
+    Path(out).mkdir(parents=True)
+    return out, dict(tiny_models()[name].build_tiny(name, Path(out), progress=progress) or {})
+
+
+# how a model reaches the registry: a writer that builds into the version's folder and returns
+# its scores, or a folder a worker built and its scores
+Built = Callable[[Path], dict[str, Any]] | tuple[str, dict[str, Any]]
+
+
+def _register(registry: Registry, name: str, built: Built, show_progress: bool) -> VersionRef:
+    task = tiny_models()[name]
+    seed = task.tiny_models[name].get("seed", 0)
+    metrics: dict[str, Any] = {}
+
+    def write(out: Path) -> None:
+        if callable(built):
+            metrics.update(built(out))
+            return
+        folder, scores = built
+        shutil.copytree(folder, out, dirs_exist_ok=True)
+        metrics.update(scores)
+
+    ref = registry.create_version(
+        name, task=task.name, framework=task.framework, kind="full", write=write, lineage={"job": "bootstrap-tiny"},
+        extra={"source": "tiny-offline",
+               **({"world": {"name": task.world, "seed": seed, "doc": "docs/world.md"}} if task.world else {})})
+    registry.update_metrics(name, ref.version, metrics)
+    registry.promote(name, ref.version, "production", actor="bootstrap", reason="tiny offline build")
+    log.info("registered %s v%d: %s", name, ref.version, headline(metrics))
+    if show_progress:
+        _console().print(f"[bold]{name}[/bold] v{ref.version}: {headline(metrics)}")
+        for line in generalisation_lines(metrics):
+            _console().print(line, highlight=False, soft_wrap=True)
+    return ref
 
 
 def _training_threads() -> None:

@@ -29,3 +29,32 @@ def test_the_cli_names_the_tiny_models_on_a_typo(tmp_path) -> None:
     assert "no tiny model named qa-extractiv" in done.stderr + done.stdout
     for name in tiny_models():
         assert name in done.stderr + done.stdout
+
+
+def _weights(root: Path, model: str) -> dict[str, str]:
+    manifest = Registry(root).manifest(model, Registry(root).versions(model)[-1])
+    return {name: digest for name, digest in manifest["files"].items() if name.endswith(".safetensors")}
+
+
+def test_models_built_in_worker_processes_are_the_ones_built_in_process(tmp_path, tiny_registry_template) -> None:
+    """``jobs`` > 1 trains each model in a process of its own; the files are the same as when
+    they are built one after the other here (each builder fixes its thread count), and each
+    model is registered as production with its held-out scores."""
+    styles = tuple(name for name, task in tiny_models().items() if task.model_prefix)[:2]
+    assert len(styles) == 2, "the test needs two cheap models (the style family's)"
+    parallel, serial = Registry(tmp_path / "parallel"), Registry(tmp_path / "serial")
+    made = bootstrap_tiny(parallel, only=styles, jobs=2, show_progress=False)
+    assert [ref.model for ref in made] == list(styles)
+    bootstrap_tiny(serial, only=styles[-1:], jobs=1, show_progress=False)  # one is enough to compare
+    assert _weights(tmp_path / "parallel", styles[-1]) == _weights(tmp_path / "serial", styles[-1])
+    for name in styles:
+        assert parallel.resolve(name, "production") == 1
+        assert parallel.manifest(name, 1)["metrics"]["heldout"], name
+        # the session's tiny registry (built by the default, all models at once) holds the same files
+        assert _weights(tmp_path / "parallel", name) == _weights(tiny_registry_template, name), name
+    assert bootstrap_tiny(parallel, if_empty=True, only=styles, jobs=2, show_progress=False) == []
+
+
+def test_jobs_must_be_positive(tmp_path) -> None:
+    with pytest.raises(ValueError, match="jobs must be at least 1"):
+        bootstrap_tiny(Registry(tmp_path / "registry"), only=("qa-extractive",), jobs=0, show_progress=False)
