@@ -4,7 +4,10 @@ the second renderer, the calibration bins, confidence on images with no shape, a
 and CPU time. Also probes the saved model on more blank canvases than the manifest's 40 (both
 renderers, every question kind), so a change to the recipe can be judged before and after.
 
-    nice -n 10 python scripts/vqa_build_report.py [OUT_DIR]      (default: a temporary folder)
+    nice -n 10 python scripts/vqa_build_report.py [OUT_DIR [NAME=VALUE ...]]
+
+OUT_DIR defaults to a temporary folder; NAME=VALUE pairs override ``build_tiny``'s keyword
+arguments (numbers), e.g. ``blank_weight=0.2``.
 """
 
 from __future__ import annotations
@@ -67,13 +70,14 @@ def main() -> None:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="vqa-build-"))
     out.mkdir(parents=True, exist_ok=True)
     wall, cpu = time.monotonic(), _cpu_seconds()
-    metrics = build_tiny(out, seed=0)
+    overrides = {k: float(v) if "." in v else int(v) for k, v in (a.split("=", 1) for a in sys.argv[2:])}
+    metrics = build_tiny(out, seed=0, **overrides)
     timing = {"wall_seconds": round(time.monotonic() - wall, 1), "cpu_seconds": round(_cpu_seconds() - cpu, 1)}
     with open("/proc/loadavg") as fh:
         timing["load_average_after"] = fh.read().split()[:3]
     report = {"heldout": metrics["heldout"], "second_renderer": metrics["second_renderer"],
               "calibration": metrics["calibration"], "no_shape": metrics["no_shape"], "build": timing,
-              "no_shape_probe": blank_probe(out), "model_dir": str(out)}
+              "no_shape_probe": blank_probe(out), "model_dir": str(out), "overrides": overrides}
     sure = [r for r in metrics["calibration"] if r["confidence"] == "0.90-1.00"]
     report["sure_right"] = sure[0]["accuracy"] if sure else None
     report["probe_mean_confidence_colour_shape"] = round(statistics.fmean(
