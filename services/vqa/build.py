@@ -219,7 +219,8 @@ def patch_targets(scene: Any, side: int, grid: int) -> tuple[Any, Any]:
 
 def build_tiny(out_dir: Path, seed: int = 0, steps: int = 720, warm_steps: int = 540, scenes_per_batch: int = 32,
                train_scenes: int = 8000, heldout_examples: int = 600, lr: float = 3e-3, threads: int | None = 1,
-               progress: Progress | None = None, blank_share: float = 0.05, blank_weight: float = 1.0) -> dict[str, Any]:
+               progress: Progress | None = None, blank_steps: int = 80, blank_batch: int = 8, blank_lr: float = 0.1,
+               blank_weight: float = 1.0, blank_scenes: int = 400) -> dict[str, Any]:
     """Train the world BLIP on the shapes world on ``threads`` torch threads (restored afterwards;
     None keeps the caller's); see :func:`_build_tiny`. One thread, as the QA build: the ops of a
     width-128 model gain little from a second thread, the result is the same on every machine
@@ -229,12 +230,13 @@ def build_tiny(out_dir: Path, seed: int = 0, steps: int = 720, warm_steps: int =
 
     with torch_threads(threads):
         return _build_tiny(out_dir, seed, steps, warm_steps, scenes_per_batch, train_scenes, heldout_examples, lr,
-                           progress, blank_share, blank_weight)
+                           progress, blank_steps, blank_batch, blank_lr, blank_weight, blank_scenes)
 
 
 def _build_tiny(out_dir: Path, seed: int, steps: int, warm_steps: int, scenes_per_batch: int,
                 train_scenes: int, heldout_examples: int, lr: float,
-                progress: Progress | None, blank_share: float, blank_weight: float) -> dict[str, Any]:
+                progress: Progress | None, blank_steps: int, blank_batch: int, blank_lr: float,
+                blank_weight: float, blank_scenes: int) -> dict[str, Any]:
     """Train the world BLIP on the shapes world; write it to ``out_dir``; return its scores.
 
     Two phases: ``warm_steps`` train the vision encoder alone on what each scene holds, through
@@ -248,15 +250,15 @@ def _build_tiny(out_dir: Path, seed: int, steps: int, warm_steps: int, scenes_pe
     question at chance for hundreds of steps. Matrix products run in bfloat16 (CPU autocast);
     the weights, the losses and the saved model stay float32.
 
-    Outlier exposure (Hendrycks et al. 2019) teaches it to be unsure on a canvas with no shape:
-    every batch gets ``blank_share`` x its size more scenes holding no shape, drawn from a pool of
-    ``blank_share`` x ``train_scenes`` by a random stream of their own, so the shape scenes and
-    their order are those of a build without them. There "how many" is "zero" and "is there" is
-    "no"; a colour or shape question, which has no right answer, is trained towards the uniform
-    distribution over the colour (or shape) words at the answer's first token; each such question
-    weighs ``blank_weight`` answer tokens in the batch's mean answer loss (heavier, and the model
-    grew unsure of the colour of real shapes too). Without them the model had never seen an empty
-    scene and named a colour there with confidence 0.86.
+    Then outlier exposure (Hendrycks et al. 2019, fine-tuning as the paper does) teaches it to be
+    unsure on a canvas with no shape: ``blank_steps`` more steps at ``blank_lr`` x ``lr`` whose
+    batches hold ``blank_batch`` scenes with no shape (from a pool of ``blank_scenes`` drawn by a
+    random stream of their own) next to the usual shape scenes; the steps before are exactly those
+    of a build without them. There "how many" is "zero" and "is there" is "no"; a colour or shape
+    question, which has no right answer, is trained towards the uniform distribution over the
+    colour (or shape) words at the answer's first token, each such question weighing
+    ``blank_weight`` answer tokens in the batch's mean answer loss. Without them the model had
+    never seen an empty scene and named a colour there with confidence 0.86.
     """
     import numpy as np
     import torch
@@ -282,7 +284,7 @@ def _build_tiny(out_dir: Path, seed: int, steps: int, warm_steps: int, scenes_pe
               for _ in range(train_scenes)]
     questions = [shapes.questions_for(sc, rng, both_exists=True) for sc in scenes]
     blank_rng = random.Random(seed + 1)
-    blanks = [shapes.blank_scene(blank_rng) for _ in range(round(train_scenes * blank_share))]
+    blanks = [shapes.blank_scene(blank_rng) for _ in range(blank_scenes if blank_steps else 0)]
     scenes += blanks
     questions += [[*shapes.questions_for(sc, blank_rng),
                    shapes.Example(sc, blank_rng.choice(shapes.COLOR_QUESTIONS), "", "color"),
@@ -388,17 +390,19 @@ def _build_tiny(out_dir: Path, seed: int, steps: int, warm_steps: int, scenes_pe
     params = [p for p in model.parameters() if p.requires_grad] + list(scene_head.parameters()) + \
         list(patch_head.parameters())
     total = warm_steps + steps
+    tail = total + blank_steps
     optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, fused=True)  # one kernel, not one per tensor
     warmup = max(1, total // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
+        optimiser, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))
+        if s < total else blank_lr)
     model.train()
     loss_avg = None
-    for step in range(1, total + 1):
+    for step in range(1, tail + 1):
         size = scenes_per_batch if step > warm_steps else 64
         picked = rng.sample(range(train_scenes), min(train_scenes, size))
-        if blanks:
-            picked += blank_rng.sample(range(train_scenes, len(scenes)), min(len(blanks), math.ceil(size * blank_share)))
+        if step > total:
+            picked += blank_rng.sample(range(train_scenes, len(scenes)), min(len(blanks), blank_batch))
         idx = torch.tensor(picked)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             embeds = model.vision_model(pixel_values=pixels[idx])[0]
@@ -423,8 +427,9 @@ def _build_tiny(out_dir: Path, seed: int, steps: int, warm_steps: int, scenes_pe
         clipped_step(loss, params, optimiser, schedule)
         value = float(loss.detach())
         loss_avg = value if loss_avg is None or step == warm_steps + 1 else 0.95 * loss_avg + 0.05 * value
-        if progress and (step % 50 == 0 or step == total):
-            progress("vision" if step <= warm_steps else "answer", step, total, {"loss": round(loss_avg, 4)})
+        if progress and (step % 50 == 0 or step == tail):
+            phase = "vision" if step <= warm_steps else "answer" if step <= total else "blank"
+            progress(phase, step, tail, {"loss": round(loss_avg, 4)})
     for hook in hooks:
         hook.remove()
     model.eval()
@@ -434,7 +439,7 @@ def _build_tiny(out_dir: Path, seed: int, steps: int, warm_steps: int, scenes_pe
     metrics = score(got, held)
     metrics.update(evaluate_redrawn(model, processor, got, held))
     metrics["train_seconds"] = round(time.monotonic() - started, 1)
-    metrics["steps"] = {"vision": warm_steps, "answer": steps}
+    metrics["steps"] = {"vision": warm_steps, "answer": steps, "blank": blank_steps}
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return metrics
