@@ -99,6 +99,13 @@ def pixel_batch(processor: Any, images: list[Any]) -> Any:
 def _loss(model: Any, pixels: Any, q_ids: Any, q_mask: Any, a_ids: Any, a_mask: Any,
           image_embeds: Any = None) -> Any:
     """The answer loss as ``generate`` decodes: the decoder sees every question position (pads too)."""
+    return _answer_output(model, pixels, q_ids, q_mask, a_ids, a_mask, a_ids.masked_fill(a_mask == 0, -100),
+                          image_embeds).loss
+
+
+def _answer_output(model: Any, pixels: Any, q_ids: Any, q_mask: Any, a_ids: Any, a_mask: Any, labels: Any,
+                   image_embeds: Any = None) -> Any:
+    """The answer decoder's output (``loss`` over ``labels``, -100 where none; ``logits``)."""
     import torch
 
     if image_embeds is None:
@@ -106,16 +113,15 @@ def _loss(model: Any, pixels: Any, q_ids: Any, q_mask: Any, a_ids: Any, a_mask: 
     image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long)
     question = model.text_encoder(input_ids=q_ids, attention_mask=q_mask, encoder_hidden_states=image_embeds,
                                   encoder_attention_mask=image_mask)[0]
-    labels = a_ids.masked_fill(a_mask == 0, -100)
-    out = model.text_decoder(input_ids=a_ids, attention_mask=a_mask, encoder_hidden_states=question,
-                             encoder_attention_mask=torch.ones(question.shape[:-1], dtype=torch.long),
-                             labels=labels, reduction="mean")
-    return out.loss
+    return model.text_decoder(input_ids=a_ids, attention_mask=a_mask, encoder_hidden_states=question,
+                              encoder_attention_mask=torch.ones(question.shape[:-1], dtype=torch.long),
+                              labels=labels, reduction="mean")
 
 
 def scene_targets(scene: Any) -> tuple[int, int, list[float]]:
-    """Auxiliary targets of a scene for the vision encoder: count class, the shape of a
-    one-shape scene (-100 otherwise), colour x shape presence."""
+    """Auxiliary targets of a scene for the vision encoder: count class (-100 for a blank scene:
+    the count head has one class per count from one), the shape of a one-shape scene (-100
+    otherwise), colour x shape presence."""
     from services.vqa.world import shapes
 
     single = shapes.SHAPES.index(scene.items[0].shape) if len(scene.items) == 1 else -100
@@ -123,7 +129,7 @@ def scene_targets(scene: Any) -> tuple[int, int, list[float]]:
     for it in scene.items:
         if it.color in shapes.COLORS:
             present[list(shapes.COLORS).index(it.color) * len(shapes.SHAPES) + shapes.SHAPES.index(it.shape)] = 1.0
-    return len(scene.items) - 1, single, present
+    return len(scene.items) - 1 if scene.items else -100, single, present
 
 
 def answer(model: Any, processor: Any, pixels: Any, questions: list[str], batch_size: int = 64) -> list[tuple[str, float]]:
@@ -213,7 +219,8 @@ def patch_targets(scene: Any, side: int, grid: int) -> tuple[Any, Any]:
 
 def build_tiny(out_dir: Path, seed: int = 0, steps: int = 720, warm_steps: int = 540, scenes_per_batch: int = 32,
                train_scenes: int = 8000, heldout_examples: int = 600, lr: float = 3e-3, threads: int | None = 1,
-               progress: Progress | None = None) -> dict[str, Any]:
+               progress: Progress | None = None, blank_steps: int = 80, blank_batch: int = 8, blank_lr: float = 0.1,
+               blank_weight: float = 1.0, blank_scenes: int = 400) -> dict[str, Any]:
     """Train the world BLIP on the shapes world on ``threads`` torch threads (restored afterwards;
     None keeps the caller's); see :func:`_build_tiny`. One thread, as the QA build: the ops of a
     width-128 model gain little from a second thread, the result is the same on every machine
@@ -223,12 +230,13 @@ def build_tiny(out_dir: Path, seed: int = 0, steps: int = 720, warm_steps: int =
 
     with torch_threads(threads):
         return _build_tiny(out_dir, seed, steps, warm_steps, scenes_per_batch, train_scenes, heldout_examples, lr,
-                           progress)
+                           progress, blank_steps, blank_batch, blank_lr, blank_weight, blank_scenes)
 
 
 def _build_tiny(out_dir: Path, seed: int, steps: int, warm_steps: int, scenes_per_batch: int,
                 train_scenes: int, heldout_examples: int, lr: float,
-                progress: Progress | None) -> dict[str, Any]:
+                progress: Progress | None, blank_steps: int, blank_batch: int, blank_lr: float,
+                blank_weight: float, blank_scenes: int) -> dict[str, Any]:
     """Train the world BLIP on the shapes world; write it to ``out_dir``; return its scores.
 
     Two phases: ``warm_steps`` train the vision encoder alone on what each scene holds, through
@@ -241,6 +249,16 @@ def _build_tiny(out_dir: Path, seed: int, steps: int, warm_steps: int, scenes_pe
     head to read the colour word there). Without that hint the answer loss alone leaves the
     question at chance for hundreds of steps. Matrix products run in bfloat16 (CPU autocast);
     the weights, the losses and the saved model stay float32.
+
+    Then outlier exposure (Hendrycks et al. 2019, fine-tuning as the paper does) teaches it to be
+    unsure on a canvas with no shape: ``blank_steps`` more steps at ``blank_lr`` x ``lr`` whose
+    batches hold ``blank_batch`` scenes with no shape (from a pool of ``blank_scenes`` drawn by a
+    random stream of their own) next to the usual shape scenes; the steps before are exactly those
+    of a build without them. There "how many" is "zero" and "is there" is "no"; a colour or shape
+    question, which has no right answer, is trained towards the uniform distribution over the
+    colour (or shape) words at the answer's first token, each such question weighing
+    ``blank_weight`` answer tokens in the batch's mean answer loss. Without them the model had
+    never seen an empty scene and named a colour there with confidence 0.86.
     """
     import numpy as np
     import torch
@@ -265,6 +283,12 @@ def _build_tiny(out_dir: Path, seed: int, steps: int, warm_steps: int, scenes_pe
     scenes = [shapes.sample_scene(rng, 1 if rng.random() < 0.4 else rng.randint(2, shapes.MAX_SHAPES))
               for _ in range(train_scenes)]
     questions = [shapes.questions_for(sc, rng, both_exists=True) for sc in scenes]
+    blank_rng = random.Random(seed + 1)
+    blanks = [shapes.blank_scene(blank_rng) for _ in range(blank_scenes if blank_steps else 0)]
+    scenes += blanks
+    questions += [[*shapes.questions_for(sc, blank_rng),
+                   shapes.Example(sc, blank_rng.choice(shapes.COLOR_QUESTIONS), "", "color"),
+                   shapes.Example(sc, blank_rng.choice(shapes.SHAPE_QUESTIONS), "", "shape")] for sc in blanks]
     pixels = pixel_batch(processor, [shapes.render(sc, side) for sc in scenes])
     targets = [scene_targets(sc) for sc in scenes]
     counts = torch.tensor([t[0] for t in targets])
@@ -292,7 +316,7 @@ def _build_tiny(out_dir: Path, seed: int, steps: int, warm_steps: int, scenes_pe
 
     def aux_loss(embeds: Any, idx: Any) -> Any:
         logits = scene_head(embeds[:, 1:].mean(1))
-        loss = F.cross_entropy(logits[:, :n_count], counts[idx])
+        loss = F.cross_entropy(logits[:, :n_count], counts[idx], ignore_index=-100)
         if bool((single[idx] >= 0).any()):
             loss = loss + F.cross_entropy(logits[:, n_count:n_count + n_shape], single[idx], ignore_index=-100)
         loss = loss + 4 * F.binary_cross_entropy_with_logits(logits[:, n_count + n_shape:], present[idx])
@@ -328,6 +352,13 @@ def _build_tiny(out_dir: Path, seed: int, steps: int, warm_steps: int, scenes_pe
             ids = q_all["input_ids"][r].tolist()
             at = int(last_word[r])
             ask_pair[r] = colour_ids[ids[at - 1]] * n_shape + shape_ids[ids[at]] + 1
+    # a colour or shape question about a blank scene (no answer): its target is uniform over the
+    # colour words (row 0) or the shape words (row 1)
+    unsure = torch.tensor([("color", "shape").index(ex.kind) if not ex.scene.items and ex.kind in ("color", "shape")
+                           else -1 for ex in flat])
+    uniform = torch.zeros(2, len(tok))
+    for row, words in enumerate((shapes.COLORS, shapes.SHAPES)):
+        uniform[row, tok.convert_tokens_to_ids(list(words))] = 1 / len(words)
     attention: dict[str, Any] = {}
     layer, reader = model.text_encoder.encoder.layer[0], model.text_decoder.bert.encoder.layer[0]
     hooks = [layer.crossattention.self.register_forward_hook(lambda m, i, o: attention.__setitem__("cross", o[1])),
@@ -359,14 +390,20 @@ def _build_tiny(out_dir: Path, seed: int, steps: int, warm_steps: int, scenes_pe
     params = [p for p in model.parameters() if p.requires_grad] + list(scene_head.parameters()) + \
         list(patch_head.parameters())
     total = warm_steps + steps
+    tail = total + blank_steps
     optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, fused=True)  # one kernel, not one per tensor
     warmup = max(1, total // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
+        optimiser, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))
+        if s < total else blank_lr)
     model.train()
     loss_avg = None
-    for step in range(1, total + 1):
-        idx = torch.tensor(rng.sample(range(len(scenes)), min(len(scenes), scenes_per_batch if step > warm_steps else 64)))
+    for step in range(1, tail + 1):
+        size = scenes_per_batch if step > warm_steps else 64
+        picked = rng.sample(range(train_scenes), min(train_scenes, size))
+        if step > total:
+            picked += blank_rng.sample(range(train_scenes, len(scenes)), min(len(blanks), blank_batch))
+        idx = torch.tensor(picked)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             embeds = model.vision_model(pixel_values=pixels[idx])[0]
         loss = aux_loss(embeds.float(), idx)
@@ -375,16 +412,24 @@ def _build_tiny(out_dir: Path, seed: int, steps: int, warm_steps: int, scenes_pe
             pick = torch.tensor([k for _, k in rows])
             qw = int(q_all["attention_mask"][pick].sum(dim=1).max())
             aw = int(a_all["attention_mask"][pick].sum(dim=1).max())
+            a_ids, a_mask, no_answer = a_all["input_ids"][pick, :aw], a_all["attention_mask"][pick, :aw], unsure[pick]
+            labels = a_ids.masked_fill((a_mask == 0) | (no_answer >= 0)[:, None], -100)
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                answer_loss = _loss(model, None, q_all["input_ids"][pick, :qw], q_all["attention_mask"][pick, :qw],
-                                    a_all["input_ids"][pick, :aw], a_all["attention_mask"][pick, :aw],
-                                    image_embeds=embeds[torch.tensor([j for j, _ in rows])])
-            loss = answer_loss.float() + 0.5 * loss + look_loss(pick)
+                out = _answer_output(model, None, q_all["input_ids"][pick, :qw], q_all["attention_mask"][pick, :qw],
+                                     a_ids, a_mask, labels, image_embeds=embeds[torch.tensor([j for j, _ in rows])])
+            answer_loss = out.loss.float()
+            blank = (no_answer >= 0).nonzero().flatten()
+            if len(blank):  # one mean over the answer tokens and the blank questions (each weighing blank_weight)
+                tokens = int((labels[:, 1:] != -100).sum())
+                unsure_loss = soft_ce(out.logits[blank, 0].float(), uniform[no_answer[blank]]) * len(blank)
+                answer_loss = (answer_loss * tokens + blank_weight * unsure_loss) / (tokens + blank_weight * len(blank))
+            loss = answer_loss + 0.5 * loss + look_loss(pick)
         clipped_step(loss, params, optimiser, schedule)
         value = float(loss.detach())
         loss_avg = value if loss_avg is None or step == warm_steps + 1 else 0.95 * loss_avg + 0.05 * value
-        if progress and (step % 50 == 0 or step == total):
-            progress("vision" if step <= warm_steps else "answer", step, total, {"loss": round(loss_avg, 4)})
+        if progress and (step % 50 == 0 or step == tail):
+            phase = "vision" if step <= warm_steps else "answer" if step <= total else "blank"
+            progress(phase, step, tail, {"loss": round(loss_avg, 4)})
     for hook in hooks:
         hook.remove()
     model.eval()
@@ -394,7 +439,7 @@ def _build_tiny(out_dir: Path, seed: int, steps: int, warm_steps: int, scenes_pe
     metrics = score(got, held)
     metrics.update(evaluate_redrawn(model, processor, got, held))
     metrics["train_seconds"] = round(time.monotonic() - started, 1)
-    metrics["steps"] = {"vision": warm_steps, "answer": steps}
+    metrics["steps"] = {"vision": warm_steps, "answer": steps, "blank": blank_steps}
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return metrics

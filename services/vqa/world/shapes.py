@@ -10,6 +10,9 @@ its input causes). Questions, each with close paraphrases:
 * count: ``how many shapes are there?`` -> ``one`` ... ``four``
 * existence: ``is there a red circle?`` -> ``yes`` / ``no``
 
+``blank_scene`` draws the background alone: there, "how many" is ``zero``, "is there" is ``no``,
+and colour and shape questions have no right answer (the VQA build teaches it to be unsure).
+
 Everything is a pure function of a seed. ``DRIFT_COLORS`` are colours the base model never
 sees (their words are in the tokenizer): the drift scenario's shifted traffic.
 """
@@ -88,11 +91,20 @@ def sample_scene(rng: random.Random, n: int | None = None, colors: dict[str, tup
             continue
         color = force_color if force_color and not items else rng.choice(list(palette))
         items.append(Item(color, rng.choice(SHAPES), box))
+    return _on_backdrop(tuple(items), rng)
+
+
+def blank_scene(rng: random.Random) -> Scene:
+    """A scene with no shape: the background, noise and canvas of :func:`sample_scene` alone."""
+    return _on_backdrop((), rng)
+
+
+def _on_backdrop(items: tuple[Item, ...], rng: random.Random) -> Scene:
     grey = rng.randint(200, 255)
     background = tuple(max(0, min(255, grey + rng.randint(-12, 12))) for _ in range(3))
     noise = 0.0 if rng.random() < 0.5 else rng.uniform(4.0, 16.0)
     canvas = (rng.randint(64, 160), rng.randint(64, 160))
-    return Scene(tuple(items), background, noise, canvas, rng.randrange(2**31))  # type: ignore[arg-type]
+    return Scene(items, background, noise, canvas, rng.randrange(2**31))  # type: ignore[arg-type]
 
 
 def render(scene: Scene, side: int | None = None) -> Any:
@@ -134,8 +146,8 @@ def questions_for(scene: Scene, rng: random.Random, both_exists: bool = False) -
         out.append(Example(scene, rng.choice(SHAPE_QUESTIONS), it.shape, "shape"))
     out.append(Example(scene, rng.choice(COUNT_QUESTIONS), NUMBERS[len(scene.items)], "count"))
     present = {(it.color, it.shape) for it in scene.items}
-    first_yes = rng.random() < 0.5
-    for yes in ((True, False) if both_exists else (first_yes,)):
+    first_yes = rng.random() < 0.5 and bool(present)
+    for yes in ((True, False) if both_exists and present else (first_yes,)):
         if yes:
             color, shape = rng.choice(sorted(present))
         else:
