@@ -7,6 +7,7 @@ reproducible, unlike a zipped ``.keras`` file that stamps the save time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -126,13 +127,22 @@ def build_tiny(out_dir: Path, style: str, seed: int = 0, steps: int = 160, batch
                progress: Callable[[str, int, int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train a small TransformerNet for a world style (:mod:`services.style.world.styles`) with the
     offline random-feature loss network; write it to ``out_dir``; return held-out losses of
-    the trained network and of the same network before training."""
+    the trained network and of the same network before training.
+
+    TensorFlow runs on one intra-op thread where this process has not started TensorFlow yet
+    (the bootstrap's worker processes, a fresh ``loopline models bootstrap``): float sums depend
+    on how work is split between threads, so the weights are then the same on every machine of
+    a kind, whatever its core count or load; a process whose TensorFlow already runs keeps its
+    thread count."""
     import keras
     import numpy as np
     import tensorflow as tf
 
     from services.style.world import styles
 
+    with contextlib.suppress(RuntimeError):  # RuntimeError: TensorFlow already initialised here
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     started = time.monotonic()
     keras.utils.set_random_seed(seed)
     style_pixels = np.asarray(styles.style_image(style, side * 2, seed=0), dtype=np.float32)
