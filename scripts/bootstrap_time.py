@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -23,18 +22,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                flags = Path("/proc/cpuinfo").read_text()
-                kind = "AMX" if "amx_tile" in flags else "AVX512_BF16" if "avx512_bf16" in flags else "no bf16"
-                return f"{line.split(':', 1)[1].strip()} ({kind})"
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from services.common.torch_shared import cpu_kind  # noqa: E402  (after the checkout is on the path)
 
 
 def weights(registry: Path) -> dict[str, dict[str, str]]:
@@ -68,7 +58,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, nargs="+", default=[2, 1], help="the --jobs values to time, in order")
     parser.add_argument("--out", type=Path, help="also write the report here as JSON")
     args = parser.parse_args()
-    report = {"cpu": cpu_model(), "cores": len(os.sched_getaffinity(0)), "runs": [run(j) for j in args.jobs]}
+    report = {"cpu": cpu_kind().kind, "cores": len(os.sched_getaffinity(0)), "runs": [run(j) for j in args.jobs]}
     first = report["runs"][0]["weights"]
     report["same_weights"] = all(r["weights"] == first for r in report["runs"])
     print(f"CPU: {report['cpu']}, {report['cores']} cores")

@@ -36,7 +36,7 @@ def bootstrap_tiny(registry: Registry, if_empty: bool = False, show_progress: bo
     the models named. ``jobs`` models train at once, each in a process of its own (default: the
     cores the process may use, a container's CPU limit included; 1 trains them one after the
     other in this process). A builder's result does not depend on it: each builder fixes its own
-    thread count (the QA and VQA builders train on one), so a model is the same file either way.
+    thread count (one: torch's, and TensorFlow's for the styles), so a model is the same file either way.
     Training uses ``LOOPLINE_FINETUNE_NUM_THREADS`` threads where a builder does not fix them.
     Models are registered in the table's order; when one fails, the ones before it stay registered.
     """
@@ -58,20 +58,21 @@ def bootstrap_tiny(registry: Registry, if_empty: bool = False, show_progress: bo
     with tempfile.TemporaryDirectory(prefix="loopline-bootstrap-") as tmp, \
             ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {name: pool.submit(_build_into, name, str(Path(tmp) / name), show_progress) for name in todo}
-        made = []
-        for name, future in futures.items():
-            try:
-                built = future.result()
-            except BaseException:
-                for other in futures.values():
-                    other.cancel()
-                raise
-            made.append(_register(registry, name, built, show_progress))
-        return made
+        try:
+            return [_register(registry, name, _copy_built(future.result()), show_progress)
+                    for name, future in futures.items()]
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # models not started yet are not built
+            raise
 
 
-def _build_here(name: str, show_progress: bool) -> Built:
-    """Build ``name`` in this process, writing straight into the version being created."""
+# how a model reaches the registry: a function that fills the new version's folder and returns
+# the model's held-out scores
+Writer = Callable[[Path], dict[str, Any]]
+
+
+def _build_here(name: str, show_progress: bool) -> Writer:
+    """Build ``name`` in this process, straight into the version being created."""
     def write(out: Path) -> dict[str, Any]:
         with _progress_for(name, show_progress) as progress:
             return dict(tiny_models()[name].build_tiny(name, out, progress=progress) or {})
@@ -88,26 +89,24 @@ def _build_into(name: str, out: str, show_progress: bool) -> tuple[str, dict[str
     return out, dict(tiny_models()[name].build_tiny(name, Path(out), progress=progress) or {})
 
 
-# how a model reaches the registry: a writer that builds into the version's folder and returns
-# its scores, or a folder a worker built and its scores
-Built = Callable[[Path], dict[str, Any]] | tuple[str, dict[str, Any]]
+def _copy_built(built: tuple[str, dict[str, Any]]) -> Writer:
+    """What a worker built: its folder is copied into the version being created."""
+    folder, scores = built
+
+    def write(out: Path) -> dict[str, Any]:
+        shutil.copytree(folder, out, dirs_exist_ok=True)
+        return scores
+
+    return write
 
 
-def _register(registry: Registry, name: str, built: Built, show_progress: bool) -> VersionRef:
+def _register(registry: Registry, name: str, write: Writer, show_progress: bool) -> VersionRef:
     task = tiny_models()[name]
     seed = task.tiny_models[name].get("seed", 0)
     metrics: dict[str, Any] = {}
-
-    def write(out: Path) -> None:
-        if callable(built):
-            metrics.update(built(out))
-            return
-        folder, scores = built
-        shutil.copytree(folder, out, dirs_exist_ok=True)
-        metrics.update(scores)
-
     ref = registry.create_version(
-        name, task=task.name, framework=task.framework, kind="full", write=write, lineage={"job": "bootstrap-tiny"},
+        name, task=task.name, framework=task.framework, kind="full", write=lambda out: metrics.update(write(out)),
+        lineage={"job": "bootstrap-tiny"},
         extra={"source": "tiny-offline",
                **({"world": {"name": task.world, "seed": seed, "doc": "docs/world.md"}} if task.world else {})})
     registry.update_metrics(name, ref.version, metrics)
