@@ -167,14 +167,20 @@ def vqa_anchor_cells(version_dir: Path, settings: Any, workloads: list[Workload]
         examples = blip_examples(parts, tokenizer, runtime.image_side)
         dynamic = {"pixel_values": {0: "batch"}, "input_ids": {0: "batch", 1: "tokens"},
                    "attention_mask": {0: "batch", 1: "tokens"}, "image_embeds": {0: "batch"},
-                   "question_embeds": {0: "batch", 1: "question_tokens"}}
+                   "cross_kv": {2: "batch", 4: "question_tokens"}, "past": {2: "batch", 4: "answer_tokens"},
+                   "logits": {0: "batch"}, "present": {2: "batch", 4: "answer_tokens_1"}}
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         sessions = []
-        for i, (part, example, names) in enumerate(zip(parts, examples, CompiledBlip.INPUTS, strict=True)):
+        for i, (part, example, names, outs) in enumerate(zip(parts, examples, CompiledBlip.INPUTS,
+                                                             CompiledBlip.OUTPUTS, strict=True)):
             path = str(Path(tmp) / f"blip-{i}.onnx")
-            torch.onnx.export(part, example, path, input_names=list(names), output_names=["out"], opset_version=17,
-                              dynamo=False, dynamic_axes={n: dynamic[n] for n in names})
+            if i == 2:  # the decoder: its answer ids are one token, its batch is the cache's third axis
+                dynamic_axes = {"input_ids": {0: "batch"}, **{n: dynamic[n] for n in (*names[1:], *outs)}}
+            else:
+                dynamic_axes = {n: dynamic[n] for n in (*names, *outs)}
+            torch.onnx.export(part, example, path, input_names=list(names), output_names=list(outs), opset_version=17,
+                              dynamo=False, dynamic_axes=dynamic_axes)
             sessions.append(ort.InferenceSession(path, options, providers=["CPUExecutionProvider"]))
     engines.insert(0, ("onnxruntime", CompiledBlip([lambda feed, s=s: s.run(None, feed) for s in sessions], "fp32")))
 

@@ -81,12 +81,34 @@ def fuse_vision_attention(model: Any) -> int:
 
 def blip_parts(model: Any) -> tuple[Any, Any, Any]:
     """BLIP VQA's three networks as torch modules with plain tensor inputs and outputs, what
-    ``BlipForQuestionAnswering.generate`` runs: the vision encoder (pixels -> image embeddings),
-    the question encoder (question ids and mask, image embeddings -> question embeddings) and the
-    answer decoder (answer ids so far, question embeddings -> next-token logits). The decoder
-    recomputes the answer prefix each step instead of keeping a key/value cache: answers are at
-    most ``max_new_tokens`` long, and a step's cost is reading the weights either way."""
+    ``BlipForQuestionAnswering.generate`` runs, with the answer decoder's key/value cache made explicit:
+
+    - the vision encoder: pixels -> image embeddings;
+    - the question encoder: question ids and mask, image embeddings -> the decoder's cross-attention
+      keys and values of the question, ``[layers, 2, batch, heads, question tokens, head width]``
+      (computed once per answer instead of once per step);
+    - one answer decoder step: the newest answer token ``[batch, 1]``, the cross-attention keys and
+      values, and the self-attention keys and values of the tokens before it (``past``,
+      ``[layers, 2, batch, heads, tokens so far, head width]``, zero tokens at the first step) ->
+      the next-token logits and ``past`` with the new token appended.
+
+    Same arithmetic as ``text_decoder``'s cached forward in ``generate`` (eval mode: no dropout; the
+    cross-attention attends to every question position, padding included, as ``generate`` does); a
+    step computes one token and the LM head on one position, where recomputing the whole prefix each
+    step cost 9 % of a batch of 8 answers (docs/performance.md)."""
     import torch
+    import torch.nn.functional as F
+
+    text = model.text_decoder
+    layers = text.bert.encoder.layer
+    heads = text.config.num_attention_heads
+    width = text.config.hidden_size // heads
+
+    def split(x: Any) -> Any:  # [batch, tokens, hidden] -> [batch, heads, tokens, head width]
+        return x.view(x.shape[0], x.shape[1], heads, width).transpose(1, 2)
+
+    def merge(x: Any) -> Any:  # the inverse
+        return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], heads * width)
 
     class Vision(torch.nn.Module):
         def __init__(self) -> None:
@@ -103,23 +125,44 @@ def blip_parts(model: Any) -> tuple[Any, Any, Any]:
 
         def forward(self, input_ids: Any, attention_mask: Any, image_embeds: Any) -> Any:
             image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long)
-            return self.model.text_encoder(input_ids=input_ids, attention_mask=attention_mask,
-                                           encoder_hidden_states=image_embeds, encoder_attention_mask=image_mask,
-                                           return_dict=False)[0]
+            questions = self.model.text_encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                                encoder_hidden_states=image_embeds, encoder_attention_mask=image_mask,
+                                                return_dict=False)[0]
+            return torch.stack([torch.stack([split(layer.crossattention.self.key(questions)),
+                                             split(layer.crossattention.self.value(questions))])
+                                for layer in layers])
 
-    class Decoder(torch.nn.Module):
+    class DecoderStep(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.model = model
 
-        def forward(self, input_ids: Any, question_embeds: Any) -> Any:
-            # generate() attends to every question position, padding included: so does this
-            question_mask = torch.ones(question_embeds.shape[:-1], dtype=torch.long)
-            out = self.model.text_decoder(input_ids=input_ids, encoder_hidden_states=question_embeds,
-                                          encoder_attention_mask=question_mask, use_cache=False, return_dict=True)
-            return out.logits[:, -1, :]
+        def forward(self, input_ids: Any, cross_kv: Any, past: Any) -> tuple[Any, Any]:
+            embeddings = text.bert.embeddings
+            position = embeddings.position_embeddings.weight[past.shape[4]]  # tokens so far
+            hidden = embeddings.LayerNorm(embeddings.word_embeddings(input_ids) + position)
+            present = []
+            for i, layer in enumerate(layers):
+                own = layer.attention.self
+                keys = torch.cat([past[i, 0], split(own.key(hidden))], dim=2)
+                values = torch.cat([past[i, 1], split(own.value(hidden))], dim=2)
+                present.append(torch.stack([keys, values]))
+                # the newest token attends to every earlier one and itself: the causal mask is all ones here
+                context = F.scaled_dot_product_attention(split(own.query(hidden)), keys, values)
+                attended = layer.attention.output(merge(context), hidden)
+                cross = layer.crossattention.self
+                context = F.scaled_dot_product_attention(split(cross.query(attended)), cross_kv[i, 0], cross_kv[i, 1])
+                attended = layer.crossattention.output(merge(context), attended)
+                hidden = layer.output(layer.intermediate(attended), attended)
+            return text.cls(hidden)[:, -1, :], torch.stack(present)
 
-    return Vision().eval(), Question().eval(), Decoder().eval()
+    return Vision().eval(), Question().eval(), DecoderStep().eval()
+
+
+def empty_past(cross_kv: np.ndarray) -> np.ndarray:
+    """The decoder's self-attention cache before the first answer token: no tokens yet."""
+    layers, two, rows, heads, _, width = cross_kv.shape
+    return np.zeros((layers, two, rows, heads, 0, width), dtype=np.float32)
 
 
 def greedy_generate(vision: Any, question: Any, decoder: Any, pixels: np.ndarray, input_ids: np.ndarray,
@@ -129,28 +172,33 @@ def greedy_generate(vision: Any, question: Any, decoder: Any, pixels: np.ndarray
     on three engines that take and return numpy arrays (``blip_parts`` compiled elsewhere): the
     generated ids (an answer that ended is padded) and each step's logits."""
     image = vision({"pixel_values": pixels})[0]
-    questions = question({"input_ids": input_ids, "attention_mask": attention_mask, "image_embeds": image})[0]
+    cross = question({"input_ids": input_ids, "attention_mask": attention_mask, "image_embeds": image})[0]
     rows = pixels.shape[0]
-    ids = np.full((rows, 1), bos, dtype=np.int64)
+    token = np.full((rows, 1), bos, dtype=np.int64)
+    past = empty_past(cross)
     done = np.zeros(rows, dtype=bool)
+    generated: list[np.ndarray] = []
     scores: list[np.ndarray] = []
     for _ in range(max_new_tokens):
-        logits = np.asarray(decoder({"input_ids": ids, "question_embeds": questions})[0], dtype=np.float32)
+        logits, past = decoder({"input_ids": token, "cross_kv": cross, "past": past})[:2]
+        logits = np.asarray(logits, dtype=np.float32)
         scores.append(logits)
-        token = np.where(done, pad, logits.argmax(-1))
-        ids = np.concatenate([ids, token[:, None].astype(np.int64)], axis=1)
-        done |= token == eos
+        chosen = np.where(done, pad, logits.argmax(-1)).astype(np.int64)
+        generated.append(chosen)
+        token = chosen[:, None]
+        done |= chosen == eos
         if done.all():
             break
-    return ids[:, 1:], scores
+    return (np.stack(generated, axis=1) if generated else np.zeros((rows, 0), dtype=np.int64)), scores
 
 
 class CompiledBlip:
     """BLIP's three networks compiled by a runtime (OpenVINO in the service; ONNX Runtime too in the
     bench's anchors), decoded greedily (``greedy_generate``). Each part takes ``{name: array}``
-    with the names in ``INPUTS`` and returns a list of arrays."""
+    with the names in ``INPUTS`` and returns a list of arrays (``OUTPUTS``)."""
 
-    INPUTS = (("pixel_values",), ("input_ids", "attention_mask", "image_embeds"), ("input_ids", "question_embeds"))
+    INPUTS = (("pixel_values",), ("input_ids", "attention_mask", "image_embeds"), ("input_ids", "cross_kv", "past"))
+    OUTPUTS = (("image_embeds",), ("cross_kv",), ("logits", "present"))
 
     def __init__(self, parts: list[Any], precision: str) -> None:
         self.parts = parts
@@ -179,17 +227,20 @@ def greedy_loop_differs(model: Any) -> str | None:
 
 
 def blip_examples(parts: tuple[Any, Any, Any], tokenizer: Any, image_side: int) -> tuple[tuple[Any, ...], ...]:
-    """Example inputs of ``blip_parts``' three networks (batch 2), what tracing exporters need."""
+    """Example inputs of ``blip_parts``' three networks (batch 2, two answer tokens so far), what
+    tracing exporters need."""
     import torch
 
-    vision, question, _ = parts
+    vision, question, decoder = parts
     pixels = torch.zeros(2, 3, image_side, image_side)
     text = tokenizer(["what is it?", "what colour is the big one?"], padding="longest", return_tensors="pt")
+    answer = torch.full((2, 1), 1, dtype=torch.long)
     with torch.no_grad():
         image = vision(pixels)
-        questions = question(text["input_ids"], text["attention_mask"], image)
-    answer = torch.full((2, 3), 1, dtype=torch.long)
-    return (pixels,), (text["input_ids"], text["attention_mask"], image), (answer, questions)
+        cross = question(text["input_ids"], text["attention_mask"], image)
+        _, past = decoder(answer, cross, torch.from_numpy(empty_past(cross.numpy())))
+        _, past = decoder(answer, cross, past)
+    return (pixels,), (text["input_ids"], text["attention_mask"], image), (answer, cross, past)
 
 
 def convert_blip(model: Any, tokenizer: Any, image_side: int, threads: int,
