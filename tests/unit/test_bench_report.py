@@ -199,3 +199,17 @@ def test_bf16_gate_script_finds_the_winning_span_and_its_margin_over_the_runner_
     ends_late = np.array([[9, 9, 9, 5.0, 0.0, 0.0, 0.0, 9]])
     span, _ = module.top_two(runtime, np.array([[9, 9, 9, 0.0, 0.0, 0.0, 4.0, 9]]), ends_late, [0], seq_ids[:1])
     assert span != (0, 6, 3) and span[1] <= span[2] < span[1] + 3
+
+
+def test_open_loop_goal_is_loopline_s_own_a_peer_s_row_is_not_a_goal() -> None:
+    """A peer gets the same offered load (its queueing is its own row in the peer table); only
+    Loopline's open-loop row is judged against Loopline's p50 at c=1 (100 ms here)."""
+    results = _results()
+    base = {"task": "qa", "workload": "w", "rate_rps": 22.4, "capacity_rps": 32.0, "errors": 0}
+    results["open_loop"] = [{**base, "p50_ms": 120.0, "p95_ms": 250.0},
+                            {**base, "p50_ms": 900.0, "p95_ms": 4000.0, "variant": "peer:kserve"}]
+    goals = [g for g in evaluate_goals(results) if "open loop" in g["goal"]]
+    assert len(goals) == 1 and goals[0]["met"] == "yes" and goals[0]["measured"].startswith("250.0 ms")
+    results["open_loop"] = results["open_loop"][1:]  # only a peer's row: Loopline's open loop was not measured
+    goals = [g for g in evaluate_goals(results) if "open loop" in g["goal"]]
+    assert len(goals) == 1 and goals[0]["met"] == "n/a"
