@@ -172,15 +172,11 @@ def vqa_anchor_cells(version_dir: Path, settings: Any, workloads: list[Workload]
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         sessions = []
-        for i, (part, example, names, outs) in enumerate(zip(parts, examples, CompiledBlip.INPUTS,
-                                                             CompiledBlip.OUTPUTS, strict=True)):
+        for i, (part, example, names, outs) in enumerate(zip(parts, examples, CompiledBlip.INPUTS, CompiledBlip.OUTPUTS,
+                                                             strict=True)):
             path = str(Path(tmp) / f"blip-{i}.onnx")
-            if i == 2:  # the decoder: its answer ids are one token, its batch is the cache's third axis
-                dynamic_axes = {"input_ids": {0: "batch"}, **{n: dynamic[n] for n in (*names[1:], *outs)}}
-            else:
-                dynamic_axes = {n: dynamic[n] for n in (*names, *outs)}
             torch.onnx.export(part, example, path, input_names=list(names), output_names=list(outs), opset_version=17,
-                              dynamo=False, dynamic_axes=dynamic_axes)
+                              dynamo=False, dynamic_axes={n: dynamic[n] for n in (*names, *outs)})
             sessions.append(ort.InferenceSession(path, options, providers=["CPUExecutionProvider"]))
     engines.insert(0, ("onnxruntime", CompiledBlip([lambda feed, s=s: s.run(None, feed) for s in sessions], "fp32")))
 

@@ -180,7 +180,7 @@ def greedy_generate(vision: Any, question: Any, decoder: Any, pixels: np.ndarray
     generated: list[np.ndarray] = []
     scores: list[np.ndarray] = []
     for _ in range(max_new_tokens):
-        logits, past = decoder({"input_ids": token, "cross_kv": cross, "past": past})[:2]
+        logits, past = decoder({"input_ids": token, "cross_kv": cross, "past": past})
         logits = np.asarray(logits, dtype=np.float32)
         scores.append(logits)
         chosen = np.where(done, pad, logits.argmax(-1)).astype(np.int64)
@@ -189,7 +189,7 @@ def greedy_generate(vision: Any, question: Any, decoder: Any, pixels: np.ndarray
         done |= chosen == eos
         if done.all():
             break
-    return (np.stack(generated, axis=1) if generated else np.zeros((rows, 0), dtype=np.int64)), scores
+    return np.stack(generated, axis=1), scores  # max_new_tokens >= 1 (the setting's bound)
 
 
 class CompiledBlip:
